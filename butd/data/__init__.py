@@ -1,0 +1,1 @@
+"""Raw VQA files to processed cache to batches."""
