@@ -18,3 +18,74 @@ def golden_dir() -> Path:
             pytrace=False,
         )
     return GOLDEN_DIR
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny synthetic data set, generated and prepared once per test session, and Hydra
+# composition of the real configs around it.
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+
+#: overrides that make `data=synthetic` tiny enough for a test
+TINY_DATA = [
+    "data=synthetic",
+    "data.synthetic.num_train_images=40",
+    "data.synthetic.num_val_images=16",
+    "data.synthetic.questions_per_image=4",
+    "data.synthetic.num_boxes=6",
+    "data.synthetic.feature_dim=32",
+    "data.synthetic.glove_dim=50",
+    "data.emb_dim=50",
+    "data.min_answer_count=2",
+    "data.batch_size=16",
+]
+
+
+def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log_dir: Path | None = None):
+    """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs."""
+    from hydra import compose, initialize_config_dir
+
+    import butd.config  # noqa: F401  (registers resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                *overrides,
+                f"paths.data_dir={data_dir}",
+                f"paths.output_dir={output_dir}",
+                f"paths.log_dir={log_dir or output_dir.parent}",
+            ],
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> Path:
+    """`paths.data_dir` holding the tiny synthetic set, raw files and prepared cache."""
+    from butd.data.config import DataConfig
+    from butd.data.datamodule import ensure_prepared
+
+    data_dir = tmp_path_factory.mktemp("data")
+    cfg = compose_train(TINY_DATA, data_dir=data_dir, output_dir=data_dir / "unused")
+    ensure_prepared(DataConfig.from_dict(cfg.data), progress=False)
+    return data_dir
+
+
+@pytest.fixture()
+def tiny_cfg(tiny_data_dir, tmp_path):
+    """Compose `train` on the tiny set: `tiny_cfg(["model=concat", ...], run="a")`.
+
+    Runs land in `tmp_path/logs/train/runs/<run>`, the layout `paths.log_dir` gives.
+    """
+
+    def make(overrides: list[str] = (), *, run: str = "run"):
+        logs = tmp_path / "logs"
+        return compose_train(
+            [*TINY_DATA, "trainer.accelerator=cpu", "logger=csv", *overrides],
+            data_dir=tiny_data_dir,
+            output_dir=logs / "train" / "runs" / run,
+            log_dir=logs,
+        )
+
+    return make

@@ -174,9 +174,7 @@ def compute_targets(
     return targets
 
 
-def reference_targets(
-    annotations: list[dict], min_count: int
-) -> tuple[list[str], list[dict[str, float]]]:
+def reference_targets(annotations: list[dict], min_count: int) -> tuple[list[str], list[dict[str, float]]]:
     """Answer vocabulary and targets exactly as the reference computes them."""
     answers = answer_vocabulary(annotations, min_count)
     return answers, compute_targets(annotations, answers)

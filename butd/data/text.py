@@ -153,9 +153,7 @@ class Vocabulary:
         return cls(words, unknown_token=unknown_token)
 
 
-def load_glove(
-    path: str | PathLike[str], vocabulary_words: list[str], dim: int
-) -> tuple[np.ndarray, int]:
+def load_glove(path: str | PathLike[str], vocabulary_words: list[str], dim: int) -> tuple[np.ndarray, int]:
     """Embedding rows for ``vocabulary_words`` from a GloVe text file, streamed line by line.
 
     Each line is ``word v1 ... v_dim`` separated by single spaces. Words absent from the
@@ -178,8 +176,7 @@ def load_glove(
                 continue
             if len(parts) != dim + 1:
                 raise ValueError(
-                    f"{path}:{line_no}: expected a word and {dim} values, "
-                    f"got {len(parts) - 1} values"
+                    f"{path}:{line_no}: expected a word and {dim} values, got {len(parts) - 1} values"
                 )
             row = row_of.get(parts[0])
             if row is None:

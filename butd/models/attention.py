@@ -38,9 +38,7 @@ class ConcatAttention(nn.Module):
         q = q.unsqueeze(1).expand(-1, v.size(1), -1)
         return self.linear(self.nonlinear(torch.cat((v, q), dim=2)))
 
-    def forward(
-        self, v: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, v: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return masked_softmax(self.logits(v, q), mask)
 
 
@@ -73,9 +71,7 @@ class ProjectionAttention(nn.Module):
         joint = self.v_proj(v) * self.q_proj(q).unsqueeze(1)
         return self.linear(self.dropout(joint))
 
-    def forward(
-        self, v: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, v: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return masked_softmax(self.logits(v, q), mask)
 
 

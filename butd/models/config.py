@@ -41,9 +41,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(
-                f"unknown model config keys {unknown}; expected a subset of {sorted(known)}"
-            )
+            raise ValueError(f"unknown model config keys {unknown}; expected a subset of {sorted(known)}")
         cfg = cls(**dict(values))
         cfg.validate()
         return cfg
@@ -54,9 +52,7 @@ class ModelConfig:
         for field, valid in choices.items():
             value = getattr(self, field)
             if value not in valid:
-                raise ValueError(
-                    f"model.{field}={value!r} is invalid; expected one of {list(valid)}"
-                )
+                raise ValueError(f"model.{field}={value!r} is invalid; expected one of {list(valid)}")
         for field in ("num_hid", "emb_dim", "classifier_hid_mult"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -86,9 +82,7 @@ def build_model(cfg: ModelConfig, *, ntoken: int, v_dim: int, num_answers: int) 
         dropout=cfg.classifier_dropout,
     )
     if cfg.name == "question_only":
-        return QuestionOnlyModel(
-            w_emb=w_emb, q_encoder=q_encoder, q_net=q_net, classifier=classifier
-        )
+        return QuestionOnlyModel(w_emb=w_emb, q_encoder=q_encoder, q_net=q_net, classifier=classifier)
     attention = build_attention(
         cfg.attention, v_dim, cfg.num_hid, cfg.num_hid, activation=act, dropout=cfg.att_dropout
     )

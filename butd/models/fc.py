@@ -52,8 +52,7 @@ class WeightNormLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}"
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
         )
 
 
@@ -75,9 +74,7 @@ class FCLayer(nn.Module):
     x: [..., in_dim] -> [..., out_dim]
     """
 
-    def __init__(
-        self, in_dim: int, out_dim: int, *, activation: str = "relu", dropout: float = 0.0
-    ) -> None:
+    def __init__(self, in_dim: int, out_dim: int, *, activation: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
         check_activation(activation)
         self.activation = activation

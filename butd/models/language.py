@@ -36,9 +36,7 @@ class WordEmbedding(nn.Module):
         weights = torch.as_tensor(np.asarray(matrix) if not torch.is_tensor(matrix) else matrix)
         expected = (self.ntoken, self.emb_dim)
         if tuple(weights.shape) != expected:
-            raise ValueError(
-                f"embedding matrix has shape {tuple(weights.shape)}, expected {expected}"
-            )
+            raise ValueError(f"embedding matrix has shape {tuple(weights.shape)}, expected {expected}")
         self.emb.weight[: self.ntoken].copy_(weights.to(self.emb.weight))
         self.emb.weight[self.ntoken].zero_()
 

@@ -56,9 +56,7 @@ def _strip_module(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def _require(sd: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
     if key not in sd:
-        raise ValueError(
-            f"reference state dict lacks {key!r}; is it a BUTD (baseline0) checkpoint?"
-        )
+        raise ValueError(f"reference state dict lacks {key!r}; is it a BUTD (baseline0) checkpoint?")
     return sd[key]
 
 

@@ -60,9 +60,7 @@ def test_question_only_ignores_image() -> None:
         torch.testing.assert_close(model(None, q), out)
 
 
-@pytest.mark.parametrize(
-    ("attention", "expected"), [("newatt", 24_851_177), ("concat", 24_850_152)]
-)
+@pytest.mark.parametrize(("attention", "expected"), [("newatt", 24_851_177), ("concat", 24_850_152)])
 def test_parameter_count_at_vqa_v2_size(attention: str, expected: int) -> None:
     cfg = ModelConfig(attention=attention)
     model = build_model(cfg, ntoken=19901, v_dim=2048, num_answers=3129)

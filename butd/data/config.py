@@ -1,0 +1,107 @@
+"""Typed view of a `conf/data/*.yaml` file: which raw files make which cache, with which settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from butd.errors import ConfigError
+
+#: Bumped whenever the layout of the processed cache changes; old caches are then refused.
+CACHE_FORMAT_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    """Where the raw files are, where the cache goes, and the settings that shape the cache.
+
+    Every field that changes the cache's content is recorded in its manifest (see
+    `cache_settings`), so a cache made with other settings is refused rather than misread.
+    """
+
+    name: str
+    raw_dir: str
+    cache_dir: str
+    #: split -> questions JSON (relative to raw_dir)
+    questions: dict[str, str]
+    #: split -> annotations JSON; splits without one (test) carry no targets
+    annotations: dict[str, str] = field(default_factory=dict)
+    #: bottom-up feature TSVs; each image row goes to the split whose questions use it
+    features: list[str] = field(default_factory=list)
+    glove: str | None = None
+    emb_dim: int = 300
+    num_boxes: int = 36
+    min_answer_count: int = 9
+    max_question_len: int = 14
+    #: splits whose questions build the word vocabulary (the reference includes test)
+    vocab_splits: list[str] = field(default_factory=list)
+    #: splits whose annotations build the answer vocabulary
+    answer_splits: list[str] = field(default_factory=list)
+    #: splits that get a processed file (questions with features, targets if annotated)
+    prepare_splits: list[str] = field(default_factory=list)
+    #: the reference counts raw annotator answers; True normalises them first (the fix)
+    normalize_annotator_answers: bool = False
+    train_split: str = "train"
+    val_split: str = "val"
+    batch_size: int = 512
+    num_workers: int = 0
+    #: generate the raw files and the cache when missing (the synthetic set does)
+    auto_prepare: bool = False
+    #: `butd.data.synthetic.SyntheticSpec` fields when the raw files are generated
+    synthetic: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        splits = set(self.questions)
+        for key in ("vocab_splits", "answer_splits", "prepare_splits"):
+            unknown = sorted(set(getattr(self, key)) - splits)
+            if unknown:
+                raise ConfigError(
+                    f"data.{key} names splits {unknown} that data.questions does not list "
+                    f"(known: {sorted(splits)})"
+                )
+        missing = sorted(set(self.answer_splits) - set(self.annotations))
+        if missing:
+            raise ConfigError(f"data.answer_splits {missing} have no entry in data.annotations")
+        for key in ("num_boxes", "min_answer_count", "max_question_len", "batch_size", "emb_dim"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"data.{key} must be > 0, got {getattr(self, key)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+    @classmethod
+    def from_dict(cls, cfg: Any) -> DataConfig:
+        """Build from a Hydra/OmegaConf node or a dict; unknown keys are an error naming them."""
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        cfg = {k: v for k, v in cfg.items() if k != "_target_"}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ConfigError(f"unknown data config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**cfg)
+
+    @property
+    def raw_path(self) -> Path:
+        return Path(self.raw_dir)
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir)
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The settings a cache depends on; compared against its manifest on load."""
+        return {
+            "format_version": CACHE_FORMAT_VERSION,
+            "num_boxes": self.num_boxes,
+            "min_answer_count": self.min_answer_count,
+            "max_question_len": self.max_question_len,
+            "emb_dim": self.emb_dim,
+            "vocab_splits": list(self.vocab_splits),
+            "answer_splits": list(self.answer_splits),
+            "prepare_splits": list(self.prepare_splits),
+            "normalize_annotator_answers": self.normalize_annotator_answers,
+            "synthetic": self.synthetic,
+        }

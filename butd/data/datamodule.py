@@ -1,0 +1,154 @@
+"""Batches from the processed cache.
+
+A dataset item here is a whole batch: the sampler yields lists of question indices, and
+the dataset reads the features of their images from HDF5 in one call and builds the
+dense targets with numpy. Nothing is done per question in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from butd.data.cache import CacheInfo, load_cache, prepare
+from butd.data.config import DataConfig
+
+
+class VQABatches(Dataset):
+    """One prepared split; `dataset[[i, j, ...]]` returns the batch of those questions.
+
+    Small per-question tables (tokens, image rows, sparse targets) live in memory; the
+    features stay in HDF5 and are read lazily, with one file handle per process.
+    """
+
+    def __init__(self, path: Path, *, num_answers: int) -> None:
+        self.path = Path(path)
+        self.num_answers = num_answers
+        with h5py.File(self.path, "r") as f:
+            q = f["questions"]
+            self.question_id = q["question_id"][:]
+            self.image_index = q["image_index"][:]
+            self.tokens = q["tokens"][:].astype(np.int64)
+            self.has_targets = bool(f.attrs["has_targets"])
+            if self.has_targets:
+                self.offsets = f["targets/offsets"][:]
+                self.labels = f["targets/labels"][:].astype(np.int64)
+                self.scores = f["targets/scores"][:]
+        self._h5: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.question_id)
+
+    def _images(self) -> h5py.Group:
+        # h5py handles must not cross a fork: reopen in each loader worker.
+        if self._h5 is None or self._pid != os.getpid():
+            self._h5 = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._h5["images"]
+
+    def dense_targets(self, idx: np.ndarray) -> np.ndarray:
+        """Soft scores of questions `idx` as a dense [len(idx), num_answers] float32 matrix."""
+        starts, ends = self.offsets[idx], self.offsets[idx + 1]
+        lengths = ends - starts
+        rows = np.repeat(np.arange(len(idx)), lengths)
+        # positions starts[r] .. ends[r]-1 for every row r, without a Python loop
+        pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        pos += np.repeat(starts, lengths)
+        out = np.zeros((len(idx), self.num_answers), np.float32)
+        out[rows, self.labels[pos]] = self.scores[pos]
+        return out
+
+    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = np.asarray(indices, dtype=np.int64)
+        rows, inverse = np.unique(self.image_index[idx], return_inverse=True)
+        images = self._images()
+        feats = images["features"][rows]  # h5py wants increasing indices
+        spatial = images["spatial"][rows]
+        batch = {
+            "v": torch.from_numpy(feats[inverse].astype(np.float32)),
+            "b": torch.from_numpy(spatial[inverse]),
+            "q": torch.from_numpy(self.tokens[idx]),
+            "question_id": torch.from_numpy(self.question_id[idx]),
+        }
+        if self.has_targets:
+            batch["target"] = torch.from_numpy(self.dense_targets(idx))
+        return batch
+
+
+class VQADataModule(pl.LightningDataModule):
+    """Reads the cache that `butd.prepare` builds; for the synthetic set, builds it first."""
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__()
+        self.cfg = DataConfig.from_dict(data)
+        self._info: CacheInfo | None = None
+        self.datasets: dict[str, VQABatches] = {}
+
+    def prepare_data(self) -> None:
+        if self.cfg.auto_prepare:
+            ensure_prepared(self.cfg)
+        else:
+            load_cache(self.cfg)
+
+    @property
+    def info(self) -> CacheInfo:
+        if self._info is None:
+            self._info = load_cache(self.cfg)
+        return self._info
+
+    def dataset(self, split: str) -> VQABatches:
+        if split not in self.datasets:
+            self.datasets[split] = VQABatches(self.info.split_path(split), num_answers=self.info.num_answers)
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.dataset(self.cfg.train_split)
+        if stage in (None, "fit", "validate"):
+            self.dataset(self.cfg.val_split)
+
+    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
+        ds = self.dataset(split)
+        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        return DataLoader(
+            ds,
+            sampler=BatchSampler(base, batch_size=self.cfg.batch_size, drop_last=False),
+            batch_size=None,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.cfg.train_split, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.cfg.val_split, shuffle=False)
+
+
+def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
+    """Generate the raw files when the config describes a synthetic set and they are stale."""
+    if cfg.synthetic is None:
+        return
+    from butd.data.synthetic import SyntheticSpec, generate
+
+    spec_file = cfg.raw_path / "synthetic_spec.json"
+    wanted = json.dumps(cfg.synthetic, sort_keys=True)
+    if not spec_file.is_file() or spec_file.read_text() != wanted:
+        generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
+        spec_file.write_text(wanted)
+
+
+def ensure_prepared(cfg: DataConfig, *, progress: bool = True) -> CacheInfo:
+    """Raw files (if generated) and then the cache; both steps skip what is already current."""
+    ensure_raw(cfg, progress=progress)
+    return prepare(cfg, progress=progress)

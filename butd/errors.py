@@ -1,0 +1,9 @@
+"""Errors that describe a user's mistake; entry points print their message, not a traceback."""
+
+
+class UserError(Exception):
+    """Bad input (config, files, arguments). The message names what is wrong and how to fix it."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value or key is invalid."""

@@ -1,0 +1,79 @@
+"""The LightningModule: the reference's training recipe around a model built from its config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torchmetrics import MeanMetric
+
+from butd.metrics import UpperBound, VQAScore, vqa_bce_loss
+from butd.models import ModelConfig, build_model, count_parameters
+
+
+class VQAModule(pl.LightningModule):
+    """Trains and validates a BUTD-family model with the reference loss and scores.
+
+    Everything needed to rebuild the model is in the hyper-parameters, so
+    `VQAModule.load_from_checkpoint(path)` works without the config; the vocabulary,
+    answer list and cache manifest ride along in `checkpoint["butd"]` (see `metadata`).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: dict[str, Any],
+        ntoken: int,
+        v_dim: int,
+        num_answers: int,
+        optimizer: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_cfg = ModelConfig.from_dict(model)
+        self.model = build_model(self.model_cfg, ntoken=ntoken, v_dim=v_dim, num_answers=num_answers)
+        self.num_parameters = count_parameters(self.model)
+        self.train_loss = MeanMetric()
+        self.train_score = VQAScore()
+        self.val_score = VQAScore()
+        self.val_upper_bound = UpperBound()
+        #: vocabulary words, answers and cache manifest, saved with every checkpoint
+        self.metadata: dict[str, Any] = {}
+
+    def forward(self, v: torch.Tensor, q: torch.Tensor, b: torch.Tensor | None = None):
+        """v: [batch, k, v_dim], q: [batch, seq_len] -> logits [batch, num_answers]."""
+        return self.model(v, q, b)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["v"], batch["q"], batch["b"])
+        loss = vqa_bce_loss(logits, batch["target"])
+        size = batch["q"].size(0)
+        self.train_score.update(logits, batch["target"])
+        self.train_loss.update(loss.detach(), weight=size)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True, batch_size=size)
+        self.log(
+            "train/score", self.train_score, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
+        )
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["v"], batch["q"], batch["b"])
+        loss = vqa_bce_loss(logits, batch["target"])
+        size = batch["q"].size(0)
+        self.val_score.update(logits, batch["target"])
+        self.val_upper_bound.update(batch["target"])
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("val/score", self.val_score, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("val/upper_bound", self.val_upper_bound, on_epoch=True, batch_size=size)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return instantiate(self.hparams.optimizer, _convert_="all")(params=self.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["butd"] = self.metadata
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.metadata = checkpoint.get("butd", {})

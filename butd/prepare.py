@@ -1,0 +1,50 @@
+"""`python -m butd.prepare data=NAME`: turn the raw VQA files into the processed cache.
+
+Idempotent: with a complete cache that matches the config it does nothing.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+import butd.config  # noqa: F401  (resolvers)
+from butd.data.cache import CacheInfo, prepare
+from butd.data.config import DataConfig
+from butd.data.datamodule import ensure_raw
+from butd.errors import UserError
+
+
+def summarize(info: CacheInfo) -> Table:
+    counts = info.counts
+    table = Table(title=f"cache {info.root}")
+    for col in ("split", "questions", "images", "questions dropped (no features)"):
+        table.add_column(col, justify="right")
+    for split, c in counts["splits"].items():
+        table.add_row(split, f"{c['questions']:,}", f"{c['images']:,}", f"{c['dropped_questions']:,}")
+    table.caption = (
+        f"{counts['ntoken']:,} words ({counts['glove_words_found']:,} in GloVe), "
+        f"{counts['num_answers']:,} answers, {info.num_boxes} boxes x {counts['feature_dim']} features"
+    )
+    return table
+
+
+def run(cfg: DictConfig) -> CacheInfo:
+    data = DataConfig.from_dict(cfg.data)
+    ensure_raw(data)
+    return prepare(data, force=bool(cfg.force))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    try:
+        info = run(cfg)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    Console().print(summarize(info))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`python -m butd.train`: train and validate a model, keep the best checkpoint, write metrics.json.
+
+python -m butd.train                                  # the reference recipe on VQA v2
+python -m butd.train experiment=quickstart            # synthetic set, CPU, a few minutes
+python -m butd.train -m model.activation=relu,glu,gated_tanh
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from butd.callbacks import MetricsJSON
+from butd.config import model_config, model_dict, resolve_ckpt_path
+from butd.data.datamodule import VQADataModule
+from butd.errors import UserError
+from butd.module import VQAModule
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_group(node: DictConfig | None) -> list[Any]:
+    """Each entry of a group such as `callbacks` or `logger` that names a `_target_`."""
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
+
+
+def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
+    """The datamodule (preparing data where the config allows) and a fresh module for it."""
+    model_cfg = model_config(cfg.model)
+    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    info = datamodule.info
+    module = VQAModule(
+        model=model_dict(model_cfg),
+        ntoken=info.ntoken,
+        v_dim=info.feature_dim,
+        num_answers=info.num_answers,
+        optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
+    )
+    module.model.w_emb.init_from(info.glove())
+    module.metadata = {
+        "vocab": info.vocabulary().to_json(),
+        "answers": info.answers(),
+        "data": info.manifest,
+    }
+    return module, datamodule
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job; returns the summary written to metrics.json."""
+    pl.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
+    module, datamodule = build(cfg)
+    log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
+
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    hparams["num_parameters"] = module.num_parameters
+    for lg in trainer.loggers:
+        lg.log_hyperparams(hparams)
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        _finish_wandb(trainer)
+    record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
+    return record.summary(module) if record is not None else {}
+
+
+def _finish_wandb(trainer: pl.Trainer) -> None:
+    """Close the W&B run so the next job of a multirun starts its own."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    if any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
+        import wandb
+
+        wandb.finish()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Returns the best val/score, the value a Hydra sweeper optimises."""
+    try:
+        summary = train(cfg)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    score = summary.get("val/score")
+    if score is not None:
+        log.info("best val/score %.2f at epoch %s", score, summary.get("best_epoch"))
+    return score
+
+
+if __name__ == "__main__":
+    main()

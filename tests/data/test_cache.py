@@ -1,0 +1,122 @@
+"""`prepare` on a generated synthetic set: the cache's content, idempotence and refusals."""
+
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from butd.data.answers import compute_targets
+from butd.data.cache import MANIFEST, CacheError, load_cache, prepare
+from butd.data.config import DataConfig
+from butd.data.features import decode_row, iter_tsv
+from butd.data.text import Vocabulary
+from butd.errors import UserError
+from tests.conftest import TINY_DATA, compose_train
+
+
+def _data_cfg(data_dir, *overrides) -> DataConfig:
+    cfg = compose_train([*TINY_DATA, *overrides], data_dir=data_dir, output_dir=data_dir / "x")
+    return DataConfig.from_dict(cfg.data)
+
+
+def test_cache_content_matches_raw_files(tiny_data_dir):
+    cfg = _data_cfg(tiny_data_dir)
+    info = load_cache(cfg)
+    raw = cfg.raw_path
+    anns = json.loads((raw / cfg.annotations["val"]).read_text())["annotations"]
+    qs = json.loads((raw / cfg.questions["val"]).read_text())["questions"]
+    answers = info.answers()
+    vocab = info.vocabulary()
+    assert info.num_answers == len(answers) and info.ntoken == len(vocab)
+    assert info.feature_dim == 32 and info.num_boxes == 6
+    assert info.glove().shape == (len(vocab), 50)
+    # words missing from the GloVe file stay zero
+    assert info.counts["glove_words_found"] < len(vocab)
+    assert (np.abs(info.glove()).sum(1) == 0).sum() == len(vocab) - info.counts["glove_words_found"]
+
+    rows = {}
+    for line_no, line in iter_tsv(raw / cfg.features[0]):
+        item = decode_row(line, line_no=line_no)
+        rows[item.image_id] = item
+    targets = compute_targets(anns, answers)
+    with h5py.File(info.split_path("val")) as f:
+        q = f["questions"]
+        assert list(q["question_id"][:]) == [a["question_id"] for a in anns]
+        for i in (0, len(anns) - 1):
+            assert list(q["tokens"][i]) == vocab.encode(qs[i]["question"], max_len=14)
+            row = q["image_index"][i]
+            image_id = int(q["image_id"][i])
+            assert int(f["images/image_id"][row]) == image_id
+            np.testing.assert_allclose(
+                f["images/features"][row], rows[image_id].features, rtol=1e-3, atol=1e-3
+            )
+            assert f["images/features"].dtype == np.float16
+            lo, hi = f["targets/offsets"][i], f["targets/offsets"][i + 1]
+            got = {
+                answers[j]: float(s)
+                for j, s in zip(f["targets/labels"][lo:hi], f["targets/scores"][lo:hi], strict=True)
+            }
+            assert got == pytest.approx(targets[i])
+        box = f["images/boxes"][0]
+        w, h = f["images/size"][0]
+        np.testing.assert_allclose(f["images/spatial"][0][:, 0], box[:, 0] / w, rtol=1e-6)
+        np.testing.assert_allclose(f["images/spatial"][0][:, 5], (box[:, 3] - box[:, 1]) / h, rtol=1e-6)
+
+
+def test_prepare_is_idempotent(tiny_data_dir):
+    cfg = _data_cfg(tiny_data_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in cfg.cache_path.iterdir()}
+    prepare(cfg, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in cfg.cache_path.iterdir()}
+    assert before == after
+
+
+def test_mismatched_cache_is_refused_with_the_difference(tiny_data_dir):
+    with pytest.raises(CacheError) as err:
+        load_cache(_data_cfg(tiny_data_dir, "data.min_answer_count=3"))
+    assert "min_answer_count: cache has 2, config wants 3" in str(err.value)
+    assert "python -m butd.prepare data=synthetic" in str(err.value)
+
+
+def test_missing_cache_names_files_and_commands(tmp_path):
+    cfg = compose_train(["data=vqa2"], data_dir=tmp_path, output_dir=tmp_path / "x")
+    with pytest.raises(CacheError) as err:
+        load_cache(DataConfig.from_dict(cfg.data))
+    msg = str(err.value)
+    assert "manifest.json does not exist" in msg
+    assert "v2_OpenEnded_mscoco_train2014_questions.json" in msg
+    assert "trainval_resnet101_faster_rcnn_genome_36.tsv" in msg
+    assert "python -m butd.prepare data=vqa2" in msg
+
+
+def test_failed_rebuild_keeps_the_old_cache(tiny_data_dir, tmp_path):
+    """A TSV that breaks halfway through a rebuild leaves the earlier cache loadable."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data_dir)
+    cfg = _data_cfg(data_dir)
+    tsv = cfg.raw_path / cfg.features[0]
+    lines = tsv.read_text().splitlines(keepends=True)
+    broken = lines[:5] + ["12\t640\t480\t6\tnot-base64\tnot-base64\n"] + lines[5:]
+    tsv.write_text("".join(broken))
+    with pytest.raises(UserError, match=r"synthetic_trainval_6.tsv:6: .*not base64"):
+        prepare(cfg, force=True, progress=False)
+    assert load_cache(cfg).num_answers > 0
+    assert not list(cfg.cache_path.glob("*.partial"))
+
+
+def test_wrong_box_count_is_named(tiny_data_dir, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data_dir)
+    cfg = _data_cfg(data_dir, "data.num_boxes=5")
+    os.remove(cfg.cache_path / MANIFEST)
+    with pytest.raises(CacheError, match="has 6 boxes but data.num_boxes=5"):
+        prepare(cfg, progress=False)
+
+
+def test_vocabulary_round_trips_through_the_cache(tiny_data_dir):
+    info = load_cache(_data_cfg(tiny_data_dir))
+    vocab = info.vocabulary()
+    assert Vocabulary.from_json(vocab.to_json()).idx2word == vocab.idx2word

@@ -1,0 +1,110 @@
+"""The composed Hydra config driving real Lightning runs on the tiny synthetic set."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from butd.data.config import DataConfig
+from butd.errors import ConfigError
+from butd.module import VQAModule
+from butd.train import build, train
+from tests.conftest import CONF_DIR, compose_train
+
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_default_config_is_the_reference_recipe(tmp_path):
+    cfg = compose_train([], data_dir=tmp_path, output_dir=tmp_path / "run")
+    assert cfg.data.name == "vqa2" and cfg.data.batch_size == 512
+    assert cfg.model.attention == "newatt" and cfg.model.num_hid == 1024
+    assert cfg.model.activation == "relu"
+    assert cfg.optim.optimizer._target_ == "torch.optim.Adamax" and cfg.optim.optimizer.lr == 0.002
+    assert cfg.trainer.gradient_clip_val == 0.25 and cfg.trainer.max_epochs == 30
+    assert cfg.seed == 1111
+    expected = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    assert cfg.trainer.precision == expected
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_config_composes_and_builds(model, tmp_path):
+    cfg = compose_train([f"model={model}"], data_dir=tmp_path, output_dir=tmp_path / "run")
+    from butd.config import model_config
+    from butd.models import build_model
+
+    net = build_model(model_config(cfg.model), ntoken=20, v_dim=16, num_answers=7)
+    logits = net(torch.rand(2, 5, 16), torch.randint(0, 21, (2, 14)))
+    assert logits.shape == (2, 7)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment, tmp_path):
+    cfg = compose_train([f"experiment={experiment}"], data_dir=tmp_path, output_dir=tmp_path / "r")
+    DataConfig.from_dict(cfg.data)  # validates the data section
+    instantiate(cfg.optim.optimizer)
+
+
+def test_unknown_activation_lists_the_valid_ones(tiny_cfg):
+    cfg = tiny_cfg(["model.activation=swish"])
+    with pytest.raises(ConfigError, match=r"model.activation='swish'.*'relu', 'glu', 'gated_tanh'"):
+        build(cfg)
+    with pytest.raises(ConfigError, match=r"model.attention='dot'.*'newatt'"):
+        build(tiny_cfg(["model.attention=dot"]))
+
+
+def test_fast_dev_run_through_the_composed_config(tiny_cfg):
+    cfg = tiny_cfg(["debug=fdr", "model.num_hid=32"])
+    summary = train(cfg)
+    assert [r["epoch"] for r in summary["history"]] == [0]
+    assert "val/score" in summary["history"][0] and "train/loss_epoch" in summary["history"][0]
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()  # fast_dev_run writes nothing
+
+
+@pytest.mark.parametrize("model", ["newatt", "concat", "question_only"])
+def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model):
+    """Two real epochs write metrics.json and checkpoints; a resume runs the third epoch only."""
+    overrides = [f"model={model}", "model.num_hid=32", "model.activation=gated_tanh"]
+    cfg = tiny_cfg([*overrides, "trainer.max_epochs=2"])
+    summary = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epoch"] == 1 and [r["epoch"] for r in metrics["history"]] == [0, 1]
+    assert metrics["val/score"] == max(r["val/score"] for r in metrics["history"])
+    assert 0 <= metrics["val/score"] <= metrics["val/upper_bound"] <= 100
+    assert metrics["num_parameters"] == summary["num_parameters"] > 0
+    last = out / "checkpoints" / "last.ckpt"
+    best = Path(metrics["best_checkpoint"])
+    assert last.is_file() and best.is_file() and best.name.startswith("best-epoch")
+
+    # the checkpoint rebuilds the model by itself and carries vocabulary and answers
+    module = VQAModule.load_from_checkpoint(last, map_location="cpu")
+    ckpt = torch.load(last, map_location="cpu")  # plain types only: weights_only loading works
+    assert ckpt["butd"]["answers"] and ckpt["butd"]["vocab"]["words"]
+    assert module.model_cfg.activation == "gated_tanh"
+
+    resumed = train(tiny_cfg([*overrides, "trainer.max_epochs=3", f"ckpt_path={last}"], run="resumed"))
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2]
+    assert resumed["history"][:2] == metrics["history"]
+
+
+def test_ckpt_path_last_finds_the_newest_run(tiny_cfg):
+    train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=1"], run="first"))
+    resumed = train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=2", "ckpt_path=last"], run="second"))
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1]
+
+
+def test_missing_ckpt_path_is_a_clear_error(tiny_cfg):
+    with pytest.raises(ConfigError, match="ckpt_path=nowhere.ckpt: no such file"):
+        train(tiny_cfg(["ckpt_path=nowhere.ckpt"]))
+
+
+def test_same_seed_same_metrics(tiny_cfg):
+    keys = ("train/loss_epoch", "train/score", "val/loss", "val/score")
+    runs = [
+        train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=1"], run=f"seed{i}"))["history"]
+        for i in range(2)
+    ]
+    assert [{k: r[k] for k in keys} for r in runs[0]] == [{k: r[k] for k in keys} for r in runs[1]]
