@@ -1,0 +1,49 @@
+"""The entry points as a user runs them: real subprocesses, real Hydra command lines."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TINY_DATA
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "WANDB_SILENT": "true", **env},
+    )
+
+
+def test_prepare_then_train_from_the_command_line(tmp_path):
+    data = [o for o in TINY_DATA if o != "data=synthetic"]
+    prep = _run(["butd.prepare", "data=synthetic", *data], tmp_path, BUTD_DATA_DIR=str(tmp_path / "d"))
+    assert prep.returncode == 0, prep.stderr
+    assert "answers" in prep.stdout and "train" in prep.stdout  # the summary table
+    assert (tmp_path / "d" / "synthetic" / "cache" / "manifest.json").is_file()
+
+    run = _run(
+        ["butd.train", "experiment=quickstart", *data, "trainer.max_epochs=2", "model.num_hid=32"],
+        tmp_path,
+        BUTD_DATA_DIR=str(tmp_path / "d"),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    (out,) = (tmp_path / "outputs" / "quickstart" / "runs").iterdir()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epoch"] == 1 and metrics["val/score"] is not None
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert list((out / "wandb").glob("offline-run-*")), "W&B should have recorded an offline run"
+    assert (out / "csv" / "metrics.csv").is_file()
+
+
+def test_train_without_a_prepared_cache_explains_what_to_do(tmp_path):
+    run = _run(["butd.train", "data=vqa2"], tmp_path, BUTD_DATA_DIR=str(tmp_path / "empty"))
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "v2_mscoco_train2014_annotations.json" in run.stderr
+    assert "python -m butd.prepare data=vqa2" in run.stderr
