@@ -20,6 +20,7 @@ from butd.config import model_config, model_dict, resolve_ckpt_path
 from butd.data.datamodule import VQADataModule
 from butd.errors import UserError
 from butd.module import VQAModule
+from butd.schemas import validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def _instantiate_group(node: DictConfig | None) -> list[Any]:
 def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
     """The datamodule (preparing data where the config allows) and a fresh module for it."""
     model_cfg = model_config(cfg.model)
-    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all")
+    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all", shuffle_seed=cfg.seed)
     datamodule.prepare_data()
     info = datamodule.info
     module = VQAModule(
@@ -55,6 +56,7 @@ def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
+    validate_train_config(cfg)  # before any data is read
     pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
     module, datamodule = build(cfg)
