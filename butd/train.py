@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from butd.callbacks import MetricsJSON
+from butd.checkpointing import trainer_setup
 from butd.config import model_config, model_dict, resolve_ckpt_path
 from butd.data.datamodule import VQADataModule
 from butd.errors import UserError
@@ -58,13 +59,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
     validate_train_config(cfg)  # before any data is read
     pl.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
+    trainer_kwargs, requeued = trainer_setup(cfg)
+    ckpt_path = requeued or resolve_ckpt_path(
+        cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
+    )
     module, datamodule = build(cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
+    )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["num_parameters"] = module.num_parameters
     for lg in trainer.loggers:
