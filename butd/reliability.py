@@ -38,7 +38,7 @@ class DivergenceGuard(pl.Callback):
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ):
+    ) -> None:
         self._batch, self._batch_idx = batch, batch_idx
 
     def on_before_backward(
@@ -56,7 +56,7 @@ class DivergenceGuard(pl.Callback):
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         if not grads:
             return
-        norm = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
+        norm = torch.stack([g.detach().norm() for g in grads]).norm()
         if not bool(torch.isfinite(norm)):
             self._stop(trainer, f"the gradient norm is {norm.item()}")
 
@@ -92,9 +92,14 @@ class DivergenceGuard(pl.Callback):
             + "."
         )
         lr_hint = f"optim.optimizer.lr={lr:g} now, try {lr / 10:g}" if lr else "optim.optimizer.lr"
+        clip = trainer.gradient_clip_val
+        clip_hint = (
+            f"optim.clip_grad_norm={clip:g} now" if clip else "optim.clip_grad_norm is off now, try 0.25"
+        )
         lines.append(
-            f"What to try: a lower learning rate ({lr_hint}), gradient clipping on "
-            "(optim.clip_grad_norm), and a look at the data of these questions (NaN/Inf features or targets)."
+            f"What to try: a lower learning rate ({lr_hint}); gradient clipping ({clip_hint}); a look at "
+            "the data of these questions (NaN/Inf features or targets). Then resume from a checkpoint "
+            "above with ckpt_path=PATH, or start again."
         )
         if self.path is not None and trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import torch
 from butd.checkpointing import PARTIAL, AtomicCheckpointIO, CheckpointError, RunCheckpoint
 from butd.data.cache import CacheError, prepare
 from butd.data.config import DataConfig
-from butd.reliability import DivergenceError
+from butd.reliability import DivergenceError, DivergenceGuard
 from butd.train import train
 from tests.conftest import REPO, TINY_DATA, compose_train
 
@@ -347,3 +347,34 @@ def test_a_learning_rate_that_diverges_stops_at_the_first_bad_step(tiny_data_dir
     assert "optim.optimizer.lr=1e+30 now, try 1e+29" in str(err.value)
     assert "checkpoints on disk are from before it (none yet)" in str(err.value)
     assert not (logs / "train" / "runs" / "hot" / "checkpoints").exists()
+
+
+class _SqrtAtZero(pl.LightningModule):
+    """A finite loss whose gradient is not: d sqrt(x)/dx at x = 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(3))
+
+    def training_step(self, batch, batch_idx):
+        return (self.w * batch["v"]).sum() + (self.w[0] * 0).sqrt()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_non_finite_gradient_stops_before_the_optimizer_step(tmp_path):
+    batches = [{"v": torch.ones(2, 3), "question_id": torch.tensor([7, 8])}]
+    module = _SqrtAtZero()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[DivergenceGuard(dirpath=str(tmp_path))],
+    )
+    with pytest.raises(DivergenceError, match=r"global step 0 .*the gradient norm is nan") as err:
+        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    assert "Question ids of the batch: [7, 8]" in str(err.value)
+    assert torch.equal(module.w.detach(), torch.ones(3)), "the optimizer step must not have run"
