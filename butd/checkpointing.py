@@ -132,6 +132,14 @@ class RunCheckpoint(ModelCheckpoint):
     sees a write.
     """
 
+    def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        # A step checkpoint after the epoch's last batch would come before that epoch's
+        # validation, and Lightning resumes from it past the validation (and the epoch's
+        # record); the end-of-epoch checkpoint follows the validation shortly anyway.
+        if trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches:
+            return
+        super().on_train_batch_end(trainer, *args, **kwargs)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")
         if old_dir is None or self.dirpath is None or Path(old_dir).resolve() == Path(self.dirpath).resolve():

@@ -349,6 +349,39 @@ def test_a_learning_rate_that_diverges_stops_at_the_first_bad_step(tiny_data_dir
     assert not (logs / "train" / "runs" / "hot" / "checkpoints").exists()
 
 
+class Crash(Exception):
+    pass
+
+
+class CrashInValidation(pl.Callback):
+    """Fails at the start of one epoch's validation: after that epoch's last step, before its end."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            raise Crash(f"crash in the validation of epoch {self.epoch}")
+
+
+def test_crash_between_the_last_step_and_the_validation_of_an_epoch(tiny_data_dir, tmp_path):
+    """The last step checkpoint of an epoch is the one before its last batch, so the resumed run
+    validates that epoch and records it instead of skipping to the next one."""
+    logs = tmp_path / "logs"
+    crash = ["+callbacks.crash._target_=tests.test_reliability.CrashInValidation", "+callbacks.crash.epoch=2"]
+    with pytest.raises(Crash):
+        train(cfg_for(tiny_data_dir, logs, "crashed", ["trainer.max_epochs=4", *crash]))
+    last = logs / "train" / "runs" / "crashed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 27
+    resumed = train(cfg_for(tiny_data_dir, logs, "resumed", ["trainer.max_epochs=4", f"ckpt_path={last}"]))
+    straight = train(cfg_for(tiny_data_dir, logs, "straight", ["trainer.max_epochs=4"]))
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
+    for a, b in zip(straight["history"], resumed["history"], strict=True):
+        assert {k: a[k] for k in VAL_KEYS} == {k: b[k] for k in VAL_KEYS}, a["epoch"]
+        if a["epoch"] != 2:
+            assert {k: a[k] for k in TRAIN_KEYS} == {k: b[k] for k in TRAIN_KEYS}, a["epoch"]
+
+
 class _SqrtAtZero(pl.LightningModule):
     """A finite loss whose gradient is not: d sqrt(x)/dx at x = 0."""
 
