@@ -16,10 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from butd.callbacks import MetricsJSON
+from butd.checkpointing import trainer_setup
 from butd.config import model_config, model_dict, resolve_ckpt_path
 from butd.data.datamodule import VQADataModule
 from butd.errors import UserError
 from butd.module import VQAModule
+from butd.schemas import validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def _instantiate_group(node: DictConfig | None) -> list[Any]:
 def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
     """The datamodule (preparing data where the config allows) and a fresh module for it."""
     model_cfg = model_config(cfg.model)
-    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all")
+    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all", shuffle_seed=cfg.seed)
     datamodule.prepare_data()
     info = datamodule.info
     module = VQAModule(
@@ -55,14 +57,20 @@ def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
+    validate_train_config(cfg)  # before any data is read
     pl.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
+    trainer_kwargs, requeued = trainer_setup(cfg)
+    ckpt_path = requeued or resolve_ckpt_path(
+        cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
+    )
     module, datamodule = build(cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
+    )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["num_parameters"] = module.num_parameters
     for lg in trainer.loggers:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from butd.errors import ConfigError
+from butd.schemas import check_types
 
 #: Bumped whenever the layout of the processed cache changes; old caches are then refused.
 CACHE_FORMAT_VERSION = 1
@@ -65,9 +66,9 @@ class DataConfig:
             raise ConfigError(f"data.answer_splits {missing} have no entry in data.annotations")
         for key in ("num_boxes", "min_answer_count", "max_question_len", "batch_size", "emb_dim"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"data.{key} must be > 0, got {getattr(self, key)}")
+                raise ConfigError(f"data.{key}={getattr(self, key)!r} is invalid; expected an integer > 0")
         if self.num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
 
     @classmethod
     def from_dict(cls, cfg: Any) -> DataConfig:
@@ -81,6 +82,7 @@ class DataConfig:
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise ConfigError(f"unknown data config keys {unknown}; valid keys: {sorted(known)}")
+        check_types(cls, cfg, "data")
         return cls(**cfg)
 
     @property

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,11 @@ import h5py
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
-from butd.data.cache import CacheInfo, load_cache, prepare
+from butd.data.cache import CacheError, CacheInfo, load_cache, prepare, prepare_command
 from butd.data.config import DataConfig
+from butd.data.sampling import EpochBatchSampler
 
 
 class VQABatches(Dataset):
@@ -29,10 +33,12 @@ class VQABatches(Dataset):
     features stay in HDF5 and are read lazily, with one file handle per process.
     """
 
-    def __init__(self, path: Path, *, num_answers: int) -> None:
+    def __init__(self, path: Path, *, num_answers: int, rebuild: str = "python -m butd.prepare") -> None:
         self.path = Path(path)
         self.num_answers = num_answers
-        with h5py.File(self.path, "r") as f:
+        #: the command that rebuilds this file, for error messages
+        self.rebuild = rebuild
+        with _readable(self.path, rebuild), h5py.File(self.path, "r") as f:
             q = f["questions"]
             self.question_id = q["question_id"][:]
             self.image_index = q["image_index"][:]
@@ -70,9 +76,10 @@ class VQABatches(Dataset):
     def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
         rows, inverse = np.unique(self.image_index[idx], return_inverse=True)
-        images = self._images()
-        feats = images["features"][rows]  # h5py wants increasing indices
-        spatial = images["spatial"][rows]
+        with _readable(self.path, self.rebuild):
+            images = self._images()
+            feats = images["features"][rows]  # h5py wants increasing indices
+            spatial = images["spatial"][rows]
         batch = {
             "v": torch.from_numpy(feats[inverse].astype(np.float32)),
             "b": torch.from_numpy(spatial[inverse]),
@@ -87,11 +94,15 @@ class VQABatches(Dataset):
 class VQADataModule(pl.LightningDataModule):
     """Reads the cache that `butd.prepare` builds; for the synthetic set, builds it first."""
 
-    def __init__(self, **data: Any) -> None:
+    def __init__(self, *, shuffle_seed: int = 0, **data: Any) -> None:
         super().__init__()
         self.cfg = DataConfig.from_dict(data)
+        #: seeds the training order with the epoch (`EpochBatchSampler`); train passes `seed`
+        self.shuffle_seed = shuffle_seed
         self._info: CacheInfo | None = None
         self.datasets: dict[str, VQABatches] = {}
+        self._train_sampler: EpochBatchSampler | None = None
+        self._resume_position: dict[str, int] | None = None
 
     def prepare_data(self) -> None:
         if self.cfg.auto_prepare:
@@ -107,7 +118,11 @@ class VQADataModule(pl.LightningDataModule):
 
     def dataset(self, split: str) -> VQABatches:
         if split not in self.datasets:
-            self.datasets[split] = VQABatches(self.info.split_path(split), num_answers=self.info.num_answers)
+            self.datasets[split] = VQABatches(
+                self.info.split_path(split),
+                num_answers=self.info.num_answers,
+                rebuild=f"{prepare_command(self.cfg)} force=true",
+            )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -118,21 +133,58 @@ class VQADataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         ds = self.dataset(split)
-        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        sampler = EpochBatchSampler(
+            len(ds), batch_size=self.cfg.batch_size, shuffle=shuffle, seed=self.shuffle_seed
+        )
+        if shuffle:
+            self._train_sampler = sampler
+            if self._resume_position is not None:
+                sampler.resume_at(**self._resume_position)
+                self._resume_position = None
         return DataLoader(
             ds,
-            sampler=BatchSampler(base, batch_size=self.cfg.batch_size, drop_last=False),
+            sampler=sampler,
             batch_size=None,
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # worker seeds come from here, not from the global RNG that dropout uses
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.cfg.train_split, shuffle=True)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training order stands; saved in every checkpoint so a resume continues it."""
+        if self._train_sampler is None or self.trainer is None:
+            return {}
+        position = self._train_sampler.position(
+            batches_done=self.trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            batches_per_epoch=self.trainer.num_training_batches,
+        )
+        return {"train_order": position}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_order")
+        # Lightning looks for the position on the loader, not here, and would warn that a
+        # mid-epoch resume repeats batches; the sampler skips them, so the warning is wrong.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.cfg.val_split, shuffle=False)
+
+
+@contextmanager
+def _readable(path: Path, rebuild: str) -> Iterator[None]:
+    """Turns an HDF5 read failure (a truncated or damaged file) into a CacheError naming the file."""
+    try:
+        yield
+    except (OSError, KeyError) as err:
+        raise CacheError(
+            f"cannot read {path}: {err}. The file is truncated or damaged (an interrupted copy, "
+            f"a full disk?). Rebuild the cache with `{rebuild}`."
+        ) from err
 
 
 def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
