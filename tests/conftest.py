@@ -32,6 +32,7 @@ TINY_DATA = [
     "data=synthetic",
     "data.synthetic.num_train_images=40",
     "data.synthetic.num_val_images=16",
+    "data.synthetic.num_test_images=8",
     "data.synthetic.questions_per_image=4",
     "data.synthetic.num_boxes=6",
     "data.synthetic.feature_dim=32",

@@ -9,7 +9,7 @@ from typing import Any
 from butd.errors import ConfigError
 
 #: Bumped whenever the layout of the processed cache changes; old caches are then refused.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 
 
 @dataclass
