@@ -72,7 +72,9 @@ def test_batches_carry_the_table_and_the_metric_gathers_it(tiny_data_dir):
             m.update(*args)
     pred = logits.argmax(1).tolist()
     qids = ds.question_id.tolist()
-    official = vqa_eval(anns, None, [{"question_id": q, "answer": answers[p]} for q, p in zip(qids, pred)])
+    official = vqa_eval(
+        anns, None, [{"question_id": q, "answer": answers[p]} for q, p in zip(qids, pred, strict=True)]
+    )
     assert abs(overall.compute().item() - official["overall"]) < 0.006
     for t, m in per_type.items():
         assert abs(m.compute().item() - official["perAnswerType"][t]) < 0.006
