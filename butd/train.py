@@ -51,6 +51,8 @@ def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
         "vocab": info.vocabulary().to_json(),
         "answers": info.answers(),
         "data": info.manifest,
+        # the data section as written (interpolations kept), so evaluate/predict find the cache
+        "data_config": OmegaConf.to_container(cfg.data, resolve=False),
     }
     return module, datamodule
 

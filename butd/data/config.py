@@ -10,7 +10,7 @@ from butd.errors import ConfigError
 from butd.schemas import check_types
 
 #: Bumped whenever the layout of the processed cache changes; old caches are then refused.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 
 
 @dataclass

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from butd.data.cache import CacheError, CacheInfo, load_cache, prepare, prepare_command
 from butd.data.config import DataConfig
+from butd.data.official import answer_type_codes, gather_rows
 from butd.data.sampling import EpochBatchSampler
 
 
@@ -48,6 +49,11 @@ class VQABatches(Dataset):
                 self.offsets = f["targets/offsets"][:]
                 self.labels = f["targets/labels"][:].astype(np.int64)
                 self.scores = f["targets/scores"][:]
+                # the official metric's per-answer accuracies (butd.data.official)
+                self.acc_offsets = f["vqa_acc/offsets"][:]
+                self.acc_labels = f["vqa_acc/labels"][:].astype(np.int64)
+                self.acc_scores = f["vqa_acc/scores"][:]
+                self.answer_type = answer_type_codes(q["answer_type"].asstr()[:])
         self._h5: h5py.File | None = None
         self._pid: int | None = None
 
@@ -88,6 +94,9 @@ class VQABatches(Dataset):
         }
         if self.has_targets:
             batch["target"] = torch.from_numpy(self.dense_targets(idx))
+            labels, accs = gather_rows(self.acc_offsets, self.acc_labels, self.acc_scores, idx)
+            batch["acc_labels"], batch["acc_values"] = torch.from_numpy(labels), torch.from_numpy(accs)
+            batch["answer_type"] = torch.from_numpy(self.answer_type[idx])
         return batch
 
 
