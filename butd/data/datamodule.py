@@ -16,10 +16,11 @@ import h5py
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from butd.data.cache import CacheInfo, load_cache, prepare
 from butd.data.config import DataConfig
+from butd.data.sampling import ShardedBatchSampler
 
 
 class VQABatches(Dataset):
@@ -29,9 +30,11 @@ class VQABatches(Dataset):
     features stay in HDF5 and are read lazily, with one file handle per process.
     """
 
-    def __init__(self, path: Path, *, num_answers: int) -> None:
+    def __init__(self, path: Path, *, num_answers: int, use_boxes: int | None = None) -> None:
         self.path = Path(path)
         self.num_answers = num_answers
+        #: read only the first K boxes of each image (None: all)
+        self.use_boxes = use_boxes
         with h5py.File(self.path, "r") as f:
             q = f["questions"]
             self.question_id = q["question_id"][:]
@@ -71,8 +74,9 @@ class VQABatches(Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         rows, inverse = np.unique(self.image_index[idx], return_inverse=True)
         images = self._images()
-        feats = images["features"][rows]  # h5py wants increasing indices
-        spatial = images["spatial"][rows]
+        boxes = slice(None, self.use_boxes)
+        feats = images["features"][rows, boxes]  # h5py wants increasing indices
+        spatial = images["spatial"][rows, boxes]
         batch = {
             "v": torch.from_numpy(feats[inverse].astype(np.float32)),
             "b": torch.from_numpy(spatial[inverse]),
@@ -107,7 +111,9 @@ class VQADataModule(pl.LightningDataModule):
 
     def dataset(self, split: str) -> VQABatches:
         if split not in self.datasets:
-            self.datasets[split] = VQABatches(self.info.split_path(split), num_answers=self.info.num_answers)
+            self.datasets[split] = VQABatches(
+                self.info.split_path(split), num_answers=self.info.num_answers, use_boxes=self.cfg.use_boxes
+            )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -116,12 +122,26 @@ class VQADataModule(pl.LightningDataModule):
         if stage in (None, "fit", "validate"):
             self.dataset(self.cfg.val_split)
 
+    def _batch_sampler(self, ds: VQABatches, *, shuffle: bool) -> Sampler[list[int]]:
+        """Batches of question indices; under several processes, this process's share of them."""
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            return ShardedBatchSampler(
+                len(ds),
+                batch_size=self.cfg.batch_size,
+                num_replicas=trainer.world_size,
+                rank=trainer.global_rank,
+                shuffle=shuffle,
+                seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            )
+        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        return BatchSampler(base, batch_size=self.cfg.batch_size, drop_last=False)
+
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         ds = self.dataset(split)
-        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
         return DataLoader(
             ds,
-            sampler=BatchSampler(base, batch_size=self.cfg.batch_size, drop_last=False),
+            sampler=self._batch_sampler(ds, shuffle=shuffle),
             batch_size=None,
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
