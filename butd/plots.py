@@ -36,13 +36,19 @@ def _curve(config: Config, key: str) -> tuple[list[int], list[float], list[float
 def plot_curves(configs: list[Config], labels: list[str], path: Path, *, title: str) -> None:
     """val/score per epoch: the mean over seeds as a line, the range over seeds shaded."""
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    last = 1
     for config, name in zip(configs, labels, strict=True):
         epochs, mean, low, high = _curve(config, "val/score")
+        last = max([last, *epochs])
         (line,) = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{name} (n={len(config.runs)})")
         if len(config.runs) > 1:
             ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0.5, last + 0.5)  # whole epochs, also for a one-epoch sweep
+    if last <= 20:
+        ax.set_xticks(range(1, last + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("val/score (%)")
     ax.set_title(f"{title}\nvalidation score per epoch (line: mean over seeds, band: min-max)", fontsize=9)
     ax.grid(alpha=0.3)

@@ -1,6 +1,7 @@
 """Sweeps as a user runs them: real Hydra multiruns in subprocesses, W&B offline, then the report."""
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -152,3 +153,40 @@ def test_ddp_on_two_cpu_processes_syncs_the_validation_score(tmp_path, tiny_data
     (single,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     assert single["val/score"] == pytest.approx(history[-1]["val/score"], abs=1e-4)
     assert single["val/upper_bound"] == pytest.approx(history[-1]["val/upper_bound"], abs=1e-4)
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# Stands in for srun on one node: starts SLURM_NTASKS copies of the command with SLURM's per-task
+# variables, as srun does, and fails if any task fails.
+while [[ $1 == --* ]]; do shift; done
+pids=()
+for ((i = 0; i < SLURM_NTASKS; i++)); do SLURM_PROCID=$i SLURM_LOCALID=$i "$@" & pids+=($!); done
+rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; exit $rc
+"""
+
+
+def test_the_sbatch_script_runs_ddp_with_ranks_from_slurm(tmp_path, tiny_data_dir):
+    """scripts/slurm_ddp.sbatch under a stand-in srun: two tasks on one node join one DDP group
+    (Lightning reads the ranks from SLURM's variables, re-launching nothing) and share a run folder."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(FAKE_SRUN)
+    (bin_dir / "srun").chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "slurm_ddp.sbatch"
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "butd-ddp", "SLURM_NTASKS": "2", "SLURM_NNODES": "1"}
+    slurm |= {"SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0"}
+    slurm |= {"SLURM_NODELIST": "localhost", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["bash", str(script), "experiment=quickstart", "trainer.accelerator=cpu", "logger=csv"]
+        + ["trainer.max_epochs=1", "model.num_hid=16", *TINY],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **slurm, "BUTD_DATA_DIR": str(tiny_data_dir), "WANDB_SILENT": "true"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in out.stderr and "GLOBAL_RANK: 1, MEMBER: 2/2" in out.stderr
+    run = tmp_path / "outputs" / "train" / "slurm" / "4242"
+    assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in run.glob("train_rank*.log")) == ["train_rank0.log", "train_rank1.log"]
