@@ -107,22 +107,24 @@ def test_a_sweep_over_an_unknown_key_stops_before_any_job(tmp_path):
     assert not list((tmp_path / "outputs").glob("**/.hydra")), "no job may have started"
 
 
-def test_optuna_search_returns_the_best_trial(tmp_path, tiny_data_dir):
+def test_optuna_search_returns_the_best_trial_and_survives_failed_trials(tmp_path, tiny_data_dir):
+    """Attention dropout drawn from [0, 2): trials drawing 1 or more fail (seeded: 2 of 4)."""
+    space = 'hydra.sweeper.params={model.num_hid:"choice(16,32)",model.att_dropout:"interval(0.0,2.0)"}'
     out = _run(
-        ["butd.train", "hparams_search=optuna", "experiment=quickstart", "hydra.sweeper.n_trials=2"]
-        + [
-            'hydra.sweeper.params={model.num_hid:"choice(16,32)"}',
-            "logger=csv",
-            "trainer.max_epochs=1",
-            *TINY,
-        ],
+        ["butd.train", "hparams_search=optuna", "experiment=quickstart", "hydra.sweeper.n_trials=4", space]
+        + ["logger=csv", "trainer.max_epochs=1", *TINY],
         tmp_path,
         BUTD_DATA_DIR=str(tiny_data_dir),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = _jobs(tmp_path / "outputs" / "quickstart" / "multiruns")
-    scores = [json.loads((j / "metrics.json").read_text())["val/score"] for j in jobs]
-    assert len(jobs) == 2 and all("optim.optimizer.lr=" in j.name for j in jobs)
+    assert len(jobs) == 4 and all("optim.optimizer.lr=" in j.name for j in jobs)
+    failed = [j for j in jobs if (j / "failure.json").is_file()]
+    scores = [json.loads((j / "metrics.json").read_text())["val/score"] for j in jobs if j not in failed]
+    assert failed and len(scores) + len(failed) == 4
+    assert all(
+        "model.att_dropout=" in json.loads((j / "failure.json").read_text())["message"] for j in failed
+    )
     result = yaml.safe_load((jobs[0].parent / "optimization_results.yaml").read_text())
     assert result["best_value"] == pytest.approx(max(scores))
 
