@@ -15,7 +15,6 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import butd.naming  # noqa: F401  (registers the resolvers that name runs, tags and sweep folders)
 from butd import sweep
 from butd.callbacks import MetricsJSON
 from butd.config import model_config, model_dict, resolve_ckpt_path

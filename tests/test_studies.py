@@ -108,3 +108,9 @@ def test_ddp_inside_a_local_multirun_is_refused(as_multirun_job, monkeypatch):
         check_multirun_devices(cfg)
     monkeypatch.setenv("SLURM_NTASKS", "2")  # SLURM starts the ranks itself
     check_multirun_devices(cfg)
+
+
+def test_a_sweep_job_folder_is_named_by_its_overrides_less_the_noise():
+    cfg = compose_all(["experiment=ablation_width", "model.num_hid=512", "seed=7", "paths.data_dir=/d"])
+    cfg.hydra.job.num = 3  # the launcher numbers the jobs
+    assert cfg.hydra.sweep.subdir == "3_model.num_hid=512,seed=7"
