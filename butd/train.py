@@ -15,11 +15,11 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from butd import sweep
 from butd.callbacks import MetricsJSON
 from butd.checkpointing import trainer_setup
 from butd.config import model_config, model_dict, resolve_ckpt_path
 from butd.data.datamodule import VQADataModule
-from butd.errors import UserError
 from butd.module import VQAModule
 from butd.schemas import validate_train_config
 
@@ -78,31 +78,43 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
 
+    failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        failed = False
     finally:
-        _finish_wandb(trainer)
+        _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
     return record.summary(module) if record is not None else {}
 
 
-def _finish_wandb(trainer: pl.Trainer) -> None:
-    """Close the W&B run so the next job of a multirun starts its own."""
+def _finish_wandb(trainer: pl.Trainer, exit_code: int = 0) -> None:
+    """Close the W&B run (marked failed on an error) so the next job of a multirun starts its own."""
     from pytorch_lightning.loggers import WandbLogger
 
     if any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
         import wandb
 
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Returns the best val/score, the value a Hydra sweeper optimises."""
+    """Returns the best val/score, the value a Hydra sweeper optimises.
+
+    In a multirun a failing job is recorded in its folder and returns None, so the sweep goes on.
+    """
     try:
+        sweep.check_multirun_devices(cfg)
         summary = train(cfg)
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+    except Exception as err:
+        if sweep.in_multirun():
+            sweep.record_failure(err)
+            return None
+        cause = sweep.user_error(err)
+        if cause is not None:
+            raise SystemExit(f"error: {cause}") from None
+        raise
     score = summary.get("val/score")
     if score is not None:
         log.info("best val/score %.2f at epoch %s", score, summary.get("best_epoch"))

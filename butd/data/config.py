@@ -33,6 +33,9 @@ class DataConfig:
     glove: str | None = None
     emb_dim: int = 300
     num_boxes: int = 36
+    #: boxes the model sees: the first K of the `num_boxes` stored per image, in the feature
+    #: file's order (the objects ablation); None: all of them. Not a cache setting.
+    use_boxes: int | None = None
     min_answer_count: int = 9
     max_question_len: int = 14
     #: splits whose questions build the word vocabulary (the reference includes test)
@@ -67,6 +70,11 @@ class DataConfig:
         for key in ("num_boxes", "min_answer_count", "max_question_len", "batch_size", "emb_dim"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"data.{key}={getattr(self, key)!r} is invalid; expected an integer > 0")
+        if self.use_boxes is not None and not 0 < self.use_boxes <= self.num_boxes:
+            raise ConfigError(
+                f"data.use_boxes={self.use_boxes} must be between 1 and the {self.num_boxes} boxes "
+                "stored per image (data.num_boxes)"
+            )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
 

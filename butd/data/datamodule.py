@@ -34,9 +34,18 @@ class VQABatches(Dataset):
     features stay in HDF5 and are read lazily, with one file handle per process.
     """
 
-    def __init__(self, path: Path, *, num_answers: int, rebuild: str = "python -m butd.prepare") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        num_answers: int,
+        use_boxes: int | None = None,
+        rebuild: str = "python -m butd.prepare",
+    ) -> None:
         self.path = Path(path)
         self.num_answers = num_answers
+        #: read only the first K boxes of each image (None: all)
+        self.use_boxes = use_boxes
         #: the command that rebuilds this file, for error messages
         self.rebuild = rebuild
         with _readable(self.path, rebuild), h5py.File(self.path, "r") as f:
@@ -82,10 +91,11 @@ class VQABatches(Dataset):
     def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
         rows, inverse = np.unique(self.image_index[idx], return_inverse=True)
+        boxes = slice(None, self.use_boxes)
         with _readable(self.path, self.rebuild):
             images = self._images()
-            feats = images["features"][rows]  # h5py wants increasing indices
-            spatial = images["spatial"][rows]
+            feats = images["features"][rows, boxes]  # h5py wants increasing indices
+            spatial = images["spatial"][rows, boxes]
         batch = {
             "v": torch.from_numpy(feats[inverse].astype(np.float32)),
             "b": torch.from_numpy(spatial[inverse]),
@@ -130,6 +140,7 @@ class VQADataModule(pl.LightningDataModule):
             self.datasets[split] = VQABatches(
                 self.info.split_path(split),
                 num_answers=self.info.num_answers,
+                use_boxes=self.cfg.use_boxes,
                 rebuild=f"{prepare_command(self.cfg)} force=true",
             )
         return self.datasets[split]
@@ -142,8 +153,14 @@ class VQADataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         ds = self.dataset(split)
+        trainer = self.trainer
         sampler = EpochBatchSampler(
-            len(ds), batch_size=self.cfg.batch_size, shuffle=shuffle, seed=self.shuffle_seed
+            len(ds),
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            seed=self.shuffle_seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
         )
         if shuffle:
             self._train_sampler = sampler
