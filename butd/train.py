@@ -43,6 +43,7 @@ def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
         v_dim=info.feature_dim,
         num_answers=info.num_answers,
         optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
+        compile=bool(cfg.get("compile", False)),
     )
     module.model.w_emb.init_from(info.glove())
     module.metadata = {

@@ -63,10 +63,15 @@ def test_fast_dev_run_through_the_composed_config(tiny_cfg):
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()  # fast_dev_run writes nothing
 
 
-@pytest.mark.parametrize("model", ["newatt", "concat", "question_only"])
-def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model):
+@pytest.mark.parametrize(("model", "store"), [("newatt", "ram"), ("concat", "h5"), ("question_only", "auto")])
+def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model, store):
     """Two real epochs write metrics.json and checkpoints; a resume runs the third epoch only."""
-    overrides = [f"model={model}", "model.num_hid=32", "model.activation=gated_tanh"]
+    overrides = [
+        f"model={model}",
+        f"data.feature_store={store}",
+        "model.num_hid=32",
+        "model.activation=gated_tanh",
+    ]
     cfg = tiny_cfg([*overrides, "trainer.max_epochs=2"])
     summary = train(cfg)
     out = Path(cfg.paths.output_dir)

@@ -46,6 +46,10 @@ class DataConfig:
     val_split: str = "val"
     batch_size: int = 512
     num_workers: int = 0
+    #: where features live while training: `h5` (read per batch), `ram` or `gpu` (whole
+    #: splits in float16 tensors, batches gathered by index), `auto` (gpu, ram, h5: the
+    #: first that fits)
+    feature_store: str = "h5"
     #: generate the raw files and the cache when missing (the synthetic set does)
     auto_prepare: bool = False
     #: `butd.data.synthetic.SyntheticSpec` fields when the raw files are generated
@@ -66,6 +70,13 @@ class DataConfig:
         for key in ("num_boxes", "min_answer_count", "max_question_len", "batch_size", "emb_dim"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"data.{key} must be > 0, got {getattr(self, key)}")
+        from butd.data.stores import FEATURE_STORES
+
+        if self.feature_store not in FEATURE_STORES:
+            raise ConfigError(
+                f"data.feature_store={self.feature_store!r} is invalid; "
+                f"expected one of {list(FEATURE_STORES)}"
+            )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
 

@@ -20,6 +20,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from butd.data.cache import CacheInfo, load_cache, prepare
 from butd.data.config import DataConfig
+from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store
 
 
 class VQABatches(Dataset):
@@ -91,7 +92,8 @@ class VQADataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg = DataConfig.from_dict(data)
         self._info: CacheInfo | None = None
-        self.datasets: dict[str, VQABatches] = {}
+        self.datasets: dict[str, VQABatches | TensorSplit] = {}
+        self._store: str | None = None
 
     def prepare_data(self) -> None:
         if self.cfg.auto_prepare:
@@ -105,9 +107,28 @@ class VQADataModule(pl.LightningDataModule):
             self._info = load_cache(self.cfg)
         return self._info
 
-    def dataset(self, split: str) -> VQABatches:
+    @property
+    def store(self) -> str:
+        """The feature store in use, with `auto` resolved by what fits where."""
+        if self._store is None:
+            splits = [self.cfg.train_split, self.cfg.val_split]
+            self._store = choose_store(self.cfg.feature_store, [self.info.split_path(s) for s in splits])
+        return self._store
+
+    def _device(self) -> torch.device:
+        if self.store != "gpu":
+            return torch.device("cpu")
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cuda")
+
+    def dataset(self, split: str) -> VQABatches | TensorSplit:
         if split not in self.datasets:
-            self.datasets[split] = VQABatches(self.info.split_path(split), num_answers=self.info.num_answers)
+            path, num_answers = self.info.split_path(split), self.info.num_answers
+            if self.store == "h5":
+                self.datasets[split] = VQABatches(path, num_answers=num_answers)
+            else:
+                self.datasets[split] = TensorSplit.load(path, num_answers=num_answers, device=self._device())
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -116,8 +137,19 @@ class VQADataModule(pl.LightningDataModule):
         if stage in (None, "fit", "validate"):
             self.dataset(self.cfg.val_split)
 
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, *, shuffle: bool) -> DataLoader | TensorBatchLoader:
         ds = self.dataset(split)
+        if isinstance(ds, TensorSplit):
+            trainer = self.trainer
+            return TensorBatchLoader(
+                ds,
+                batch_size=self.cfg.batch_size,
+                shuffle=shuffle,
+                seed=torch.initial_seed(),
+                rank=trainer.global_rank if trainer else 0,
+                world_size=trainer.world_size if trainer else 1,
+                epoch=(lambda: trainer.current_epoch) if trainer else None,
+            )
         base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
         return DataLoader(
             ds,
@@ -128,10 +160,10 @@ class VQADataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | TensorBatchLoader:
         return self._loader(self.cfg.train_split, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | TensorBatchLoader:
         return self._loader(self.cfg.val_split, shuffle=False)
 
 
