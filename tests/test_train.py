@@ -113,3 +113,13 @@ def test_same_seed_same_metrics(tiny_cfg):
         for i in range(2)
     ]
     assert [{k: r[k] for k in keys} for r in runs[0]] == [{k: r[k] for k in keys} for r in runs[1]]
+
+
+def test_out_of_memory_is_explained_with_sizes(tiny_cfg):
+    from butd.train import out_of_memory_advice
+
+    cfg = tiny_cfg(["model.num_hid=16"])
+    module, datamodule = build(cfg)
+    message = out_of_memory_advice(cfg, datamodule, module, torch.OutOfMemoryError("CUDA out of memory"))
+    assert "batch 16" in message and "data.batch_size" in message and "data.feature_store=h5" in message
+    assert f"{module.num_parameters:,} parameters" in message
