@@ -23,8 +23,12 @@ def precision_for(accelerator: str) -> str:
 
 
 def register_resolvers() -> None:
+    """Every resolver the configs use; the entry points import this module before Hydra runs."""
+    from butd import naming
+
     if not OmegaConf.has_resolver("butd.precision"):
         OmegaConf.register_new_resolver("butd.precision", precision_for)
+    naming.register_resolvers()  # run names, tags, sweep job folders (conf/hydra, conf/logger)
 
 
 register_resolvers()

@@ -55,3 +55,47 @@ class UpperBound(_MeanOverQuestions):
 
     def update(self, target: torch.Tensor) -> None:
         self._add(target.max(dim=1).values)
+
+
+class VQAAccuracy(_MeanOverQuestions):
+    """Official VQA accuracy of the argmax answer, looked up in the table prepare stores.
+
+    acc_labels: [batch, M] answer labels that score (-1 pads), acc_values: [batch, M] their
+    official accuracy in (0, 1]; answer_type: [batch] codes (see `butd.data.official`).
+    With `answer_type` set, only questions of that type count.
+    """
+
+    def __init__(self, answer_type: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.answer_type = answer_type
+
+    def update(
+        self,
+        logits: torch.Tensor,
+        acc_labels: torch.Tensor,
+        acc_values: torch.Tensor,
+        answer_type: torch.Tensor,
+    ) -> None:
+        pred = logits.detach().argmax(dim=1, keepdim=True)
+        acc = ((acc_labels == pred) * acc_values).sum(dim=1)
+        if self.answer_type is not None:
+            acc = acc[answer_type == self.answer_type]
+        self._add(acc)
+
+
+def vqa_accuracy_metrics() -> torch.nn.ModuleDict:
+    """Overall and per answer type official accuracy; `vqa_accuracy_name` gives their log names."""
+    from butd.evaluation import ANSWER_TYPES
+
+    metrics = {"overall": VQAAccuracy()}
+    metrics.update({_type_key(t): VQAAccuracy(answer_type=i) for i, t in enumerate(ANSWER_TYPES)})
+    return torch.nn.ModuleDict(metrics)
+
+
+def vqa_accuracy_name(stage: str, key: str) -> str:
+    """`val/vqa_acc` for the overall accuracy, `val/vqa_acc/yes_no` etc. per answer type."""
+    return f"{stage}/vqa_acc" if key == "overall" else f"{stage}/vqa_acc/{key}"
+
+
+def _type_key(answer_type: str) -> str:
+    return answer_type.replace("/", "_")

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
-from butd.metrics import UpperBound, VQAScore, vqa_bce_loss
+from butd.metrics import UpperBound, VQAScore, vqa_accuracy_metrics, vqa_accuracy_name, vqa_bce_loss
 from butd.models import ModelConfig, build_model, count_parameters
 
 
@@ -40,6 +40,8 @@ class VQAModule(pl.LightningModule):
         self.train_score = VQAScore()
         self.val_score = VQAScore()
         self.val_upper_bound = UpperBound()
+        #: the official VQA accuracy, overall and per answer type
+        self.val_vqa_acc = vqa_accuracy_metrics()
         #: vocabulary words, answers and cache manifest, saved with every checkpoint
         self.metadata: dict[str, Any] = {}
 
@@ -75,6 +77,10 @@ class VQAModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("val/score", self.val_score, on_epoch=True, prog_bar=True, batch_size=size)
         self.log("val/upper_bound", self.val_upper_bound, on_epoch=True, batch_size=size)
+        if "acc_labels" in batch:
+            for key, metric in self.val_vqa_acc.items():
+                metric.update(logits, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
+                self.log(vqa_accuracy_name("val", key), metric, on_epoch=True, batch_size=size)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return instantiate(self.hparams.optimizer, _convert_="all")(params=self.parameters())

@@ -16,12 +16,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from butd import sweep
 from butd.callbacks import MetricsJSON
+from butd.checkpointing import trainer_setup
 from butd.config import model_config, model_dict, resolve_ckpt_path
 from butd.data.datamodule import VQADataModule
 from butd.data.stores import split_nbytes
 from butd.errors import UserError
 from butd.module import VQAModule
+from butd.schemas import validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def _instantiate_group(node: DictConfig | None) -> list[Any]:
 def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
     """The datamodule (preparing data where the config allows) and a fresh module for it."""
     model_cfg = model_config(cfg.model)
-    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all")
+    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all", shuffle_seed=cfg.seed)
     datamodule.prepare_data()
     info = datamodule.info
     module = VQAModule(
@@ -52,31 +55,41 @@ def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
         "vocab": info.vocabulary().to_json(),
         "answers": info.answers(),
         "data": info.manifest,
+        # the data section as written (interpolations kept), so evaluate/predict find the cache
+        "data_config": OmegaConf.to_container(cfg.data, resolve=False),
     }
     return module, datamodule
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
+    validate_train_config(cfg)  # before any data is read
     pl.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
+    trainer_kwargs, requeued = trainer_setup(cfg)
+    ckpt_path = requeued or resolve_ckpt_path(
+        cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
+    )
     module, datamodule = build(cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
+    )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["num_parameters"] = module.num_parameters
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
 
+    failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
     finally:
-        _finish_wandb(trainer)
+        _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
     return record.summary(module) if record is not None else {}
 
@@ -98,23 +111,33 @@ def out_of_memory_advice(
     )
 
 
-def _finish_wandb(trainer: pl.Trainer) -> None:
-    """Close the W&B run so the next job of a multirun starts its own."""
+def _finish_wandb(trainer: pl.Trainer, exit_code: int = 0) -> None:
+    """Close the W&B run (marked failed on an error) so the next job of a multirun starts its own."""
     from pytorch_lightning.loggers import WandbLogger
 
     if any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
         import wandb
 
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Returns the best val/score, the value a Hydra sweeper optimises."""
+    """Returns the best val/score, the value a Hydra sweeper optimises.
+
+    In a multirun a failing job is recorded in its folder and returns None, so the sweep goes on.
+    """
     try:
+        sweep.check_multirun_devices(cfg)
         summary = train(cfg)
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+    except Exception as err:
+        if sweep.in_multirun():
+            sweep.record_failure(err)
+            return None
+        cause = sweep.user_error(err)
+        if cause is not None:
+            raise SystemExit(f"error: {cause}") from None
+        raise
     score = summary.get("val/score")
     if score is not None:
         log.info("best val/score %.2f at epoch %s", score, summary.get("best_epoch"))

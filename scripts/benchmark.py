@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from butd.data.sampling import EpochBatchSampler
 from butd.data.stores import TensorBatchLoader, TensorSplit
 from butd.metrics import vqa_bce_loss
 from butd.models import ModelConfig, build_model
@@ -148,8 +149,10 @@ def butd_store(data: RandomSplit, shapes: Shapes, device: torch.device) -> Tenso
 
 
 def butd_stream(store: TensorSplit, shapes: Shapes, device: torch.device) -> Iterator[dict]:
-    loader = TensorBatchLoader(store, batch_size=shapes.batch_size, shuffle=True)
+    sampler = EpochBatchSampler(len(store), batch_size=shapes.batch_size, shuffle=True)
+    loader = TensorBatchLoader(store, sampler)
     while True:
+        sampler.set_epoch(sampler.epoch + 1)
         for batch in loader:
             yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 

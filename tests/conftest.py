@@ -32,6 +32,7 @@ TINY_DATA = [
     "data=synthetic",
     "data.synthetic.num_train_images=40",
     "data.synthetic.num_val_images=16",
+    "data.synthetic.num_test_images=8",
     "data.synthetic.questions_per_image=4",
     "data.synthetic.num_boxes=6",
     "data.synthetic.feature_dim=32",
@@ -89,3 +90,37 @@ def tiny_cfg(tiny_data_dir, tmp_path):
         )
 
     return make
+
+
+def compose_job(config_name: str, overrides: list[str], *, data_dir: Path, output_dir: Path):
+    """Another entry point's primary config (evaluate, predict, ...), paths pointed at tmp dirs."""
+    from hydra import compose, initialize_config_dir
+
+    import butd.config  # noqa: F401  (registers resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            config_name,
+            overrides=[*overrides, f"paths.data_dir={data_dir}", f"paths.output_dir={output_dir}"],
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data_dir, tmp_path_factory) -> dict:
+    """A BUTD model (ReLU, width 32) trained 2 epochs on the tiny set: its run folder and metrics."""
+    import json
+
+    from butd.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = compose_train(
+        [*TINY_DATA, "trainer.accelerator=cpu", "logger=csv", "model.num_hid=32", "trainer.max_epochs=2"],
+        data_dir=tiny_data_dir,
+        output_dir=out,
+    )
+    train(cfg)
+    return {
+        "dir": out,
+        "ckpt": out / "checkpoints" / "last.ckpt",
+        "metrics": json.loads((out / "metrics.json").read_text()),
+    }

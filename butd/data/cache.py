@@ -13,7 +13,8 @@ Layout of `data.cache_dir`:
     `tokens` int32 [Q, T] front-padded, `question`, `question_type`, `answer_type` strings
   - annotated splits: soft-score targets as CSR, `targets/offsets` int64 [Q+1],
     `targets/labels` int32 [nnz], `targets/scores` float32 [nnz], and
-    `questions/multiple_choice_answer`.
+    `questions/multiple_choice_answer`; the official metric's tables (`butd.data.official`):
+    `questions/gt_answers` [Q, 10] and `vqa_acc/{offsets,labels,scores}`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from butd import __version__
 from butd.data.answers import answer_vocabulary, compute_targets
 from butd.data.config import DataConfig
 from butd.data.features import decode_row, iter_tsv, spatial_features
+from butd.data.official import write_official_tables
 from butd.data.text import Vocabulary, load_glove
 from butd.errors import UserError
 
@@ -340,8 +342,14 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
 
 
 def _stream_features(cfg: DataConfig, wanted: dict[str, set[int]], writers: dict, *, progress: bool) -> int:
-    """One pass over the feature TSVs, each wanted image written to its split; returns D."""
-    split_of_image = {i: s for s in reversed(list(wanted)) for i in wanted[s]}
+    """One pass over the feature TSVs, each wanted image written to its splits; returns D.
+
+    An image may belong to several splits (test-dev2015 images are test2015 images).
+    """
+    splits_of_image: dict[int, list[str]] = {}
+    for s in wanted:
+        for i in wanted[s]:
+            splits_of_image.setdefault(i, []).append(s)
     feature_dim: int | None = None
     total = sum((cfg.raw_path / f).stat().st_size for f in cfg.features)
     with _progress(progress) as bar:
@@ -351,8 +359,8 @@ def _stream_features(cfg: DataConfig, wanted: dict[str, set[int]], writers: dict
             for line_no, line in iter_tsv(path):
                 bar.advance(task, len(line))
                 item = decode_row(line, path=path, line_no=line_no)
-                split = split_of_image.get(item.image_id)
-                if split is None:
+                splits = splits_of_image.get(item.image_id)
+                if splits is None:
                     continue
                 if item.boxes.shape[0] != cfg.num_boxes:
                     raise CacheError(
@@ -366,16 +374,17 @@ def _stream_features(cfg: DataConfig, wanted: dict[str, set[int]], writers: dict
                         f"{path}:{line_no}: image {item.image_id} has feature size "
                         f"{item.features.shape[1]}, earlier rows had {feature_dim}"
                     )
-                if split not in writers:
-                    writers[split] = _SplitWriter(
-                        split_file(cfg.cache_path, split).with_suffix(".h5" + PARTIAL),
-                        capacity=len(wanted[split]),
-                        num_boxes=cfg.num_boxes,
-                        feature_dim=feature_dim,
-                    )
-                if item.image_id in writers[split].row_of:
-                    raise CacheError(f"{path}:{line_no}: image {item.image_id} appears twice")
-                writers[split].add(item)
+                for split in splits:
+                    if split not in writers:
+                        writers[split] = _SplitWriter(
+                            split_file(cfg.cache_path, split).with_suffix(".h5" + PARTIAL),
+                            capacity=len(wanted[split]),
+                            num_boxes=cfg.num_boxes,
+                            feature_dim=feature_dim,
+                        )
+                    if item.image_id in writers[split].row_of:
+                        raise CacheError(f"{path}:{line_no}: image {item.image_id} appears twice")
+                    writers[split].add(item)
     if feature_dim is None:
         raise CacheError(
             f"no image of splits {cfg.prepare_splits} was found in the feature files "
@@ -427,6 +436,7 @@ def _write_questions(w, qs, anns, vocab, answers, cfg) -> dict[str, int]:
         t.create_dataset("offsets", data=offsets)
         t.create_dataset("labels", data=np.array(labels, np.int32))
         t.create_dataset("scores", data=np.array(scores, np.float32))
+        write_official_tables(w.h5, anns_kept, answers)
     return {
         "questions": n,
         "dropped_questions": len(qs) - n,

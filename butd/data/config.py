@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from butd.errors import ConfigError
+from butd.schemas import check_types
 
 #: Bumped whenever the layout of the processed cache changes; old caches are then refused.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 
 
 @dataclass
@@ -32,6 +33,9 @@ class DataConfig:
     glove: str | None = None
     emb_dim: int = 300
     num_boxes: int = 36
+    #: boxes the model sees: the first K of the `num_boxes` stored per image, in the feature
+    #: file's order (the objects ablation); None: all of them. Not a cache setting.
+    use_boxes: int | None = None
     min_answer_count: int = 9
     max_question_len: int = 14
     #: splits whose questions build the word vocabulary (the reference includes test)
@@ -69,7 +73,12 @@ class DataConfig:
             raise ConfigError(f"data.answer_splits {missing} have no entry in data.annotations")
         for key in ("num_boxes", "min_answer_count", "max_question_len", "batch_size", "emb_dim"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"data.{key} must be > 0, got {getattr(self, key)}")
+                raise ConfigError(f"data.{key}={getattr(self, key)!r} is invalid; expected an integer > 0")
+        if self.use_boxes is not None and not 0 < self.use_boxes <= self.num_boxes:
+            raise ConfigError(
+                f"data.use_boxes={self.use_boxes} must be between 1 and the {self.num_boxes} boxes "
+                "stored per image (data.num_boxes)"
+            )
         from butd.data.stores import FEATURE_STORES
 
         if self.feature_store not in FEATURE_STORES:
@@ -78,7 +87,7 @@ class DataConfig:
                 f"expected one of {list(FEATURE_STORES)}"
             )
         if self.num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
 
     @classmethod
     def from_dict(cls, cfg: Any) -> DataConfig:
@@ -92,6 +101,7 @@ class DataConfig:
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise ConfigError(f"unknown data config keys {unknown}; valid keys: {sorted(known)}")
+        check_types(cls, cfg, "data")
         return cls(**cfg)
 
     @property

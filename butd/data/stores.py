@@ -9,13 +9,13 @@ synchronisation, so the GPU is never waiting on the input path.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
+from torch.utils.data import Sampler
 
 FEATURE_STORES = ("h5", "ram", "gpu", "auto")
 
@@ -106,10 +106,13 @@ class TensorSplit:
         tokens: np.ndarray,
         targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
         num_answers: int,
+        official: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
         """features: [N, K, D] float16; spatial: [N, K, 6]; question_id, image_index: [Q];
-        tokens: [Q, T]; targets: CSR (offsets [Q+1], labels [nnz], scores [nnz]) or None."""
+        tokens: [Q, T]; targets: CSR (offsets [Q+1], labels [nnz], scores [nnz]) or None;
+        official: the official-accuracy table as (acc_labels [Q, M] with -1 pads,
+        acc_values [Q, M], answer_type codes [Q]) or None."""
         self.num_answers = num_answers
         self.device = torch.device(device)
         pin = self.device.type == "cpu" and torch.cuda.is_available()
@@ -129,23 +132,40 @@ class TensorSplit:
         if targets is not None:
             labels, scores = padded_targets(*targets, pad_label=num_answers)
             self.target_labels, self.target_scores = put(labels), put(scores)
+        self.has_official = official is not None
+        if official is not None:
+            self.acc_labels, self.acc_values, self.answer_type = (put(a) for a in official)
 
     @classmethod
-    def load(cls, path: Path, *, num_answers: int, device: torch.device | str = "cpu") -> TensorSplit:
-        """Read a prepared `{split}.h5` whole."""
+    def load(
+        cls,
+        path: Path,
+        *,
+        num_answers: int,
+        use_boxes: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> TensorSplit:
+        """Read a prepared `{split}.h5` whole (only the first `use_boxes` boxes, if set)."""
+        from butd.data.official import answer_type_codes, gather_rows
+
+        boxes = slice(None, use_boxes)
         with h5py.File(path, "r") as f:
             q = f["questions"]
-            targets = None
+            targets = official = None
             if f.attrs["has_targets"]:
                 targets = (f["targets/offsets"][:], f["targets/labels"][:], f["targets/scores"][:])
+                acc = (f["vqa_acc/offsets"][:], f["vqa_acc/labels"][:], f["vqa_acc/scores"][:])
+                acc_labels, acc_values = gather_rows(*acc, np.arange(len(q["question_id"])))
+                official = (acc_labels, acc_values, answer_type_codes(q["answer_type"].asstr()[:]))
             return cls(
-                features=f["images/features"][:],
-                spatial=f["images/spatial"][:],
+                features=f["images/features"][:, boxes],
+                spatial=f["images/spatial"][:, boxes],
                 question_id=q["question_id"][:],
                 image_index=q["image_index"][:],
                 tokens=q["tokens"][:],
                 targets=targets,
                 num_answers=num_answers,
+                official=official,
                 device=device,
             )
 
@@ -169,52 +189,28 @@ class TensorSplit:
             dense = torch.zeros(len(idx), self.num_answers + 1, device=idx.device)
             dense.scatter_(1, self.target_labels[idx], self.target_scores[idx])
             out["target"] = dense[:, : self.num_answers]
+        if self.has_official:
+            out["acc_labels"] = self.acc_labels[idx]
+            out["acc_values"] = self.acc_values[idx]
+            out["answer_type"] = self.answer_type[idx]
         return out
 
 
 class TensorBatchLoader:
-    """Iterates a `TensorSplit` in batches; a DataLoader stand-in that Lightning accepts.
+    """Iterates a `TensorSplit` in the batches its sampler draws; Lightning accepts it as a loader.
 
-    The order of epoch e comes from a generator seeded with `seed + e`, so it is the same
-    whether or not the run was interrupted and resumed; `epoch` reports the current epoch
-    (the trainer's), else full passes are counted. Under several processes each rank takes
-    every world_size-th question of the same permutation.
+    The sampler (`EpochBatchSampler`) makes the order a function of seed and epoch and shares
+    the questions out over processes; Lightning calls `loader.sampler.set_epoch` each epoch.
     """
 
-    def __init__(
-        self,
-        split: TensorSplit,
-        *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        epoch: Callable[[], int] | None = None,
-    ) -> None:
+    def __init__(self, split: TensorSplit, sampler: Sampler[list[int]]) -> None:
         self.split = split
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self._epoch = epoch
-        self._passes = 0
-
-    def _order(self) -> torch.Tensor:
-        n = len(self.split)
-        if self.shuffle:
-            epoch = self._epoch() if self._epoch is not None else self._passes
-            gen = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.arange(n)
-        return order[self.rank :: self.world_size].to(self.split.image_index.device)
+        self.sampler = sampler
 
     def __len__(self) -> int:
-        return math.ceil(len(range(self.rank, len(self.split), self.world_size)) / self.batch_size)
+        return len(self.sampler)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for idx in self._order().split(self.batch_size):
-            yield self.split.batch(idx)
-        self._passes += 1
+        device = self.split.image_index.device
+        for indices in self.sampler:
+            yield self.split.batch(torch.as_tensor(indices, dtype=torch.long).to(device, non_blocking=True))

@@ -11,7 +11,10 @@ Files written (names and schemas as the official VQA v2 / bottom-up-attention re
 `v2_OpenEnded_mscoco_{train,val}2014_questions.json`, `v2_mscoco_{train,val}2014_annotations.json`,
 `synthetic_trainval_{K}.tsv` (`image_id, image_w, image_h, num_boxes, boxes, features`, the last
 two base64 float32, written with `csv` in tab mode like the original `generate_tsv.py`), and
-`glove/glove.6B.{D}d.txt`.
+`glove/glove.6B.{D}d.txt`. With `num_test_images > 0` also the unannotated test splits, as the
+official release has them: `v2_OpenEnded_mscoco_{test2015,test-dev2015}_questions.json` (test-dev
+is every question of a subset of the test images, same question ids) and their features in a
+separate `synthetic_test2015_{K}.tsv`.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class SyntheticSpec:
 
     num_train_images: int = 1500
     num_val_images: int = 500
+    #: unannotated test2015 images (a quarter of them also form test-dev2015); 0 writes no test files
+    num_test_images: int = 0
     questions_per_image: int = 6
     num_boxes: int = 10
     min_objects: int = 2
@@ -104,7 +109,9 @@ class SyntheticSpec:
             raise ValueError("questions_per_image must be in [1, 999] (question_id = image*1000+k)")
         if not 0.0 <= self.annotator_agreement <= 1.0:
             raise ValueError("annotator_agreement must be a probability")
-        if self.num_train_images + self.num_val_images > MAX_COCO_ID:
+        if self.num_test_images < 0:
+            raise ValueError(f"num_test_images must be >= 0, got {self.num_test_images}")
+        if self.num_train_images + self.num_val_images + self.num_test_images > MAX_COCO_ID:
             raise ValueError("too many images for COCO-like ids")
 
     @property
@@ -227,6 +234,27 @@ def sample_scenes(spec: SyntheticSpec) -> list[Scene]:
     return [_sample_scene(rng, spec, i, "train2014") for i in train_ids] + [
         _sample_scene(rng, spec, i, "val2014") for i in val_ids
     ]
+
+
+def sample_test_scenes(spec: SyntheticSpec) -> list[Scene]:
+    """The unannotated test2015 scenes, drawn from their own streams so train/val stay unchanged."""
+    if not spec.num_test_images:
+        return []
+    train_ids, val_ids = _image_ids(spec)
+    used = set(train_ids) | set(val_ids)
+    candidates = _rng(spec, 8).choice(MAX_COCO_ID, size=spec.num_test_images + len(used), replace=False) + 1
+    ids = sorted(int(i) for i in candidates if int(i) not in used)[: spec.num_test_images]
+    rng = _rng(spec, 9)
+    return [_sample_scene(rng, spec, i, "test2015") for i in ids]
+
+
+def test_dev_image_ids(spec: SyntheticSpec, test_scenes: list[Scene]) -> set[int]:
+    """A quarter of the test images (at least one), as test-dev is a subset of test2015."""
+    if not test_scenes:
+        return set()
+    chosen = _rng(spec, 10).random(len(test_scenes)) < 0.25
+    chosen[0] |= not chosen.any()
+    return {s.image_id for s, keep in zip(test_scenes, chosen, strict=True) if keep}
 
 
 # --------------------------------------------------------------------------- features
@@ -474,9 +502,9 @@ def _scene_questions(
     return out
 
 
-def sample_questions(scenes: list[Scene], spec: SyntheticSpec) -> list[Question]:
+def sample_questions(scenes: list[Scene], spec: SyntheticSpec, *, stream: int = 4) -> list[Question]:
     """All questions in scene order; public so tests can compare annotations with the truth."""
-    rng = _rng(spec, 4)
+    rng = _rng(spec, stream)
     issued: dict[tuple[str, ...], Counter] = {t: Counter() for t in COUNT_TEMPLATES}
     return [q for s in scenes for q in _scene_questions(rng, s, spec, issued)]
 
@@ -626,4 +654,24 @@ def generate(raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False) -> d
         _write_json(paths[f"{split}_annotations"], _annotations_file([annotations[i] for i in keep], subtype))
     _write_features(paths["features"], scenes, spec, _rng(spec, 7).permutation(len(scenes)), progress)
     _write_glove(paths["glove"], questions, spec)
+    if spec.num_test_images:
+        paths.update(_generate_test(raw_dir, spec, progress))
+    return paths
+
+
+def _generate_test(raw_dir: Path, spec: SyntheticSpec, progress: bool) -> dict[str, Path]:
+    """Questions files of test2015 and test-dev2015 (no annotations) and the test features TSV."""
+    scenes = sample_test_scenes(spec)
+    questions = sample_questions(scenes, spec, stream=11)
+    dev = test_dev_image_ids(spec, scenes)
+    paths = {
+        "test_questions": raw_dir / "v2_OpenEnded_mscoco_test2015_questions.json",
+        "test_dev_questions": raw_dir / "v2_OpenEnded_mscoco_test-dev2015_questions.json",
+        "test_features": raw_dir / f"synthetic_test2015_{spec.num_boxes}.tsv",
+    }
+    _write_json(paths["test_questions"], _questions_file(questions, "test2015"))
+    dev_questions = [q for q in questions if q.image_id in dev]
+    _write_json(paths["test_dev_questions"], _questions_file(dev_questions, "test-dev2015"))
+    order = _rng(spec, 12).permutation(len(scenes))
+    _write_features(paths["test_features"], scenes, spec, order, progress)
     return paths

@@ -13,6 +13,7 @@ from butd.models.butd import BUTDModel, QuestionOnlyModel
 from butd.models.classifier import Classifier
 from butd.models.fc import ACTIVATIONS, FCLayer
 from butd.models.language import QuestionEncoder, WordEmbedding
+from butd.schemas import check_types
 
 MODEL_NAMES: tuple[str, ...] = ("butd", "question_only")
 
@@ -42,6 +43,7 @@ class ModelConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}; expected a subset of {sorted(known)}")
+        check_types(cls, values, "model")
         cfg = cls(**dict(values))
         cfg.validate()
         return cfg

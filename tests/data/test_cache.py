@@ -120,3 +120,12 @@ def test_vocabulary_round_trips_through_the_cache(tiny_data_dir):
     info = load_cache(_data_cfg(tiny_data_dir))
     vocab = info.vocabulary()
     assert Vocabulary.from_json(vocab.to_json()).idx2word == vocab.idx2word
+
+
+def test_test_splits_are_prepared_without_targets(tiny_data_dir):
+    info = load_cache(_data_cfg(tiny_data_dir))
+    with h5py.File(info.split_path("test2015")) as test, h5py.File(info.split_path("test-dev2015")) as dev:
+        assert not test.attrs["has_targets"] and "targets" not in test and "vqa_acc" not in test
+        dev_ids, test_ids = set(dev["questions/question_id"][:]), set(test["questions/question_id"][:])
+        assert dev_ids < test_ids  # test-dev images are test2015 images, written to both files
+        assert set(dev["images/image_id"][:]) < set(test["images/image_id"][:])

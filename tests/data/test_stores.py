@@ -7,6 +7,7 @@ import torch
 from butd.data.cache import load_cache
 from butd.data.config import DataConfig
 from butd.data.datamodule import VQABatches
+from butd.data.sampling import EpochBatchSampler
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, padded_targets
 from tests.conftest import TINY_DATA, compose_train
 
@@ -39,42 +40,54 @@ def test_tensor_batches_equal_hdf5_batches(val_path):
     idx = [5, 0, 17, 3, 3, len(h5) - 1]
     a, b = h5[idx], tensors.batch(torch.tensor(idx))
     assert a.keys() == b.keys()
-    for key in a:
+    for key in a.keys() - {"acc_labels", "acc_values"}:
         assert torch.equal(a[key], b[key]), key
+    # the official-accuracy rows: the same entries, padded to another width with -1 / 0
+    width = a["acc_labels"].shape[1]
+    assert torch.equal(a["acc_labels"], b["acc_labels"][:, :width])
+    assert torch.equal(a["acc_values"], b["acc_values"][:, :width])
+    assert (b["acc_labels"][:, width:] == -1).all()
     assert tensors.target_labels.shape[1] <= 10  # one slot per distinct annotator answer at most
 
 
-def test_loader_order_depends_only_on_seed_and_epoch(val_path):
+def test_loader_follows_its_sampler_epoch_by_epoch(val_path):
     path, num_answers = val_path
     split = TensorSplit.load(path, num_answers=num_answers)
-    epoch = {"now": 0}
 
     def ids(loader) -> list[int]:
         return torch.cat([b["question_id"] for b in loader]).tolist()
 
-    loader = TensorBatchLoader(split, batch_size=7, shuffle=True, seed=3, epoch=lambda: epoch["now"])
+    sampler = EpochBatchSampler(len(split), batch_size=7, shuffle=True, seed=3)
+    loader = TensorBatchLoader(split, sampler)
     first = ids(loader)
     assert sorted(first) == sorted(split.question_id.tolist())  # every question once
     assert len(loader) == -(-len(split) // 7)
-    epoch["now"] = 1
+    loader.sampler.set_epoch(1)  # what Lightning calls each epoch
     second = ids(loader)
     assert second != first
     # a fresh loader (a resumed run) at epoch 1 sees epoch 1's order
-    resumed = TensorBatchLoader(split, batch_size=7, shuffle=True, seed=3, epoch=lambda: 1)
-    assert ids(resumed) == second
+    again = EpochBatchSampler(len(split), batch_size=7, shuffle=True, seed=3)
+    again.set_epoch(1)
+    assert ids(TensorBatchLoader(split, again)) == second
 
 
 def test_ranks_share_out_the_questions(val_path):
     path, num_answers = val_path
     split = TensorSplit.load(path, num_answers=num_answers)
     shards = [
-        torch.cat(
-            [
-                b["question_id"]
-                for b in TensorBatchLoader(split, batch_size=4, shuffle=True, rank=r, world_size=2)
-            ]
-        )
+        ids
         for r in range(2)
+        for ids in [
+            torch.cat(
+                [
+                    b["question_id"]
+                    for b in TensorBatchLoader(
+                        split,
+                        EpochBatchSampler(len(split), batch_size=4, shuffle=False, num_replicas=2, rank=r),
+                    )
+                ]
+            )
+        ]
     ]
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
     assert sorted(torch.cat(shards).tolist()) == sorted(split.question_id.tolist())

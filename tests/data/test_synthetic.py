@@ -245,3 +245,23 @@ def test_question_only_oracle_is_weak(raw: dict[str, Path]) -> None:
     best = np.mean([_soft(a["multiple_choice_answer"], a) for _, a in val])
     assert exact < 0.45
     assert soft < best - 0.35
+
+
+def test_test_splits_are_unannotated_and_test_dev_is_a_subset(tmp_path: Path) -> None:
+    spec = SyntheticSpec(**TINY, num_test_images=12)
+    paths = generate(tmp_path, spec)
+    plain = generate(tmp_path / "plain", SyntheticSpec(**TINY))
+    for key in plain:  # adding test images leaves train/val byte-identical
+        assert plain[key].read_bytes() == paths[key].read_bytes(), key
+    test = _load(paths["test_questions"])
+    dev = _load(paths["test_dev_questions"])
+    assert paths["test_dev_questions"].name == "v2_OpenEnded_mscoco_test-dev2015_questions.json"
+    assert (test["data_subtype"], dev["data_subtype"]) == ("test2015", "test-dev2015")
+    assert set(test) == {"info", "task_type", "data_type", "license", "data_subtype", "questions"}
+    test_images = {q["image_id"] for q in test["questions"]}
+    dev_images = {q["image_id"] for q in dev["questions"]}
+    assert len(test_images) == 12 and 0 < len(dev_images) < 12 and dev_images <= test_images
+    assert [q for q in test["questions"] if q["image_id"] in dev_images] == dev["questions"]
+    trainval = set(_read_tsv(paths["features"]))
+    assert set(_read_tsv(paths["test_features"])) == test_images and not test_images & trainval
+    assert not list(tmp_path.glob("*test*annotations*"))

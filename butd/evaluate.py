@@ -1,0 +1,108 @@
+"""`python -m butd.evaluate ckpt_path=... split=val`: a checkpoint scored on an annotated split.
+
+Writes, in the run folder (`outputs/evaluate/runs/<time>/`):
+- `predictions.json`: `[{"question_id", "answer"}]`, the EvalAI results format;
+- `metrics.json`: the reference's soft `score` and `upper_bound`, and the official VQA metric
+  (`official.overall`, `perAnswerType`, `perQuestionType`), all in percent;
+and prints them as tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import h5py
+import hydra
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+import butd.config  # noqa: F401  (resolvers)
+from butd.data.official import annotations_from_cache
+from butd.errors import UserError
+from butd.evaluation import ANSWER_TYPES, vqa_eval
+from butd.inference import open_checkpoint_and_cache, run_split, soft_scores, write_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run the evaluation; returns what metrics.json holds."""
+    ckpt, data, info = open_checkpoint_and_cache(cfg)
+    split = str(cfg.split)
+    with h5py.File(info.split_path(split), "r") as f:
+        if not f.attrs["has_targets"]:
+            raise UserError(
+                f"split '{split}' of data={data.name} has no annotations, so it cannot be scored; "
+                f"write its results file with `python -m butd.predict ckpt_path={cfg.ckpt_path} "
+                f"split={split}` (and upload it to EvalAI)"
+            )
+        annotations = annotations_from_cache(f)
+    dataset, qids, labels, alignment = run_split(cfg, ckpt, data, info, split)
+    results = [
+        {"question_id": int(q), "answer": ckpt.answers[int(i)]} for q, i in zip(qids, labels, strict=True)
+    ]
+    official = vqa_eval(annotations, None, results)
+    score, best = soft_scores(dataset, alignment.answer_to_cache[labels])
+
+    out = Path(cfg.paths.output_dir)
+    metrics = {
+        "checkpoint": str(ckpt.path),
+        "data": data.name,
+        "split": split,
+        "questions": len(results),
+        "dropped_questions": info.counts["splits"][split].get("dropped_questions", 0),
+        "score": 100 * float(score.mean()),
+        "upper_bound": 100 * float(best.mean()),
+        "official": {k: official[k] for k in ("overall", "perAnswerType", "perQuestionType")},
+        "question_counts": {
+            "perAnswerType": dict(Counter(a["answer_type"] for a in annotations["annotations"])),
+            "perQuestionType": dict(Counter(a["question_type"] for a in annotations["annotations"])),
+        },
+    }
+    write_json(out / "predictions.json", results, indent=None)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def tables(metrics: dict[str, Any]) -> list[Table]:
+    """The answer-type table (with the soft score) and the question-type table."""
+    official, counts = metrics["official"], metrics["question_counts"]
+    main = Table(title=f"{metrics['data']} {metrics['split']}: {metrics['questions']:,} questions")
+    for col in ("", "questions", "VQA accuracy"):
+        main.add_column(col, justify="right" if col else "left")
+    main.add_row("overall", f"{metrics['questions']:,}", f"{official['overall']:.2f}")
+    order = {t: i for i, t in enumerate(ANSWER_TYPES)}
+    for atype, acc in sorted(official["perAnswerType"].items(), key=lambda kv: order.get(kv[0], len(order))):
+        main.add_row(atype, f"{counts['perAnswerType'][atype]:,}", f"{acc:.2f}")
+    main.caption = f"soft score {metrics['score']:.2f}, upper bound {metrics['upper_bound']:.2f}"
+    per_q = Table(title="per question type")
+    for col in ("question type", "questions", "VQA accuracy"):
+        per_q.add_column(col, justify="left" if col == "question type" else "right")
+    by_count = sorted(official["perQuestionType"], key=lambda t: (-counts["perQuestionType"][t], t))
+    for qtype in by_count:
+        per_q.add_row(
+            qtype, f"{counts['perQuestionType'][qtype]:,}", f"{official['perQuestionType'][qtype]:.2f}"
+        )
+    return [main, per_q]
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    """Returns the official overall accuracy."""
+    try:
+        metrics = evaluate(cfg)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    console = Console()
+    for table in tables(metrics):
+        console.print(table)
+    console.print(f"predictions.json and metrics.json written to {cfg.paths.output_dir}")
+    return metrics["official"]["overall"]
+
+
+if __name__ == "__main__":
+    main()

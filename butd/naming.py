@@ -1,0 +1,130 @@
+"""What a run is called: its W&B name and tags, its sweep folder, its configuration in a report.
+
+A run is named by the command-line overrides that make it differ from its experiment, less
+the noise (paths, logger settings, the experiment itself, which is already the W&B group):
+`model.activation=glu,seed=1112`. The same names the job folders of a sweep, tags the W&B
+run, and groups runs into configurations in `butd.report`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from omegaconf import OmegaConf
+
+#: override keys that say where or how a run is recorded, not what it computes
+NOISE_KEYS: tuple[str, ...] = (
+    "paths",
+    "hydra",
+    "logger",
+    "callbacks",
+    "experiment",
+    "hparams_search",
+    "ckpt_path",
+    "tags",
+    "task_name",
+    "data.num_workers",
+    "data.raw_dir",
+    "data.cache_dir",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+)
+
+#: longest job folder name; longer ones are cut and get a hash of the whole for uniqueness
+MAX_DIRNAME = 120
+
+
+def split_override(override: str) -> tuple[str, str]:
+    """`+model.x=1` -> (`model.x`, `1`); a deletion `~key` keeps its `~`."""
+    key, _, value = override.partition("=")
+    return key.lstrip("+"), value.strip("'\"")
+
+
+def _under(key: str, prefixes: Iterable[str]) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in prefixes)
+
+
+def is_noise(key: str, *, drop: Iterable[str] = (), keep: Iterable[str] = ()) -> bool:
+    """True for a key in NOISE_KEYS or `drop`, or under one of them (`paths.data_dir`), unless kept."""
+    key = key.lstrip("~")
+    return not _under(key, keep) and _under(key, (*NOISE_KEYS, *drop))
+
+
+def clean_overrides(
+    overrides: Iterable[str], *, drop: Iterable[str] = (), keep: Iterable[str] = ()
+) -> list[str]:
+    """The overrides that change what a run computes, as `key=value`, in command-line order."""
+    drop, keep = tuple(drop), tuple(keep)
+    kept = []
+    for item in overrides:
+        key, value = split_override(str(item))
+        if not is_noise(key, drop=drop, keep=keep):
+            kept.append(f"{key}={value}" if not key.startswith("~") else key)
+    return kept
+
+
+def run_name(overrides: Iterable[str], *, default: str) -> str:
+    """`model.activation=glu,seed=1112`; `default` (the task name) for a run without overrides."""
+    return ",".join(clean_overrides(overrides)) or default
+
+
+def job_dirname(num: int | str, overrides: Iterable[str]) -> str:
+    """Folder of one sweep job: its number, then what it changes (`3_model.activation=glu,seed=2`).
+
+    The number keeps folders unique (an Optuna search may draw a point twice) and in launch order.
+    """
+    name = re.sub(r"[^\w.,=+-]", "-", ",".join(clean_overrides(overrides)))
+    if len(name) > MAX_DIRNAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_DIRNAME - 9]}-{digest}"
+    return f"{num}_{name}" if name else str(num)
+
+
+def run_tags(tags: Iterable[str], overrides: Iterable[str]) -> list[str]:
+    """The experiment's tags plus one per override of this run, so W&B can filter on each axis."""
+    out = [str(t) for t in tags]
+    for item in clean_overrides(overrides):
+        tag = item[:64]  # W&B's limit on a tag
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def _job_overrides() -> list[str]:
+    """This job's task overrides when Hydra runs it; empty under the compose API."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def _resolve_run_name(default: str) -> str:
+    return run_name(_job_overrides(), default=default)
+
+
+def _resolve_run_tags(tags: Any) -> list[str]:
+    values = OmegaConf.to_container(tags) if OmegaConf.is_config(tags) else list(tags or [])
+    return run_tags(values, _job_overrides())
+
+
+def _resolve_job_dirname(num: Any, overrides: Any) -> str:
+    values = OmegaConf.to_container(overrides) if OmegaConf.is_config(overrides) else list(overrides)
+    return job_dirname(num, values)
+
+
+def register_resolvers() -> None:
+    """`${butd.run_name:NAME}`, `${butd.run_tags:${tags}}` and `${butd.job_dirname:NUM,OVERRIDES}`."""
+    for name, fn in {
+        "butd.run_name": _resolve_run_name,
+        "butd.run_tags": _resolve_run_tags,
+        "butd.job_dirname": _resolve_job_dirname,
+    }.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()

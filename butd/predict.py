@@ -1,0 +1,117 @@
+"""`python -m butd.predict`: answers from a checkpoint.
+
+python -m butd.predict ckpt_path=... split=test-dev2015
+    answers every question of a prepared split and writes the EvalAI results file
+    `vqa_OpenEnded_mscoco_<split>_butd_results.json` in the run folder;
+python -m butd.predict ckpt_path=... image_id=42 question="what color is the bus?"
+    prints the top answers for one question about one image of the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+import butd.config  # noqa: F401  (resolvers)
+from butd.errors import ConfigError, UserError
+from butd.inference import (
+    Answer,
+    answer,
+    answer_row,
+    find_image,
+    open_checkpoint_and_cache,
+    run_split,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+def results_name(split: str) -> str:
+    """The official results file naming: `vqa_OpenEnded_mscoco_<subtype>_<method>_results.json`."""
+    return f"vqa_OpenEnded_mscoco_{split}_butd_results.json"
+
+
+def predict_split(cfg: DictConfig, console: Console) -> Path:
+    """Write the results file for every question of `cfg.split`; returns its path."""
+    ckpt, data, info = open_checkpoint_and_cache(cfg)
+    split = str(cfg.split)
+    _, qids, labels, _ = run_split(cfg, ckpt, data, info, split)
+    results = [
+        {"question_id": int(q), "answer": ckpt.answers[int(i)]} for q, i in zip(qids, labels, strict=True)
+    ]
+    path = write_json(Path(cfg.paths.output_dir) / results_name(split), results, indent=None)
+    dropped = info.counts["splits"][split].get("dropped_questions", 0)
+    if dropped:
+        console.print(
+            f"[bold red]warning:[/] {dropped:,} questions of {split} had no image features when the "
+            "cache was prepared and are not answered; EvalAI refuses incomplete results"
+        )
+    console.print(f"{len(results):,} answers for {data.name} {split} written to {path}")
+    return path
+
+
+def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
+    """Answer one question about one image; prints and returns the answers."""
+    ckpt, data, info = open_checkpoint_and_cache(cfg)
+    image = find_image(info, int(cfg.image_id))
+    result = answer(ckpt, image, str(cfg.question), top_k=int(cfg.top_k))
+    console.print(answer_table(result, image_id=image.image_id, split=image.split))
+    if result.unknown_words:
+        console.print(
+            f"[yellow]not in the vocabulary, left out:[/] {', '.join(result.unknown_words)} "
+            f"(the model read: {' '.join(w for w in _words(result) if w not in result.unknown_words)!r})"
+        )
+    row = answer_row(result)
+    write_json(Path(cfg.paths.output_dir) / "answer.json", {"image_id": image.image_id, **row})
+    return row
+
+
+def _words(result: Answer) -> list[str]:
+    from butd.data.text import tokenize
+
+    return tokenize(result.question)
+
+
+def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
+    table = Table(title=f"image {image_id} ({split}): {result.question}")
+    table.add_column("#", justify="right")
+    table.add_column("answer")
+    table.add_column("probability", justify="right")
+    for rank, (ans, p) in enumerate(result.top, start=1):
+        table.add_row(str(rank), ans, f"{p:.3f}")
+    table.caption = "probability: sigmoid of the logit (trained per answer with BCE)"
+    return table
+
+
+def predict(cfg: DictConfig, console: Console) -> Any:
+    """Dispatch on the arguments: a whole split, or one question."""
+    if cfg.split is not None and (cfg.image_id is not None or cfg.question is not None):
+        raise ConfigError("give either split=NAME, or image_id=ID and question=TEXT, not both")
+    if cfg.split is not None:
+        return predict_split(cfg, console)
+    if cfg.image_id is None or cfg.question is None:
+        raise ConfigError(
+            "say what to answer: split=test-dev2015 (every question of a split), or "
+            'image_id=ID question="what color is the bus?"'
+        )
+    return predict_question(cfg, console)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    console = Console()
+    try:
+        predict(cfg, console)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Callbacks that make a run safe to leave unattended: a divergence stop, and RNG states that resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from butd.errors import UserError
+
+#: question ids quoted in the message; divergence.json holds them all
+_QUOTED_IDS = 20
+
+
+class DivergenceError(UserError):
+    """Training produced a non-finite loss or gradient; the message says where and what to try."""
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops training at the first non-finite loss or gradient norm, before the optimizer step.
+
+    Nothing of the diverged state is saved: the exception ends `fit` before any checkpoint
+    hook runs, so `last.ckpt` and the best checkpoint keep the state from before. The step,
+    the batch's question ids (those whose features are not finite singled out) and advice
+    go into the message and into `divergence.json` in the run folder.
+    """
+
+    def __init__(self, *, dirpath: str | None = None, check_gradients: bool = True) -> None:
+        self.path = Path(dirpath) / "divergence.json" if dirpath else None
+        self.check_gradients = check_gradients
+        self._batch: dict[str, Any] | None = None
+        self._batch_idx = -1
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._batch, self._batch_idx = batch, batch_idx
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        if not bool(torch.isfinite(loss.detach()).all()):
+            self._stop(trainer, f"the training loss is {loss.detach().float().item()}")
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        # With a gradient scaler (fp16) an overflow is routine: the scaler skips that step itself.
+        if not self.check_gradients or getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.stack([g.detach().norm() for g in grads]).norm()
+        if not bool(torch.isfinite(norm)):
+            self._stop(trainer, f"the gradient norm is {norm.item()}")
+
+    def _stop(self, trainer: pl.Trainer, what: str) -> None:
+        batch = self._batch if isinstance(self._batch, dict) else {}
+        ids = _ids(batch.get("question_id"))
+        bad_features = _ids_with_bad_features(batch)
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        kept = sorted({cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path})
+        record = {
+            "reason": what,
+            "global_step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "batch_idx": self._batch_idx,
+            "learning_rate": lr,
+            "question_ids": ids,
+            "question_ids_with_nonfinite_features": bad_features,
+            "checkpoints_kept": kept,
+        }
+        lines = [
+            f"training diverged at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {self._batch_idx}): {what}.",
+            f"Question ids of the batch: {_quote(ids)}.",
+        ]
+        if bad_features:
+            lines.append(
+                f"The image features of questions {_quote(bad_features)} are not finite: the data is "
+                "damaged; rebuild the cache (python -m butd.prepare ... force=true) or fix the feature file."
+            )
+        lines.append(
+            "Nothing of the diverged state was saved; the checkpoints on disk are from before it"
+            + (": " + ", ".join(kept) if kept else " (none yet)")
+            + "."
+        )
+        lr_hint = f"optim.optimizer.lr={lr:g} now, try {lr / 10:g}" if lr else "optim.optimizer.lr"
+        clip = trainer.gradient_clip_val
+        clip_hint = (
+            f"optim.clip_grad_norm={clip:g} now" if clip else "optim.clip_grad_norm is off now, try 0.25"
+        )
+        lines.append(
+            f"What to try: a lower learning rate ({lr_hint}); gradient clipping ({clip_hint}); a look at "
+            "the data of these questions (NaN/Inf features or targets). Then resume from a checkpoint "
+            "above with ckpt_path=PATH, or start again."
+        )
+        if self.path is not None and trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(record, indent=2))
+            lines.append(f"Details: {self.path}")
+        raise DivergenceError("\n".join(lines))
+
+
+def _ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(i) for i in torch.as_tensor(value).reshape(-1).tolist()]
+
+
+def _ids_with_bad_features(batch: dict[str, Any]) -> list[int]:
+    ids = batch.get("question_id")
+    bad = None
+    for key in ("v", "b"):
+        x = batch.get(key)
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            rows = ~torch.isfinite(x).reshape(x.size(0), -1).all(dim=1)
+            bad = rows if bad is None else bad | rows
+    if ids is None or bad is None or not bool(bad.any()):
+        return []
+    return _ids(torch.as_tensor(ids)[bad.cpu()])
+
+
+def _quote(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:_QUOTED_IDS]))
+    return f"[{shown}, ... {len(ids)} in all]" if len(ids) > _QUOTED_IDS else f"[{shown}]"
+
+
+class RNGState(pl.Callback):
+    """Saves the random number generators with every checkpoint and restores them on resume.
+
+    Lightning restores weights, optimizer, loops and callback states but not the RNGs, so
+    a resumed run would draw other dropout masks than the uninterrupted one. The states are
+    taken when the checkpoint is written and put back when training starts again, the last
+    point before the next random draw. They are stored as tensors and plain values, so
+    the checkpoint still loads with `weights_only=True`.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = dict(state_dict) if state_dict else None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        py = state["python"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        cuda = state.get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,68 @@
+"""Bad config values fail before any data is read or written, with the key in the message."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from butd.errors import ConfigError
+from butd.train import train
+from tests.conftest import TINY_DATA, compose_train
+
+BAD_VALUES = [
+    ("model.num_hid=-3", r"model.num_hid=-3 is invalid; expected a positive integer"),
+    ("model.num_hid=wide", r"model.num_hid='wide' is invalid; expected an integer, got str"),
+    ("model.att_dropout=1.0", r"model.att_dropout=1.0 is invalid; expected a value in \[0, 1\)"),
+    ("model.classifier_dropout=-0.1", r"model.classifier_dropout=-0.1 is invalid"),
+    ("+model.num_hidden=3", r"unknown model config keys \['num_hidden'\]"),
+    ("data.batch_size=0", r"data.batch_size=0 is invalid; expected an integer > 0"),
+    ("data.batch_size=many", r"data.batch_size='many' is invalid; expected an integer, got str"),
+    ("data.num_workers=-1", r"data.num_workers=-1 is invalid"),
+    ("+data.shuffle=true", r"unknown data config keys \['shuffle'\]"),
+    ("data.vocab_splits=[train,test]", r"data.vocab_splits names splits \['test'\]"),
+    ("optim.optimizer.lr=0", r"optim.optimizer.lr=0 is invalid; expected a number > 0"),
+    ("optim.optimizer.lr=fast", r"optim.optimizer.lr='fast' is invalid; expected a number"),
+    ("optim.optimizer.betas=[0.9,1.5]", r"optim.optimizer.betas=\[0.9, 1.5\] is invalid"),
+    ("+optim.optimizer.momentum=0.9", r"optim.optimizer.momentum is not an argument of torch.optim.Adamax"),
+    ("optim.optimizer._target_=torch.optim.Adamx", r"optim.optimizer._target_='torch.optim.Adamx' cannot"),
+    ("optim.clip_grad_norm=-1", r"optim.clip_grad_norm=-1 is invalid"),
+    ("slurm.requeue_signal=SIGHUP", r"slurm.requeue_signal='SIGHUP' is invalid"),
+    ("seed=-1", r"seed=-1 is invalid"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
+def test_bad_value_fails_before_any_data_is_read(tmp_path, override, message):
+    data_dir = tmp_path / "data"  # the synthetic set would be generated here on first use
+    cfg = compose_train([*TINY_DATA, "logger=csv", override], data_dir=data_dir, output_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert not data_dir.exists(), "validation must come before the data is generated or read"
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_boxes_than_the_data_holds_is_refused_naming_both(tiny_data_dir, tmp_path):
+    cache = tiny_data_dir / "synthetic" / "cache"
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    cfg = compose_train([*TINY_DATA, "data.num_boxes=8"], data_dir=tiny_data_dir, output_dir=tmp_path / "run")
+    expected = r"data.num_boxes=8 is invalid: the data holds 6 boxes per image"
+    with pytest.raises(ConfigError, match=expected) as err:
+        train(cfg)
+    assert "synthetic_trainval_6.tsv" in str(err.value) and "data.num_boxes=6" in str(err.value)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+
+
+def test_the_command_line_prints_the_message_not_a_traceback(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "butd.train", "experiment=quickstart", "model.num_hid=-3", "logger=csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BUTD_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert run.returncode == 1
+    assert "error: model.num_hid=-3 is invalid; expected a positive integer" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "data").exists()

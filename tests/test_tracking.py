@@ -1,0 +1,25 @@
+"""What RunStats adds to each epoch's record, and the objects ablation's box limit, in real fits."""
+
+import numpy as np
+import torch
+
+from butd.train import build, train
+
+
+def test_history_carries_throughput_and_the_best_score_so_far(tiny_cfg):
+    history = train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=4", "optim.optimizer.lr=0.02"]))[
+        "history"
+    ]
+    scores = [r["val/score"] for r in history]
+    assert [r["val/score_best"] for r in history] == list(np.maximum.accumulate(scores))
+    assert all(r["train/questions_per_s"] > 0 for r in history)
+
+
+def test_use_boxes_gives_the_model_the_first_k_boxes(tiny_cfg):
+    _, full = build(tiny_cfg())
+    _, first3 = build(tiny_cfg(["data.use_boxes=3"]))
+    for dm in (full, first3):
+        dm.setup("fit")
+    a, b = full.dataset("val")[[0, 5, 9]], first3.dataset("val")[[0, 5, 9]]
+    assert a["v"].shape[1] == 6 and b["v"].shape[1] == 3
+    assert torch.equal(a["v"][:, :3], b["v"]) and torch.equal(a["b"][:, :3], b["b"])
