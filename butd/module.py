@@ -29,6 +29,7 @@ class VQAModule(pl.LightningModule):
         v_dim: int,
         num_answers: int,
         optimizer: dict[str, Any],
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -43,6 +44,12 @@ class VQAModule(pl.LightningModule):
         self.val_vqa_acc = vqa_accuracy_metrics()
         #: vocabulary words, answers and cache manifest, saved with every checkpoint
         self.metadata: dict[str, Any] = {}
+
+    def configure_model(self) -> None:
+        # In place, so parameter names (and checkpoints) stay those of the eager model.
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            self.model.compile()
+            self._compiled = True
 
     def forward(self, v: torch.Tensor, q: torch.Tensor, b: torch.Tensor | None = None):
         """v: [batch, k, v_dim], q: [batch, seq_len] -> logits [batch, num_answers]."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +21,8 @@ from butd.callbacks import MetricsJSON
 from butd.checkpointing import trainer_setup
 from butd.config import model_config, model_dict, resolve_ckpt_path
 from butd.data.datamodule import VQADataModule
+from butd.data.stores import split_nbytes
+from butd.errors import UserError
 from butd.module import VQAModule
 from butd.schemas import validate_train_config
 
@@ -45,6 +48,7 @@ def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
         v_dim=info.feature_dim,
         num_answers=info.num_answers,
         optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
+        compile=bool(cfg.get("compile", False)),
     )
     module.model.w_emb.init_from(info.glove())
     module.metadata = {
@@ -82,10 +86,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         failed = False
+    except torch.OutOfMemoryError as err:
+        raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
     return record.summary(module) if record is not None else {}
+
+
+def out_of_memory_advice(
+    cfg: DictConfig, datamodule: VQADataModule, module: VQAModule, err: Exception
+) -> str:
+    """What did not fit, with the sizes involved and the settings that shrink them."""
+    info = datamodule.info
+    splits = [cfg.data.train_split, cfg.data.val_split]
+    held = sum(split_nbytes(info.split_path(s)) for s in splits) / 2**30
+    batch = cfg.data.batch_size * info.num_boxes * info.feature_dim * 4 / 2**20
+    return (
+        f"out of memory: feature store '{datamodule.store}' ({held:.1f} GiB of float16 features for "
+        f"{splits} when held in ram/gpu), batch {cfg.data.batch_size} ({batch:.0f} MiB of float32 "
+        f"features per batch), model of {module.num_parameters:,} parameters at width "
+        f"{module.model_cfg.num_hid}. Lower data.batch_size, or use data.feature_store=h5 (or ram "
+        f"instead of gpu). ({err})"
+    )
 
 
 def _finish_wandb(trainer: pl.Trainer, exit_code: int = 0) -> None:

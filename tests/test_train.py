@@ -63,10 +63,15 @@ def test_fast_dev_run_through_the_composed_config(tiny_cfg):
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()  # fast_dev_run writes nothing
 
 
-@pytest.mark.parametrize("model", ["newatt", "concat", "question_only"])
-def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model):
+@pytest.mark.parametrize(("model", "store"), [("newatt", "ram"), ("concat", "h5"), ("question_only", "auto")])
+def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model, store):
     """Two real epochs write metrics.json and checkpoints; a resume runs the third epoch only."""
-    overrides = [f"model={model}", "model.num_hid=32", "model.activation=gated_tanh"]
+    overrides = [
+        f"model={model}",
+        f"data.feature_store={store}",
+        "model.num_hid=32",
+        "model.activation=gated_tanh",
+    ]
     cfg = tiny_cfg([*overrides, "trainer.max_epochs=2"])
     summary = train(cfg)
     out = Path(cfg.paths.output_dir)
@@ -108,3 +113,13 @@ def test_same_seed_same_metrics(tiny_cfg):
         for i in range(2)
     ]
     assert [{k: r[k] for k in keys} for r in runs[0]] == [{k: r[k] for k in keys} for r in runs[1]]
+
+
+def test_out_of_memory_is_explained_with_sizes(tiny_cfg):
+    from butd.train import out_of_memory_advice
+
+    cfg = tiny_cfg(["model.num_hid=16"])
+    module, datamodule = build(cfg)
+    message = out_of_memory_advice(cfg, datamodule, module, torch.OutOfMemoryError("CUDA out of memory"))
+    assert "batch 16" in message and "data.batch_size" in message and "data.feature_store=h5" in message
+    assert f"{module.num_parameters:,} parameters" in message

@@ -50,6 +50,10 @@ class DataConfig:
     val_split: str = "val"
     batch_size: int = 512
     num_workers: int = 0
+    #: where features live while training: `h5` (read per batch), `ram` or `gpu` (whole
+    #: splits in float16 tensors, batches gathered by index), `auto` (gpu, ram, h5: the
+    #: first that fits)
+    feature_store: str = "h5"
     #: generate the raw files and the cache when missing (the synthetic set does)
     auto_prepare: bool = False
     #: `butd.data.synthetic.SyntheticSpec` fields when the raw files are generated
@@ -74,6 +78,13 @@ class DataConfig:
             raise ConfigError(
                 f"data.use_boxes={self.use_boxes} must be between 1 and the {self.num_boxes} boxes "
                 "stored per image (data.num_boxes)"
+            )
+        from butd.data.stores import FEATURE_STORES
+
+        if self.feature_store not in FEATURE_STORES:
+            raise ConfigError(
+                f"data.feature_store={self.feature_store!r} is invalid; "
+                f"expected one of {list(FEATURE_STORES)}"
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")

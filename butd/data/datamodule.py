@@ -25,6 +25,7 @@ from butd.data.cache import CacheError, CacheInfo, load_cache, prepare, prepare_
 from butd.data.config import DataConfig
 from butd.data.official import answer_type_codes, gather_rows
 from butd.data.sampling import EpochBatchSampler
+from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store
 
 
 class VQABatches(Dataset):
@@ -119,7 +120,8 @@ class VQADataModule(pl.LightningDataModule):
         #: seeds the training order with the epoch (`EpochBatchSampler`); train passes `seed`
         self.shuffle_seed = shuffle_seed
         self._info: CacheInfo | None = None
-        self.datasets: dict[str, VQABatches] = {}
+        self.datasets: dict[str, VQABatches | TensorSplit] = {}
+        self._store: str | None = None
         self._train_sampler: EpochBatchSampler | None = None
         self._resume_position: dict[str, int] | None = None
 
@@ -135,14 +137,35 @@ class VQADataModule(pl.LightningDataModule):
             self._info = load_cache(self.cfg)
         return self._info
 
-    def dataset(self, split: str) -> VQABatches:
+    @property
+    def store(self) -> str:
+        """The feature store in use, with `auto` resolved by what fits where."""
+        if self._store is None:
+            splits = [self.cfg.train_split, self.cfg.val_split]
+            self._store = choose_store(self.cfg.feature_store, [self.info.split_path(s) for s in splits])
+        return self._store
+
+    def _device(self) -> torch.device:
+        if self.store != "gpu":
+            return torch.device("cpu")
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cuda")
+
+    def dataset(self, split: str) -> VQABatches | TensorSplit:
         if split not in self.datasets:
-            self.datasets[split] = VQABatches(
-                self.info.split_path(split),
-                num_answers=self.info.num_answers,
-                use_boxes=self.cfg.use_boxes,
-                rebuild=f"{prepare_command(self.cfg)} force=true",
-            )
+            path, num_answers = self.info.split_path(split), self.info.num_answers
+            if self.store == "h5":
+                self.datasets[split] = VQABatches(
+                    path,
+                    num_answers=num_answers,
+                    use_boxes=self.cfg.use_boxes,
+                    rebuild=f"{prepare_command(self.cfg)} force=true",
+                )
+            else:
+                self.datasets[split] = TensorSplit.load(
+                    path, num_answers=num_answers, use_boxes=self.cfg.use_boxes, device=self._device()
+                )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -151,7 +174,7 @@ class VQADataModule(pl.LightningDataModule):
         if stage in (None, "fit", "validate"):
             self.dataset(self.cfg.val_split)
 
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, *, shuffle: bool) -> DataLoader | TensorBatchLoader:
         ds = self.dataset(split)
         trainer = self.trainer
         sampler = EpochBatchSampler(
@@ -167,6 +190,8 @@ class VQADataModule(pl.LightningDataModule):
             if self._resume_position is not None:
                 sampler.resume_at(**self._resume_position)
                 self._resume_position = None
+        if isinstance(ds, TensorSplit):
+            return TensorBatchLoader(ds, sampler)
         return DataLoader(
             ds,
             sampler=sampler,
@@ -178,7 +203,7 @@ class VQADataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | TensorBatchLoader:
         return self._loader(self.cfg.train_split, shuffle=True)
 
     def state_dict(self) -> dict[str, Any]:
@@ -197,7 +222,7 @@ class VQADataModule(pl.LightningDataModule):
         # mid-epoch resume repeats batches; the sampler skips them, so the warning is wrong.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | TensorBatchLoader:
         return self._loader(self.cfg.val_split, shuffle=False)
 
 

@@ -1,0 +1,353 @@
+"""Training throughput of butd against a re-creation of the reference training loop.
+
+Both run in this process on random data of the real VQA v2 shapes (batch 512, 36 boxes of
+2048 features, width 1024, 3,129 answers, 19,901 words; an epoch is 443,757 questions over
+82,783 images). Measured after warm-up:
+
+- reference pipeline: a per-question Dataset (features float32 in RAM, a dense 3,129-answer
+  target built per question), the default collate, one loader worker, `.to(device)`;
+- reference step: that pipeline feeding the model in float32, eager, weight norm recomputed
+  on every call, BCE loss, clip 0.25, Adamax;
+- butd pipeline: `TensorSplit` batches (float16 features on the GPU, or in RAM on a CPU),
+  gathered by index, sparse targets made dense where the model runs;
+- butd step: that pipeline, bf16 autocast on a GPU (fp32 on a CPU), optionally compiled,
+  foreach Adamax, no host synchronisation inside the step.
+
+Reference and butd are timed in alternating rounds, each round with a fresh stream (no
+loader worker runs while the other is timed), so load changes on the machine fall on both
+alike. Peak memory is the whole process's, both data copies included.
+
+It prints a table and, as its last line, one JSON object. It reports; it never asserts.
+
+    python scripts/benchmark.py --device cuda            # full shapes on a GPU
+    python scripts/benchmark.py --device cpu --quick     # under 2 minutes on a CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from butd.data.sampling import EpochBatchSampler
+from butd.data.stores import TensorBatchLoader, TensorSplit
+from butd.metrics import vqa_bce_loss
+from butd.models import ModelConfig, build_model
+
+EPOCH_QUESTIONS = 443_757
+EPOCH_IMAGES = 82_783
+VAL_QUESTIONS = 214_354
+
+
+@dataclass
+class Shapes:
+    batch_size: int = 512
+    num_boxes: int = 36
+    feature_dim: int = 2048
+    num_hid: int = 1024
+    num_answers: int = 3129
+    ntoken: int = 19_901
+    seq_len: int = 14
+    images: int = EPOCH_IMAGES
+    questions: int = EPOCH_QUESTIONS
+
+
+@dataclass
+class RandomSplit:
+    """Random arrays in the layout of a prepared split."""
+
+    features: np.ndarray  # float16 [N, K, D]
+    spatial: np.ndarray  # float32 [N, K, 6]
+    image_index: np.ndarray  # [Q]
+    tokens: np.ndarray  # [Q, T]
+    offsets: np.ndarray  # CSR targets
+    labels: np.ndarray
+    scores: np.ndarray
+
+
+def random_split(shapes: Shapes, seed: int = 0) -> RandomSplit:
+    rng = np.random.default_rng(seed)
+    n, q = shapes.images, shapes.questions
+    features = np.empty((n, shapes.num_boxes, shapes.feature_dim), np.float16)
+    for start in range(0, n, 1024):  # in chunks: a float32 copy of everything would not fit
+        chunk = rng.random((min(1024, n - start), shapes.num_boxes, shapes.feature_dim), np.float32)
+        features[start : start + len(chunk)] = chunk * 2
+    lengths = rng.integers(0, 11, q)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return RandomSplit(
+        features=features,
+        spatial=rng.random((n, shapes.num_boxes, 6), np.float32),
+        image_index=rng.integers(0, n, q),
+        tokens=rng.integers(0, shapes.ntoken + 1, (q, shapes.seq_len)),
+        offsets=offsets,
+        labels=rng.integers(0, shapes.num_answers, offsets[-1]).astype(np.int32),
+        scores=rng.choice(np.array([0.3, 0.6, 0.9, 1.0], np.float32), offsets[-1]),
+    )
+
+
+class PerQuestionDataset(Dataset):
+    """The reference's input path: one question per item, a dense target built per item."""
+
+    def __init__(self, data: RandomSplit, num_answers: int) -> None:
+        self.features = data.features.astype(np.float32)  # the reference keeps float32 in RAM
+        self.spatial = data.spatial
+        self.image_index = data.image_index
+        self.tokens = [torch.from_numpy(t) for t in data.tokens]
+        self.labels = [
+            torch.from_numpy(data.labels[a:b].astype(np.int64))
+            for a, b in zip(data.offsets[:-1], data.offsets[1:], strict=True)
+        ]
+        self.scores = [
+            torch.from_numpy(data.scores[a:b])
+            for a, b in zip(data.offsets[:-1], data.offsets[1:], strict=True)
+        ]
+        self.num_answers = num_answers
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int):
+        image = self.image_index[i]
+        target = torch.zeros(self.num_answers)
+        if len(self.labels[i]):
+            target.scatter_(0, self.labels[i], self.scores[i])
+        return (
+            torch.from_numpy(self.features[image]),
+            torch.from_numpy(self.spatial[image]),
+            self.tokens[i],
+            target,
+        )
+
+
+def reference_stream(dataset: PerQuestionDataset, shapes: Shapes, device: torch.device) -> Iterator[dict]:
+    """The reference's loader: shuffled, default collate, one worker; batches moved to `device`."""
+    loader = DataLoader(dataset, batch_size=shapes.batch_size, shuffle=True, num_workers=1)
+    while True:
+        for v, b, q, target in loader:
+            yield {"v": v.to(device), "b": b.to(device), "q": q.to(device), "target": target.to(device)}
+
+
+def butd_store(data: RandomSplit, shapes: Shapes, device: torch.device) -> TensorSplit:
+    return TensorSplit(
+        features=data.features,
+        spatial=data.spatial,
+        question_id=np.arange(shapes.questions),
+        image_index=data.image_index,
+        tokens=data.tokens,
+        targets=(data.offsets, data.labels, data.scores),
+        num_answers=shapes.num_answers,
+        device=device,
+    )
+
+
+def butd_stream(store: TensorSplit, shapes: Shapes, device: torch.device) -> Iterator[dict]:
+    sampler = EpochBatchSampler(len(store), batch_size=shapes.batch_size, shuffle=True)
+    loader = TensorBatchLoader(store, sampler)
+    while True:
+        sampler.set_epoch(sampler.epoch + 1)
+        for batch in loader:
+            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+Stream = Callable[[], Iterator[dict]]
+Consume = Callable[[dict], None]
+
+
+def compare(
+    candidates: dict[str, tuple[Stream, Consume]],
+    *,
+    warmup: int,
+    steps: int,
+    batch: int,
+    device: torch.device,
+    rounds: int = 2,
+) -> dict[str, float]:
+    """Questions per second of each candidate, measured in alternating rounds.
+
+    A candidate is a factory of batch streams and what to do with each batch. Each round
+    opens a fresh stream (so no loader worker keeps running while another candidate is
+    timed), warms it up, times `steps / rounds` batches and closes it. Alternating rounds
+    make a change in the machine's load fall on every candidate alike.
+    """
+    per_round = max(1, steps // rounds)
+    elapsed = dict.fromkeys(candidates, 0.0)
+    for _ in range(rounds):
+        for name, (open_stream, consume) in candidates.items():
+            stream = open_stream()
+            for _ in range(warmup):
+                consume(next(stream))
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(per_round):
+                consume(next(stream))
+            sync(device)
+            elapsed[name] += time.perf_counter() - start
+            stream.close()
+    return {name: rounds * per_round * batch / seconds for name, seconds in elapsed.items()}
+
+
+def make_step(
+    model: torch.nn.Module, *, autocast: bool, device: torch.device, foreach: bool | None
+) -> Consume:
+    optim = torch.optim.Adamax(model.parameters(), lr=2e-3, foreach=foreach)
+
+    def step(batch: dict) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(batch["v"], batch["q"], batch["b"])
+            loss = vqa_bce_loss(logits.float(), batch["target"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+
+    return step
+
+
+def make_eval(model: torch.nn.Module, *, autocast: bool, device: torch.device) -> Consume:
+    @torch.no_grad()
+    def run(batch: dict) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            model(batch["v"], batch["q"], batch["b"]).argmax(1)
+
+    return run
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    p.add_argument("--quick", action="store_true", help="small run for a CPU: batch 128, few steps")
+    p.add_argument("--precision", choices=["auto", "32", "bf16-mixed"], default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile butd's model")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    for field, default in asdict(Shapes()).items():
+        p.add_argument(f"--{field.replace('_', '-')}", type=int, default=None, help=f"default {default}")
+    return p.parse_args(argv)
+
+
+def settings(args: argparse.Namespace) -> tuple[Shapes, int, int]:
+    shapes = Shapes()
+    warmup, steps = 3, 20
+    if args.device == "cpu":
+        # A float32 copy of 82,783 images (24 GB) is more than a development machine holds;
+        # the per-question cost does not depend on how many images there are.
+        shapes.images, shapes.questions, warmup, steps = 2000, 50_000, 2, 8
+    if args.quick:
+        shapes.batch_size, shapes.images, shapes.questions, warmup, steps = 128, 1000, 20_000, 1, 4
+    for field in asdict(shapes):
+        value = getattr(args, field)
+        if value is not None:
+            setattr(shapes, field, value)
+    return shapes, args.warmup if args.warmup is not None else warmup, args.steps or steps
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda, but torch sees no CUDA GPU here; use --device cpu")
+    device = torch.device(args.device)
+    shapes, warmup, steps = settings(args)
+    bf16 = args.precision == "bf16-mixed" or (args.precision == "auto" and device.type == "cuda")
+    torch.manual_seed(1111)
+    print(f"shapes: {shapes}; warmup {warmup}, {steps} timed steps; device {device}", flush=True)
+    data = random_split(shapes)
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(1111)
+        cfg = ModelConfig(num_hid=shapes.num_hid)
+        net = build_model(cfg, ntoken=shapes.ntoken, v_dim=shapes.feature_dim, num_answers=shapes.num_answers)
+        return net.to(device).train()
+
+    timing = dict(warmup=warmup, steps=steps, batch=shapes.batch_size, device=device)
+    try:
+        dataset = PerQuestionDataset(data, shapes.num_answers)
+        store = butd_store(data, shapes, device)
+
+        def theirs() -> Iterator[dict]:
+            return reference_stream(dataset, shapes, device)
+
+        def ours() -> Iterator[dict]:
+            return butd_stream(store, shapes, device)
+
+        def nothing(batch: dict) -> None:
+            pass
+
+        # input paths are cheap: time ten times as many batches
+        pipes = compare(
+            {"reference": (theirs, nothing), "butd": (ours, nothing)}, **{**timing, "steps": 10 * steps}
+        )
+        net = model()
+        if args.compile:
+            net.compile()
+        steps_per_s = compare(
+            {
+                # the reference: torch's Adamax defaults, float32, eager
+                "reference": (theirs, make_step(model(), autocast=False, device=device, foreach=None)),
+                "butd": (ours, make_step(net, autocast=bf16, device=device, foreach=True)),
+            },
+            **timing,
+        )
+        net.eval()
+        val = compare({"butd": (ours, make_eval(net, autocast=bf16, device=device))}, **timing)["butd"]
+        ref_pipe, pipe = pipes["reference"], pipes["butd"]
+        ref_step, step = steps_per_s["reference"], steps_per_s["butd"]
+    except torch.cuda.OutOfMemoryError as err:
+        feats = shapes.images * shapes.num_boxes * shapes.feature_dim * 2 / 2**30
+        sys.exit(
+            f"error: out of GPU memory with batch {shapes.batch_size}, {shapes.images:,} images "
+            f"({feats:.1f} GiB of float16 features) and width {shapes.num_hid}: lower --batch-size or "
+            f"--images ({err})"
+        )
+    epoch_s = EPOCH_QUESTIONS / step
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": "bf16-mixed" if bf16 else "32",
+        "compile": args.compile,
+        "batch_size": shapes.batch_size,
+        "questions_per_s": round(step, 1),
+        "reference_questions_per_s": round(ref_step, 1),
+        "speedup": round(step / ref_step, 2),
+        "pipeline_questions_per_s": round(pipe, 1),
+        "reference_pipeline_questions_per_s": round(ref_pipe, 1),
+        "pipeline_speedup": round(pipe / ref_pipe, 2),
+        "val_questions_per_s": round(val, 1),
+        "epoch_s_estimate": round(epoch_s, 2),
+        "reference_epoch_s_estimate": round(EPOCH_QUESTIONS / ref_step, 2),
+        "run_30_epochs_s_estimate": round(30 * (epoch_s + VAL_QUESTIONS / val), 1),
+        "peak_memory_gb": round(peak_memory_gb(device), 2),
+    }
+    rows = [
+        ("input path only", ref_pipe, pipe),
+        ("training step + input", ref_step, step),
+    ]
+    print(f"\n{'questions/s':<24}{'reference':>12}{'butd':>12}{'ratio':>8}")
+    for name, ref, ours in rows:
+        print(f"{name:<24}{ref:>12,.0f}{ours:>12,.0f}{ours / ref:>8.2f}")
+    print(f"epoch estimate: butd {epoch_s:,.1f} s, reference {EPOCH_QUESTIONS / ref_step:,.1f} s")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

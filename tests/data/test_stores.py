@@ -1,0 +1,100 @@
+"""Tensor-resident splits give the same batches as the HDF5 path, in a resumable order."""
+
+import numpy as np
+import pytest
+import torch
+
+from butd.data.cache import load_cache
+from butd.data.config import DataConfig
+from butd.data.datamodule import VQABatches
+from butd.data.sampling import EpochBatchSampler
+from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, padded_targets
+from tests.conftest import TINY_DATA, compose_train
+
+
+@pytest.fixture(scope="module")
+def val_path(tiny_data_dir):
+    cfg = compose_train(TINY_DATA, data_dir=tiny_data_dir, output_dir=tiny_data_dir / "x")
+    info = load_cache(DataConfig.from_dict(cfg.data))
+    return info.split_path("val"), info.num_answers
+
+
+def test_padded_targets_scatter_to_the_csr_content():
+    offsets = np.array([0, 2, 2, 5])
+    labels = np.array([3, 1, 0, 4, 2], np.int32)
+    scores = np.array([0.3, 1.0, 0.6, 0.9, 0.3], np.float32)
+    table_labels, table_scores = padded_targets(offsets, labels, scores, pad_label=5)
+    assert table_labels.shape == (3, 3)
+    dense = np.zeros((3, 6), np.float32)
+    np.put_along_axis(dense, table_labels, table_scores, axis=1)
+    expected = np.zeros((3, 5), np.float32)
+    expected[0, [3, 1]] = [0.3, 1.0]
+    expected[2, [0, 4, 2]] = [0.6, 0.9, 0.3]
+    np.testing.assert_array_equal(dense[:, :5], expected)
+
+
+def test_tensor_batches_equal_hdf5_batches(val_path):
+    path, num_answers = val_path
+    h5 = VQABatches(path, num_answers=num_answers)
+    tensors = TensorSplit.load(path, num_answers=num_answers)
+    idx = [5, 0, 17, 3, 3, len(h5) - 1]
+    a, b = h5[idx], tensors.batch(torch.tensor(idx))
+    assert a.keys() == b.keys()
+    for key in a.keys() - {"acc_labels", "acc_values"}:
+        assert torch.equal(a[key], b[key]), key
+    # the official-accuracy rows: the same entries, padded to another width with -1 / 0
+    width = a["acc_labels"].shape[1]
+    assert torch.equal(a["acc_labels"], b["acc_labels"][:, :width])
+    assert torch.equal(a["acc_values"], b["acc_values"][:, :width])
+    assert (b["acc_labels"][:, width:] == -1).all()
+    assert tensors.target_labels.shape[1] <= 10  # one slot per distinct annotator answer at most
+
+
+def test_loader_follows_its_sampler_epoch_by_epoch(val_path):
+    path, num_answers = val_path
+    split = TensorSplit.load(path, num_answers=num_answers)
+
+    def ids(loader) -> list[int]:
+        return torch.cat([b["question_id"] for b in loader]).tolist()
+
+    sampler = EpochBatchSampler(len(split), batch_size=7, shuffle=True, seed=3)
+    loader = TensorBatchLoader(split, sampler)
+    first = ids(loader)
+    assert sorted(first) == sorted(split.question_id.tolist())  # every question once
+    assert len(loader) == -(-len(split) // 7)
+    loader.sampler.set_epoch(1)  # what Lightning calls each epoch
+    second = ids(loader)
+    assert second != first
+    # a fresh loader (a resumed run) at epoch 1 sees epoch 1's order
+    again = EpochBatchSampler(len(split), batch_size=7, shuffle=True, seed=3)
+    again.set_epoch(1)
+    assert ids(TensorBatchLoader(split, again)) == second
+
+
+def test_ranks_share_out_the_questions(val_path):
+    path, num_answers = val_path
+    split = TensorSplit.load(path, num_answers=num_answers)
+    shards = [
+        ids
+        for r in range(2)
+        for ids in [
+            torch.cat(
+                [
+                    b["question_id"]
+                    for b in TensorBatchLoader(
+                        split,
+                        EpochBatchSampler(len(split), batch_size=4, shuffle=False, num_replicas=2, rank=r),
+                    )
+                ]
+            )
+        ]
+    ]
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    assert sorted(torch.cat(shards).tolist()) == sorted(split.question_id.tolist())
+
+
+def test_auto_store_picks_ram_on_a_cpu_for_a_small_set(val_path):
+    path, _ = val_path
+    expected = "gpu" if torch.cuda.is_available() else "ram"
+    assert choose_store("auto", [path]) == expected
+    assert choose_store("h5", [path]) == "h5"

@@ -1,0 +1,72 @@
+"""The benchmark script, run as a user runs it, at tiny sizes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+TINY = [
+    "--batch-size",
+    "16",
+    "--num-hid",
+    "32",
+    "--feature-dim",
+    "64",
+    "--num-boxes",
+    "6",
+    "--images",
+    "40",
+    "--questions",
+    "300",
+    "--num-answers",
+    "50",
+    "--ntoken",
+    "100",
+    "--warmup",
+    "1",
+    "--steps",
+    "2",
+]
+
+
+def test_benchmark_prints_a_table_and_a_json_line():
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--device", "cpu", "--quick", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    for key in (
+        "device",
+        "questions_per_s",
+        "reference_questions_per_s",
+        "speedup",
+        "pipeline_questions_per_s",
+        "reference_pipeline_questions_per_s",
+        "pipeline_speedup",
+        "epoch_s_estimate",
+        "peak_memory_gb",
+    ):
+        assert key in result, key
+    assert result["device"] == "cpu" and result["precision"] == "32"
+    assert result["questions_per_s"] > 0 and result["reference_questions_per_s"] > 0
+    assert abs(result["speedup"] - result["questions_per_s"] / result["reference_questions_per_s"]) < 0.02
+    assert any(line.startswith("training step + input") for line in lines)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1 and "no CUDA GPU" in run.stderr and "Traceback" not in run.stderr
