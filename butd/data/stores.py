@@ -203,6 +203,9 @@ class TensorBatchLoader:
     the questions out over processes; Lightning calls `loader.sampler.set_epoch` each epoch.
     """
 
+    #: the sampler already yields batches; Lightning inspects these like a DataLoader's
+    batch_sampler = None
+
     def __init__(self, split: TensorSplit, sampler: Sampler[list[int]]) -> None:
         self.split = split
         self.sampler = sampler
