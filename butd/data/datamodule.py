@@ -25,7 +25,7 @@ from butd.data.cache import CacheError, CacheInfo, load_cache, prepare, prepare_
 from butd.data.config import DataConfig
 from butd.data.official import answer_type_codes, gather_rows
 from butd.data.sampling import EpochBatchSampler
-from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store
+from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
 
 
 class VQABatches(Dataset):
@@ -138,11 +138,19 @@ class VQADataModule(pl.LightningDataModule):
         return self._info
 
     @property
+    def _rebuild(self) -> str:
+        return f"{prepare_command(self.cfg)} force=true"
+
+    @property
     def store(self) -> str:
         """The feature store in use, with `auto` resolved by what fits where."""
         if self._store is None:
-            splits = [self.cfg.train_split, self.cfg.val_split]
-            self._store = choose_store(self.cfg.feature_store, [self.info.split_path(s) for s in splits])
+            paths = [self.info.split_path(s) for s in (self.cfg.train_split, self.cfg.val_split)]
+            if self.cfg.feature_store == "auto":  # sizes are read from the files
+                for path in paths:
+                    with _readable(path, self._rebuild):
+                        split_nbytes(path)
+            self._store = choose_store(self.cfg.feature_store, paths)
         return self._store
 
     def _device(self) -> torch.device:
@@ -160,12 +168,13 @@ class VQADataModule(pl.LightningDataModule):
                     path,
                     num_answers=num_answers,
                     use_boxes=self.cfg.use_boxes,
-                    rebuild=f"{prepare_command(self.cfg)} force=true",
+                    rebuild=self._rebuild,
                 )
             else:
-                self.datasets[split] = TensorSplit.load(
-                    path, num_answers=num_answers, use_boxes=self.cfg.use_boxes, device=self._device()
-                )
+                with _readable(path, self._rebuild):
+                    self.datasets[split] = TensorSplit.load(
+                        path, num_answers=num_answers, use_boxes=self.cfg.use_boxes, device=self._device()
+                    )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:

@@ -177,6 +177,10 @@ class TensorSplit:
         tensors = [v for v in vars(self).values() if isinstance(v, torch.Tensor)]
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The batch of questions `indices`, as `VQABatches` gives it."""
+        return self.batch(torch.as_tensor(indices, dtype=torch.long, device=self.image_index.device))
+
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = self.image_index[idx]
         out = {
