@@ -78,14 +78,10 @@ def padded_targets(
     L is the most answers any question has (at most 10: one per annotator). Padding slots
     point at `pad_label`, an extra column that is dropped after the scatter.
     """
-    lengths = np.diff(offsets)
-    width = max(int(lengths.max(initial=0)), 1)
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    cols = np.arange(len(labels)) - np.repeat(offsets[:-1], lengths)
-    table_labels = np.full((len(lengths), width), pad_label, dtype=np.int64)
-    table_scores = np.zeros((len(lengths), width), dtype=np.float32)
-    table_labels[rows, cols] = labels
-    table_scores[rows, cols] = scores
+    from butd.data.official import gather_rows
+
+    table_labels, table_scores = gather_rows(offsets, labels, scores, np.arange(len(offsets) - 1))
+    table_labels[table_labels < 0] = pad_label
     return table_labels, table_scores
 
 
