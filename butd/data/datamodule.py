@@ -79,15 +79,11 @@ class VQABatches(Dataset):
 
     def dense_targets(self, idx: np.ndarray) -> np.ndarray:
         """Soft scores of questions `idx` as a dense [len(idx), num_answers] float32 matrix."""
-        starts, ends = self.offsets[idx], self.offsets[idx + 1]
-        lengths = ends - starts
-        rows = np.repeat(np.arange(len(idx)), lengths)
-        # positions starts[r] .. ends[r]-1 for every row r, without a Python loop
-        pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        pos += np.repeat(starts, lengths)
-        out = np.zeros((len(idx), self.num_answers), np.float32)
-        out[rows, self.labels[pos]] = self.scores[pos]
-        return out
+        labels, scores = gather_rows(self.offsets, self.labels, self.scores, idx)
+        out = np.zeros((len(idx), self.num_answers + 1), np.float32)
+        labels[labels < 0] = self.num_answers  # padding lands in a column dropped below
+        np.put_along_axis(out, labels, scores, axis=1)
+        return out[:, : self.num_answers]
 
     def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
@@ -146,11 +142,12 @@ class VQADataModule(pl.LightningDataModule):
         """The feature store in use, with `auto` resolved by what fits where."""
         if self._store is None:
             paths = [self.info.split_path(s) for s in (self.cfg.train_split, self.cfg.val_split)]
-            if self.cfg.feature_store == "auto":  # sizes are read from the files
-                for path in paths:
-                    with _readable(path, self._rebuild):
-                        split_nbytes(path)
-            self._store = choose_store(self.cfg.feature_store, paths)
+
+            def nbytes(path: Path) -> int:
+                with _readable(path, self._rebuild):
+                    return split_nbytes(path)
+
+            self._store = choose_store(self.cfg.feature_store, paths, size_of=nbytes)
         return self._store
 
     def _device(self) -> torch.device:

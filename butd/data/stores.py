@@ -9,7 +9,7 @@ synchronisation, so the GPU is never waiting on the input path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
@@ -58,11 +58,20 @@ def split_nbytes(path: Path) -> int:
         return int(np.prod(ds.shape)) * ds.dtype.itemsize
 
 
-def choose_store(store: str, paths: list[Path], *, headroom: float = 0.8) -> str:
-    """Resolve `auto`: the GPU if the splits fit in its free memory, else RAM, else HDF5."""
+def choose_store(
+    store: str,
+    paths: list[Path],
+    *,
+    headroom: float = 0.8,
+    size_of: Callable[[Path], int] = split_nbytes,
+) -> str:
+    """Resolve `auto`: the GPU if the splits fit in its free memory, else RAM, else HDF5.
+
+    `size_of` reads a split's feature bytes (the caller may wrap it to report bad files).
+    """
     if store != "auto":
         return store
-    need = sum(split_nbytes(p) for p in paths)
+    need = sum(size_of(p) for p in paths)
     if torch.cuda.is_available() and need < headroom * torch.cuda.mem_get_info()[0]:
         return "gpu"
     if need < headroom * _available_ram():
