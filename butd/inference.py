@@ -112,12 +112,13 @@ def find_image(info: CacheInfo, image_id: int, split: str | None = None) -> Imag
             if rows.size:
                 r = int(rows[0])
                 w, h = f["images/size"][r]
+                lo, hi = (int(x) for x in f["images/box_offsets"][r : r + 2])
                 return ImageRecord(
                     image_id=image_id,
                     split=s,
-                    features=f["images/features"][r].astype(np.float32),
-                    spatial=f["images/spatial"][r],
-                    boxes=f["images/boxes"][r],
+                    features=f["images/features"][lo:hi].astype(np.float32),
+                    spatial=f["images/spatial"][lo:hi],
+                    boxes=f["images/boxes"][lo:hi],
                     width=float(w),
                     height=float(h),
                 )

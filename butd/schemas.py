@@ -214,7 +214,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     model_config(cfg.model)
     validate_optim(cfg.get("optim"))
     validate_slurm(cfg.get("slurm"))
-    found = stored_boxes(data)
+    found = stored_boxes(data) if data.boxes == "fixed" else None
     if found is not None and data.num_boxes > found[0]:
         raise ConfigError(
             f"data.num_boxes={data.num_boxes} is invalid: the data holds {found[0]} boxes per image "

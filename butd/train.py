@@ -99,7 +99,7 @@ def out_of_memory_advice(
 ) -> str:
     """What did not fit, with the sizes involved and the settings that shrink them."""
     info = datamodule.info
-    splits = [cfg.data.train_split, cfg.data.val_split]
+    splits = list(dict.fromkeys([*cfg.data.train_splits, cfg.data.val_split]))
     held = sum(split_nbytes(info.split_path(s)) for s in splits) / 2**30
     batch = cfg.data.batch_size * info.num_boxes * info.feature_dim * 4 / 2**20
     return (

@@ -2,13 +2,14 @@
 
 Layout of `data.cache_dir`:
 
-- `manifest.json`: what produced the cache (settings, sources, counts, format version).
-  Written last, so a cache without it is incomplete and never loads.
+- `manifest.json`: what produced the cache (settings, sources, counts, file sizes, format
+  version). Written last, so a cache without it is incomplete and never loads.
 - `vocab.json`, `answers.json`: the word vocabulary and the answer list (label order).
 - `glove.npy`: float32 [ntoken, emb_dim] embedding initialisation (zeros for words GloVe lacks).
 - `{split}.h5`: one file per prepared split, self-contained:
-  - `images/features` float16 [N, K, D], `images/boxes` float32 [N, K, 4],
-    `images/spatial` float32 [N, K, 6], `images/image_id` int64 [N], `images/size` [N, 2]
+  - `images/`: the boxes of every image one row per box (`butd.data.convert`):
+    `features` float16 [B, D], `boxes` float32 [B, 4], `spatial` float32 [B, 6],
+    `box_offsets` int64 [N+1], `counts` int64 [N], `image_id` int64 [N], `size` float32 [N, 2]
   - `questions/question_id`, `image_id` int64 [Q], `image_index` int32 [Q] (row in images/),
     `tokens` int32 [Q, T] front-padded, `question`, `question_type`, `answer_type` strings
   - annotated splits: soft-score targets as CSR, `targets/offsets` int64 [Q+1],
@@ -32,10 +33,10 @@ import numpy as np
 
 from butd import __version__
 from butd.data.answers import answer_vocabulary, compute_targets
-from butd.data.config import DataConfig
-from butd.data.features import decode_row, iter_tsv, spatial_features
-from butd.data.official import write_official_tables
-from butd.data.text import Vocabulary, load_glove
+from butd.data.config import CACHE_FORMAT_VERSION, DataConfig
+from butd.data.convert import STATE, convert_features, splits_of_images
+from butd.data.official import csr_rows, official_tables
+from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,13 @@ ANSWERS = "answers.json"
 GLOVE = "glove.npy"
 PARTIAL = ".partial"
 _STR = h5py.string_dtype(encoding="utf-8")
+
+
+#: what each cache format version changed, for the message that refuses an older cache
+FORMAT_CHANGES = {
+    2: "official-metric tables",
+    3: "one row per box with box_offsets, for 10-100 adaptive boxes; file sizes in the manifest",
+}
 
 
 class CacheError(UserError):
@@ -154,6 +162,14 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
         raise CacheError(
             f"{manifest_path} is not valid JSON ({err}); rebuild with `{prepare_command(cfg)} force=true`"
         ) from err
+    version = manifest.get("format_version")
+    if version != CACHE_FORMAT_VERSION:
+        raise CacheError(
+            f"the cache at {root} is in format version {version}, this butd reads version "
+            f"{CACHE_FORMAT_VERSION} ({FORMAT_CHANGES.get(CACHE_FORMAT_VERSION, 'another layout')}). "
+            f"Rebuild it with `{prepare_command(cfg)} force=true` (the old cache is replaced only "
+            "once the new one is complete)."
+        )
     diff = settings_diff(manifest.get("settings", {}), cfg.cache_settings())
     if diff:
         raise CacheError(
@@ -173,6 +189,21 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
             f"the cache at {root} is incomplete, missing: {', '.join(map(str, missing))}; "
             f"rebuild with `{prepare_command(cfg)} force=true`"
         )
+    for name, size in manifest.get("sources", {}).items():
+        source = cfg.raw_path / name
+        if source.is_file() and source.stat().st_size != size:
+            raise CacheError(
+                f"{source} has changed since the cache at {root} was built from it ({size:,} bytes "
+                f"then, {source.stat().st_size:,} now); rebuild with `{prepare_command(cfg)} force=true`"
+            )
+    for name, size in manifest.get("files", {}).items():
+        actual = (root / name).stat().st_size
+        if actual != size:
+            raise CacheError(
+                f"{root / name} is {actual:,} bytes but was {size:,} when prepare wrote it: the file "
+                f"is truncated or was replaced (an interrupted copy, a full disk?). Rebuild with "
+                f"`{prepare_command(cfg)} force=true`."
+            )
     return CacheInfo(root=root, manifest=manifest)
 
 
@@ -207,44 +238,170 @@ def _progress(enabled: bool):
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
         disable=not enabled,
     )
 
 
-class _SplitWriter:
-    """Streams image rows of one split into `{split}.h5.partial`."""
+def _examples(ids: list[int], n: int = 3) -> str:
+    return ", ".join(str(i) for i in ids[:n]) + (", ..." if len(ids) > n else "")
 
-    def __init__(self, path: Path, *, capacity: int, num_boxes: int, feature_dim: int) -> None:
-        self.path = path
-        self.h5 = h5py.File(path, "w")
-        g = self.h5.create_group("images")
-        k, d = num_boxes, feature_dim
 
-        def make(name: str, shape: tuple[int, ...], dtype: str, chunks=True):
-            return g.create_dataset(
-                name, (capacity, *shape), dtype=dtype, maxshape=(None, *shape), chunks=chunks
+def check_agreement(questions: list[dict], annotations: list[dict], qfile: Path, afile: Path) -> None:
+    """Questions and annotations of one split must describe the same questions of the same images."""
+    q_image = {int(q["question_id"]): int(q["image_id"]) for q in questions}
+    a_image = {int(a["question_id"]): int(a["image_id"]) for a in annotations}
+    no_ann = sorted(set(q_image) - set(a_image))
+    no_q = sorted(set(a_image) - set(q_image))
+    other = sorted(i for i in set(q_image) & set(a_image) if q_image[i] != a_image[i])
+    problems = []
+    if no_ann:
+        problems.append(f"{len(no_ann):,} questions have no annotation (question_id {_examples(no_ann)})")
+    if no_q:
+        problems.append(f"{len(no_q):,} annotations have no question (question_id {_examples(no_q)})")
+    if other:
+        problems.append(
+            f"{len(other):,} questions have another image_id in the annotations "
+            f"(question_id {_examples(other)})"
+        )
+    if problems:
+        raise CacheError(
+            f"{qfile.name} ({len(q_image):,} questions) and {afile.name} ({len(a_image):,} annotations) "
+            "disagree:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + f"\nBoth files must be the same split of the same VQA release (in {qfile.parent}); "
+            "re-download the pair (see README, 'Real data')."
+        )
+
+
+@dataclass
+class SplitQuestions:
+    """Everything `prepare` stores per question of one split, as arrays (the JSON is not kept)."""
+
+    question_id: np.ndarray  # int64 [Q]
+    image_id: np.ndarray  # int64 [Q]
+    tokens: np.ndarray  # int32 [Q, T]
+    text: dict[str, np.ndarray]  # name -> str [Q] (or [Q, A] for gt_answers)
+    targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # CSR soft scores
+    accuracy: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # CSR official accuracies
+
+    def subset(self, idx: np.ndarray) -> SplitQuestions:
+        return SplitQuestions(
+            question_id=self.question_id[idx],
+            image_id=self.image_id[idx],
+            tokens=self.tokens[idx],
+            text={k: v[idx] for k, v in self.text.items()},
+            targets=None if self.targets is None else csr_rows(*self.targets, idx),
+            accuracy=None if self.accuracy is None else csr_rows(*self.accuracy, idx),
+        )
+
+    def write(self, h5: h5py.File, image_index: np.ndarray) -> None:
+        g = h5.create_group("questions")
+        g.create_dataset("question_id", data=self.question_id)
+        g.create_dataset("image_id", data=self.image_id)
+        g.create_dataset("image_index", data=image_index.astype(np.int32))
+        g.create_dataset("tokens", data=self.tokens)
+        for name, values in self.text.items():
+            g.create_dataset(name, data=values.astype(object), dtype=_STR)
+        h5.attrs["has_targets"] = self.targets is not None
+        for group, table in (("targets", self.targets), ("vqa_acc", self.accuracy)):
+            if table is not None:
+                t = h5.create_group(group)
+                for name, values in zip(("offsets", "labels", "scores"), table, strict=True):
+                    t.create_dataset(name, data=values)
+
+
+def _csr(rows: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    labels = np.fromiter((k for r in rows for k in r), np.int32, count=int(offsets[-1]))
+    values = np.fromiter((v for r in rows for v in r.values()), np.float32, count=int(offsets[-1]))
+    return offsets, labels, values
+
+
+def _split_questions(
+    split: str,
+    qs: list[dict],
+    anns: list[dict] | None,
+    vocab: Vocabulary,
+    answers: list[str],
+    cfg: DataConfig,
+) -> SplitQuestions:
+    n = len(qs)
+    try:
+        tokens = np.array([vocab.encode(q["question"], max_len=cfg.max_question_len) for q in qs], np.int32)
+    except UnknownWordError as err:
+        raise CacheError(
+            f"a question of split '{split}' has the word {err.word!r}, which is not in the vocabulary "
+            f"built from data.vocab_splits={cfg.vocab_splits}. Set data.unknown_token=UNK to map "
+            "unseen words to an unknown token, or add the split to data.vocab_splits."
+        ) from None
+    out = SplitQuestions(
+        question_id=np.array([q["question_id"] for q in qs], np.int64),
+        image_id=np.array([q["image_id"] for q in qs], np.int64),
+        tokens=tokens.reshape(n, cfg.max_question_len),
+        text={"question": np.array([q["question"] for q in qs], dtype=object)},
+    )
+    if anns is None:
+        return out
+    by_qid = {int(a["question_id"]): a for a in anns}
+    anns = [by_qid[int(q["question_id"])] for q in qs]
+    for key in ("question_type", "answer_type", "multiple_choice_answer"):
+        out.text[key] = np.array([str(a.get(key, "")) for a in anns], dtype=object)
+    label_of = {a: i for i, a in enumerate(answers)}
+    targets = compute_targets(anns, answers, normalize_annotator_answers=cfg.normalize_annotator_answers)
+    out.targets = _csr([{label_of[a]: s for a, s in t.items()} for t in targets])
+    gt, accuracies = official_tables(anns, answers)
+    out.text["gt_answers"] = gt
+    out.accuracy = _csr(accuracies)
+    return out
+
+
+@dataclass
+class _Text:
+    vocab: Vocabulary
+    answers: list[str]
+    glove: np.ndarray
+    glove_found: int
+    splits: dict[str, SplitQuestions]
+
+
+def _text_stage(cfg: DataConfig) -> _Text:
+    """Questions and annotations -> vocabulary, answers, GloVe rows and per-split arrays."""
+    questions = {
+        s: _read_json(cfg.raw_path / cfg.questions[s], key="questions")
+        for s in dict.fromkeys([*cfg.vocab_splits, *cfg.prepare_splits])
+    }
+    annotated = [s for s in cfg.annotations if s in set(cfg.answer_splits) | set(cfg.prepare_splits)]
+    annotations = {s: _read_json(cfg.raw_path / cfg.annotations[s], key="annotations") for s in annotated}
+    for s in annotated:
+        if s in questions:
+            check_agreement(
+                questions[s],
+                annotations[s],
+                cfg.raw_path / cfg.questions[s],
+                cfg.raw_path / cfg.annotations[s],
             )
-
-        self.features = make("features", (k, d), "f2", chunks=(1, k, d))
-        self.boxes = make("boxes", (k, 4), "f4")
-        self.spatial = make("spatial", (k, 6), "f4")
-        self.image_id = make("image_id", (), "i8")
-        self.size = make("size", (2,), "f4")
-        self.row_of: dict[int, int] = {}
-
-    def add(self, item) -> None:
-        row = len(self.row_of)
-        self.features[row] = item.features.astype(np.float16)
-        self.boxes[row] = item.boxes
-        self.spatial[row] = spatial_features(item.boxes, item.width, item.height)
-        self.image_id[row] = item.image_id
-        self.size[row] = (item.width, item.height)
-        self.row_of[item.image_id] = row
-
-    def finish_images(self) -> None:
-        """Trim the datasets to the images actually found in the feature files."""
-        for ds in (self.features, self.boxes, self.spatial, self.image_id, self.size):
-            ds.resize(len(self.row_of), axis=0)
+    words = Vocabulary()
+    for s in cfg.vocab_splits:
+        for q in questions[s]:
+            words.add_question(q["question"])
+    vocab = Vocabulary(words.idx2word, unknown_token=cfg.unknown_token)
+    answers = answer_vocabulary([a for s in cfg.answer_splits for a in annotations[s]], cfg.min_answer_count)
+    if not answers:
+        raise CacheError(
+            f"no answer occurs for at least data.min_answer_count={cfg.min_answer_count} "
+            f"questions in {cfg.answer_splits}; lower it for a small data set"
+        )
+    if cfg.glove:
+        glove, glove_found = load_glove(cfg.raw_path / cfg.glove, vocab.idx2word, cfg.emb_dim)
+    else:
+        glove, glove_found = np.zeros((len(vocab), cfg.emb_dim), np.float32), 0
+    splits = {
+        s: _split_questions(s, questions[s], annotations.get(s), vocab, answers, cfg)
+        for s in cfg.prepare_splits
+    }
+    return _Text(vocab, answers, glove, glove_found, splits)
 
 
 def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> CacheInfo:
@@ -252,6 +409,9 @@ def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> C
 
     New files are written under `.partial` names and renamed only when every one is
     complete, so an interrupted run never damages an existing cache nor leaves one that loads.
+    An interrupted feature conversion keeps what it converted: the next run (forced or not)
+    continues it when the settings and the feature files are the same (delete
+    `convert.partial.json` to start over).
     """
     if not force:
         try:
@@ -272,9 +432,13 @@ def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> C
     try:
         _build(cfg, progress=progress)
     except BaseException:
-        # an interrupted or failed build leaves the earlier cache as it was, and no debris
-        for leftover in cfg.cache_path.glob("*" + PARTIAL):
-            leftover.unlink(missing_ok=True)
+        # the earlier cache stays as it was; of the new files only a resumable conversion stays
+        keep = {STATE} if (cfg.cache_path / STATE).is_file() else set()
+        if keep:
+            keep |= {split_file(cfg.cache_path, s).name + PARTIAL for s in cfg.prepare_splits}
+        for leftover in [*cfg.cache_path.glob("*" + PARTIAL), cfg.cache_path / STATE]:
+            if leftover.name not in keep:
+                leftover.unlink(missing_ok=True)
         raise
     return load_cache(cfg)
 
@@ -282,181 +446,121 @@ def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> C
 def _build(cfg: DataConfig, *, progress: bool) -> None:
     started = time.time()
     root = cfg.cache_path
-
-    questions = {
-        s: _read_json(cfg.raw_path / cfg.questions[s], key="questions")
-        for s in dict.fromkeys([*cfg.vocab_splits, *cfg.prepare_splits])
-    }
-    annotated = [s for s in cfg.annotations if s in set(cfg.answer_splits) | set(cfg.prepare_splits)]
-    annotations = {s: _read_json(cfg.raw_path / cfg.annotations[s], key="annotations") for s in annotated}
-
-    vocab = Vocabulary()
-    for s in cfg.vocab_splits:
-        for q in questions[s]:
-            vocab.add_question(q["question"])
-    answers = answer_vocabulary([a for s in cfg.answer_splits for a in annotations[s]], cfg.min_answer_count)
-    if not answers:
-        raise CacheError(
-            f"no answer occurs for at least data.min_answer_count={cfg.min_answer_count} "
-            f"questions in {cfg.answer_splits}; lower it for a small data set"
+    text = _text_stage(cfg)
+    wanted = {s: np.unique(text.splits[s].image_id) for s in cfg.prepare_splits}
+    feature_paths = [cfg.raw_path / f for f in cfg.features]
+    with _progress(progress) as bar:
+        task = bar.add_task(f"features -> {root}", total=None, note="")
+        result = convert_features(
+            feature_paths,
+            root,
+            splits_of_images(wanted),
+            boxes=cfg.box_spec(),
+            settings=cfg.cache_settings(),
+            workers=cfg.prepare_workers,
+            chunk_bytes=max(1, int(cfg.prepare_chunk_mb * 2**20)),
+            skip_bad_rows=cfg.skip_bad_rows,
+            progress=lambda done, total, note: bar.update(task, completed=done, total=total, note=note),
         )
-    if cfg.glove:
-        glove, glove_found = load_glove(cfg.raw_path / cfg.glove, vocab.idx2word, cfg.emb_dim)
-    else:
-        glove, glove_found = np.zeros((len(vocab), cfg.emb_dim), np.float32), 0
-
-    # Images each split needs, then one streaming pass over the feature files.
-    wanted = {s: {int(q["image_id"]) for q in questions[s]} for s in cfg.prepare_splits}
-    writers: dict[str, _SplitWriter] = {}
+    writers = result.writers
     try:
-        feature_dim = _stream_features(cfg, wanted, writers, progress=progress)
         split_counts: dict[str, Any] = {}
         for s in cfg.prepare_splits:
-            if s not in writers:
-                raise CacheError(f"no image of split '{s}' has features in {cfg.features}")
-            writers[s].finish_images()
-            split_counts[s] = _write_questions(
-                writers[s], questions[s], annotations.get(s), vocab, answers, cfg
-            )
+            w = writers[s]
+            if not w.num_images:
+                raise CacheError(
+                    f"no image of split '{s}' has features in {[str(p) for p in feature_paths]}; "
+                    "do data.features and data.questions belong together?"
+                )
+            w.finish()
+            for group in ("questions", "targets", "vqa_acc"):  # from an earlier, failed attempt
+                if group in w.h5:
+                    del w.h5[group]
+            split_counts[s] = _write_split_questions(w, text.splits[s], s)
+            w.h5.attrs["split"] = s
+            w.h5.attrs["format_version"] = CACHE_FORMAT_VERSION
     finally:
         for w in writers.values():
-            w.h5.close()
+            w.close()
 
     manifest = {
-        "format_version": cfg.cache_settings()["format_version"],
+        "format_version": CACHE_FORMAT_VERSION,
         "name": cfg.name,
         "settings": cfg.cache_settings(),
         "sources": {str(p.relative_to(cfg.raw_path)): p.stat().st_size for p in raw_files(cfg)},
         "counts": {
-            "ntoken": len(vocab),
-            "num_answers": len(answers),
-            "feature_dim": feature_dim,
-            "glove_words_found": glove_found,
+            "ntoken": len(text.vocab),
+            "num_answers": len(text.answers),
+            "feature_dim": result.feature_dim,
+            "glove_words_found": text.glove_found,
             "splits": split_counts,
+            "skipped_rows": result.skipped_rows,
+            "skipped_examples": result.skipped_examples,
         },
+        "files": {},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "seconds": round(time.time() - started, 1),
+        "conversion": {
+            "seconds": round(result.seconds, 1),
+            "workers": result.workers,
+            "chunks": result.chunks,
+            "resumed_from_chunk": result.resumed_from_chunk,
+        },
         "butd_version": __version__,
     }
-    _commit(root, writers, vocab, answers, glove, manifest)
+    if result.skipped_rows:
+        log.warning("%d bad feature rows were skipped (data.skip_bad_rows=true)", result.skipped_rows)
+    _commit(root, list(writers), text, manifest)
 
 
-def _stream_features(cfg: DataConfig, wanted: dict[str, set[int]], writers: dict, *, progress: bool) -> int:
-    """One pass over the feature TSVs, each wanted image written to its splits; returns D.
-
-    An image may belong to several splits (test-dev2015 images are test2015 images).
-    """
-    splits_of_image: dict[int, list[str]] = {}
-    for s in wanted:
-        for i in wanted[s]:
-            splits_of_image.setdefault(i, []).append(s)
-    feature_dim: int | None = None
-    total = sum((cfg.raw_path / f).stat().st_size for f in cfg.features)
-    with _progress(progress) as bar:
-        task = bar.add_task(f"features -> {cfg.cache_path}", total=total)
-        for name in cfg.features:
-            path = cfg.raw_path / name
-            for line_no, line in iter_tsv(path):
-                bar.advance(task, len(line))
-                item = decode_row(line, path=path, line_no=line_no)
-                splits = splits_of_image.get(item.image_id)
-                if splits is None:
-                    continue
-                if item.boxes.shape[0] != cfg.num_boxes:
-                    raise CacheError(
-                        f"{path}:{line_no}: image {item.image_id} has {item.boxes.shape[0]} boxes "
-                        f"but data.num_boxes={cfg.num_boxes}; set data.num_boxes to match the file"
-                    )
-                if feature_dim is None:
-                    feature_dim = item.features.shape[1]
-                elif item.features.shape[1] != feature_dim:
-                    raise CacheError(
-                        f"{path}:{line_no}: image {item.image_id} has feature size "
-                        f"{item.features.shape[1]}, earlier rows had {feature_dim}"
-                    )
-                for split in splits:
-                    if split not in writers:
-                        writers[split] = _SplitWriter(
-                            split_file(cfg.cache_path, split).with_suffix(".h5" + PARTIAL),
-                            capacity=len(wanted[split]),
-                            num_boxes=cfg.num_boxes,
-                            feature_dim=feature_dim,
-                        )
-                    if item.image_id in writers[split].row_of:
-                        raise CacheError(f"{path}:{line_no}: image {item.image_id} appears twice")
-                    writers[split].add(item)
-    if feature_dim is None:
-        raise CacheError(
-            f"no image of splits {cfg.prepare_splits} was found in the feature files "
-            f"{[str(cfg.raw_path / f) for f in cfg.features]}"
+def _write_split_questions(w, questions: SplitQuestions, split: str) -> dict[str, Any]:
+    """The questions whose image has features, pointed at their image rows; the rest reported."""
+    ids = np.fromiter(w.row_of, np.int64, count=len(w.row_of))
+    rows = np.fromiter(w.row_of.values(), np.int64, count=len(w.row_of))
+    order = np.argsort(ids)
+    pos = np.clip(np.searchsorted(ids[order], questions.image_id), 0, len(ids) - 1)
+    found = ids[order][pos] == questions.image_id
+    kept = questions.subset(np.flatnonzero(found))
+    kept.write(w.h5, rows[order][pos[found]])
+    missing_images = np.unique(questions.image_id[~found])
+    if len(missing_images):
+        log.warning(
+            "split %s: %d questions dropped, their %d images have no features (image_id %s)",
+            split,
+            int((~found).sum()),
+            len(missing_images),
+            _examples(missing_images.tolist()),
         )
-    return feature_dim
-
-
-def _write_questions(w, qs, anns, vocab, answers, cfg) -> dict[str, int]:
-    """Questions whose image has features, their tokens, and (if annotated) CSR targets."""
-    by_qid = {int(a["question_id"]): a for a in anns} if anns is not None else None
-    kept = [q for q in qs if int(q["image_id"]) in w.row_of]
-    if by_qid is not None:
-        unannotated = [q["question_id"] for q in kept if int(q["question_id"]) not in by_qid]
-        if unannotated:
-            raise CacheError(
-                f"{len(unannotated)} questions have no annotation, e.g. question_id "
-                f"{unannotated[0]}; do the questions and annotations files belong together?"
-            )
-    n = len(kept)
-    g = w.h5.create_group("questions")
-    g.create_dataset("question_id", data=np.array([q["question_id"] for q in kept], np.int64))
-    image_ids = np.array([q["image_id"] for q in kept], np.int64)
-    g.create_dataset("image_id", data=image_ids)
-    g.create_dataset("image_index", data=np.array([w.row_of[int(i)] for i in image_ids], np.int32))
-    tokens = np.array(
-        [vocab.encode(q["question"], max_len=cfg.max_question_len) for q in kept], np.int32
-    ).reshape(n, cfg.max_question_len)
-    g.create_dataset("tokens", data=tokens)
-    g.create_dataset("question", data=[q["question"] for q in kept], dtype=_STR)
-    w.h5.attrs["split"] = w.path.name.split(".")[0]
-    w.h5.attrs["has_targets"] = by_qid is not None
-    if by_qid is not None:
-        anns_kept = [by_qid[int(q["question_id"])] for q in kept]
-        for key in ("question_type", "answer_type", "multiple_choice_answer"):
-            g.create_dataset(key, data=[str(a.get(key, "")) for a in anns_kept], dtype=_STR)
-        targets = compute_targets(
-            anns_kept, answers, normalize_annotator_answers=cfg.normalize_annotator_answers
-        )
-        label_of = {a: i for i, a in enumerate(answers)}
-        offsets = np.zeros(n + 1, np.int64)
-        labels: list[int] = []
-        scores: list[float] = []
-        for i, t in enumerate(targets):
-            labels += [label_of[a] for a in t]
-            scores += list(t.values())
-            offsets[i + 1] = len(labels)
-        t = w.h5.create_group("targets")
-        t.create_dataset("offsets", data=offsets)
-        t.create_dataset("labels", data=np.array(labels, np.int32))
-        t.create_dataset("scores", data=np.array(scores, np.float32))
-        write_official_tables(w.h5, anns_kept, answers)
+    counts = w.h5["images/counts"][:]
     return {
-        "questions": n,
-        "dropped_questions": len(qs) - n,
-        "images": len(w.row_of),
+        "questions": int(found.sum()),
+        "dropped_questions": int((~found).sum()),
+        "images": w.num_images,
+        "images_without_features": len(missing_images),
+        "images_without_features_examples": missing_images[:5].tolist(),
+        "boxes": {"min": int(counts.min()), "mean": round(float(counts.mean()), 2), "max": int(counts.max())},
     }
 
 
-def _commit(root: Path, writers, vocab, answers, glove, manifest) -> None:
+def _commit(root: Path, splits: list[str], text: _Text, manifest: dict) -> None:
     """Swap the new cache in: drop the old manifest, rename files, write the manifest last."""
     partial = {
-        root / VOCAB: json.dumps(vocab.to_json(), ensure_ascii=False),
-        root / ANSWERS: json.dumps(answers, ensure_ascii=False),
+        root / VOCAB: json.dumps(text.vocab.to_json(), ensure_ascii=False),
+        root / ANSWERS: json.dumps(text.answers, ensure_ascii=False),
     }
-    for final, text in partial.items():
-        Path(str(final) + PARTIAL).write_text(text, encoding="utf-8")
+    for final, content in partial.items():
+        Path(str(final) + PARTIAL).write_text(content, encoding="utf-8")
     with open(str(root / GLOVE) + PARTIAL, "wb") as fh:
-        np.save(fh, glove)
+        np.save(fh, text.glove)
+    for s in splits:
+        path = Path(str(split_file(root, s)) + PARTIAL)
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        manifest["files"][split_file(root, s).name] = path.stat().st_size
     (root / MANIFEST).unlink(missing_ok=True)
-    for final in [root / VOCAB, root / ANSWERS, root / GLOVE] + [split_file(root, s) for s in writers]:
+    for final in [root / VOCAB, root / ANSWERS, root / GLOVE] + [split_file(root, s) for s in splits]:
         os.replace(str(final) + PARTIAL, final)
+    (root / STATE).unlink(missing_ok=True)
     tmp = root / (MANIFEST + PARTIAL)
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, root / MANIFEST)

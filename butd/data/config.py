@@ -10,7 +10,9 @@ from butd.errors import ConfigError
 from butd.schemas import check_types
 
 #: Bumped whenever the layout of the processed cache changes; old caches are then refused.
-CACHE_FORMAT_VERSION = 2
+CACHE_FORMAT_VERSION = 3
+
+BOX_SETS = ("fixed", "adaptive")
 
 
 @dataclass
@@ -32,7 +34,11 @@ class DataConfig:
     features: list[str] = field(default_factory=list)
     glove: str | None = None
     emb_dim: int = 300
+    #: `fixed`: every image has exactly `num_boxes` boxes (the 36-box sets); `adaptive`: between
+    #: `min_boxes` and `num_boxes` (the 10-100 sets), padded per batch and masked in attention
+    boxes: str = "fixed"
     num_boxes: int = 36
+    min_boxes: int = 10
     #: boxes the model sees: the first K of the `num_boxes` stored per image, in the feature
     #: file's order (the objects ablation); None: all of them. Not a cache setting.
     use_boxes: int | None = None
@@ -46,8 +52,18 @@ class DataConfig:
     prepare_splits: list[str] = field(default_factory=list)
     #: the reference counts raw annotator answers; True normalises them first (the fix)
     normalize_annotator_answers: bool = False
-    train_split: str = "train"
+    #: None (the reference): a word outside the vocabulary is an error. A token such as UNK
+    #: (upper case, so no question word equals it): appended to the vocabulary, unseen words
+    #: map to it; the fix for vocab_splits=[train]
+    unknown_token: str | None = None
+    #: the prepared splits training reads, concatenated ([train, val] for a test submission)
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
     val_split: str = "val"
+    #: conversion of the feature files: processes (None: every core) and bytes per work unit
+    prepare_workers: int | None = None
+    prepare_chunk_mb: float = 16.0
+    #: a corrupted feature row stops prepare (naming file, line and image); True skips and counts it
+    skip_bad_rows: bool = False
     batch_size: int = 512
     num_workers: int = 0
     #: where features live while training: `h5` (read per batch), `ram` or `gpu` (whole
@@ -71,7 +87,30 @@ class DataConfig:
         missing = sorted(set(self.answer_splits) - set(self.annotations))
         if missing:
             raise ConfigError(f"data.answer_splits {missing} have no entry in data.annotations")
-        for key in ("num_boxes", "min_answer_count", "max_question_len", "batch_size", "emb_dim"):
+        if self.boxes not in BOX_SETS:
+            raise ConfigError(f"data.boxes={self.boxes!r} is invalid; expected one of {list(BOX_SETS)}")
+        if self.boxes == "adaptive" and not 0 < self.min_boxes <= self.num_boxes:
+            raise ConfigError(
+                f"data.min_boxes={self.min_boxes} must be between 1 and data.num_boxes={self.num_boxes} "
+                "(the adaptive sets have 10 to 100)"
+            )
+        if not self.train_splits:
+            raise ConfigError("data.train_splits is empty; name at least one prepared split, e.g. [train]")
+        if self.prepare_workers is not None and self.prepare_workers < 0:
+            raise ConfigError(
+                f"data.prepare_workers={self.prepare_workers!r} is invalid; expected null (every core), "
+                "0 (in this process) or a number of processes"
+            )
+        if self.unknown_token is not None and not self.unknown_token.strip():
+            raise ConfigError("data.unknown_token must be a non-empty word, or null for none")
+        for key in (
+            "num_boxes",
+            "min_answer_count",
+            "max_question_len",
+            "batch_size",
+            "emb_dim",
+            "prepare_chunk_mb",
+        ):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"data.{key}={getattr(self, key)!r} is invalid; expected an integer > 0")
         if self.use_boxes is not None and not 0 < self.use_boxes <= self.num_boxes:
@@ -112,6 +151,12 @@ class DataConfig:
     def cache_path(self) -> Path:
         return Path(self.cache_dir)
 
+    def box_spec(self):
+        """The boxes a feature row may have (`butd.data.convert.BoxSpec`)."""
+        from butd.data.convert import BoxSpec
+
+        return BoxSpec(self.boxes == "adaptive", self.num_boxes, self.min_boxes)
+
     def cache_settings(self) -> dict[str, Any]:
         """The settings a cache depends on; compared against its manifest on load."""
         return {
@@ -124,5 +169,8 @@ class DataConfig:
             "answer_splits": list(self.answer_splits),
             "prepare_splits": list(self.prepare_splits),
             "normalize_annotator_answers": self.normalize_annotator_answers,
+            "boxes": self.boxes,
+            "min_boxes": self.min_boxes if self.boxes == "adaptive" else None,
+            "unknown_token": self.unknown_token,
             "synthetic": self.synthetic,
         }

@@ -8,9 +8,10 @@ dense targets with numpy. Nothing is done per question in Python.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,59 +24,77 @@ from torch.utils.data import DataLoader, Dataset
 
 from butd.data.cache import CacheError, CacheInfo, load_cache, prepare, prepare_command
 from butd.data.config import DataConfig
-from butd.data.official import answer_type_codes, gather_rows
+from butd.data.official import gather_rows
 from butd.data.sampling import EpochBatchSampler
+from butd.data.splits import SplitTables, padded_boxes
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
+
+log = logging.getLogger(__name__)
 
 
 class VQABatches(Dataset):
-    """One prepared split; `dataset[[i, j, ...]]` returns the batch of those questions.
+    """Prepared split(s); `dataset[[i, j, ...]]` returns the batch of those questions.
 
-    Small per-question tables (tokens, image rows, sparse targets) live in memory; the
-    features stay in HDF5 and are read lazily, with one file handle per process.
+    Small tables (tokens, image rows, sparse targets, box geometry) live in memory; the
+    features stay in HDF5, one contiguous read per image of the batch, with one file handle
+    per process. Several files (`data.train_splits`) act as one split.
+
+    A batch: `v` float32 [B, K, D], `b` float32 [B, K, 6], `q`, `question_id`, and for
+    annotated splits the targets and official-accuracy tables. K is the boxes per image; with
+    a varying number (adaptive boxes) it is the batch's largest, the padding is zero and
+    `v_mask` bool [B, K] marks the real boxes.
     """
 
     def __init__(
         self,
-        path: Path,
+        paths: Path | Sequence[Path],
         *,
         num_answers: int,
         use_boxes: int | None = None,
         rebuild: str = "python -m butd.prepare",
     ) -> None:
-        self.path = Path(path)
+        self.paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+        self.path = self.paths[0]
         self.num_answers = num_answers
         #: read only the first K boxes of each image (None: all)
         self.use_boxes = use_boxes
-        #: the command that rebuilds this file, for error messages
+        #: the command that rebuilds these files, for error messages
         self.rebuild = rebuild
-        with _readable(self.path, rebuild), h5py.File(self.path, "r") as f:
-            q = f["questions"]
-            self.question_id = q["question_id"][:]
-            self.image_index = q["image_index"][:]
-            self.tokens = q["tokens"][:].astype(np.int64)
-            self.has_targets = bool(f.attrs["has_targets"])
-            if self.has_targets:
-                self.offsets = f["targets/offsets"][:]
-                self.labels = f["targets/labels"][:].astype(np.int64)
-                self.scores = f["targets/scores"][:]
-                # the official metric's per-answer accuracies (butd.data.official)
-                self.acc_offsets = f["vqa_acc/offsets"][:]
-                self.acc_labels = f["vqa_acc/labels"][:].astype(np.int64)
-                self.acc_scores = f["vqa_acc/scores"][:]
-                self.answer_type = answer_type_codes(q["answer_type"].asstr()[:])
-        self._h5: h5py.File | None = None
+        with _readable(self.paths, rebuild):
+            t = SplitTables.load(self.paths)
+            spatial = []
+            for path in self.paths:
+                with h5py.File(path, "r") as f:
+                    spatial.append(f["images/spatial"][:])
+        self.tables = t
+        self.question_id, self.image_index, self.tokens = t.question_id, t.image_index, t.tokens
+        self.counts = t.counts(use_boxes)
+        self.max_boxes = int(self.counts.max(initial=0))
+        #: every image has the same number of boxes: no padding, no mask
+        self.fixed = bool((self.counts == self.max_boxes).all())
+        file_base = np.cumsum([0] + [len(s) for s in spatial])[t.image_file]
+        self.spatial = np.concatenate(spatial)
+        self._spatial_start = t.box_start + file_base
+        self.has_targets = t.has_targets
+        if t.has_targets:
+            self.offsets, self.labels, self.scores = t.targets
+            self.labels = self.labels.astype(np.int64)
+            # the official metric's per-answer accuracies (butd.data.official)
+            self.acc_offsets, self.acc_labels, self.acc_scores = t.accuracy
+            self.acc_labels = self.acc_labels.astype(np.int64)
+            self.answer_type = t.answer_type
+        self._h5: list[h5py.Dataset] | None = None
         self._pid: int | None = None
 
     def __len__(self) -> int:
         return len(self.question_id)
 
-    def _images(self) -> h5py.Group:
+    def _features(self) -> list[h5py.Dataset]:
         # h5py handles must not cross a fork: reopen in each loader worker.
         if self._h5 is None or self._pid != os.getpid():
-            self._h5 = h5py.File(self.path, "r")
+            self._h5 = [h5py.File(p, "r")["images/features"] for p in self.paths]
             self._pid = os.getpid()
-        return self._h5["images"]
+        return self._h5
 
     def dense_targets(self, idx: np.ndarray) -> np.ndarray:
         """Soft scores of questions `idx` as a dense [len(idx), num_answers] float32 matrix."""
@@ -85,20 +104,36 @@ class VQABatches(Dataset):
         np.put_along_axis(out, labels, scores, axis=1)
         return out[:, : self.num_answers]
 
+    def images(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features float16 [n, K, D], spatial float32 [n, K, 6] and mask [n, K] of image rows."""
+        counts = self.counts[rows]
+        width = self.max_boxes if self.fixed else int(counts.max(initial=1))
+        alloc = np.empty if self.fixed else np.zeros
+        feats = alloc((len(rows), width, self.tables.feature_dim), np.float16)
+        t = self.tables
+        with _readable(self.paths, self.rebuild):
+            files = self._features()
+            # one contiguous slice per image: h5py's list indexing is ~30x slower
+            for i, (r, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True)):
+                start = int(t.box_start[r])
+                feats[i, :c] = files[t.image_file[r]][start : start + c]
+        pos, valid = padded_boxes(self._spatial_start[rows], counts, width)
+        spatial = self.spatial[pos]
+        spatial[~valid] = 0
+        return feats, spatial, valid
+
     def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
         rows, inverse = np.unique(self.image_index[idx], return_inverse=True)
-        boxes = slice(None, self.use_boxes)
-        with _readable(self.path, self.rebuild):
-            images = self._images()
-            feats = images["features"][rows, boxes]  # h5py wants increasing indices
-            spatial = images["spatial"][rows, boxes]
+        feats, spatial, valid = self.images(rows)
         batch = {
             "v": torch.from_numpy(feats[inverse].astype(np.float32)),
             "b": torch.from_numpy(spatial[inverse]),
             "q": torch.from_numpy(self.tokens[idx]),
             "question_id": torch.from_numpy(self.question_id[idx]),
         }
+        if not self.fixed:
+            batch["v_mask"] = torch.from_numpy(valid[inverse])
         if self.has_targets:
             batch["target"] = torch.from_numpy(self.dense_targets(idx))
             labels, accs = gather_rows(self.acc_offsets, self.acc_labels, self.acc_scores, idx)
@@ -141,7 +176,8 @@ class VQADataModule(pl.LightningDataModule):
     def store(self) -> str:
         """The feature store in use, with `auto` resolved by what fits where."""
         if self._store is None:
-            paths = [self.info.split_path(s) for s in (self.cfg.train_split, self.cfg.val_split)]
+            splits = dict.fromkeys([*self.cfg.train_splits, self.cfg.val_split])
+            paths = [self.info.split_path(s) for s in splits]
 
             def nbytes(path: Path) -> int:
                 with _readable(path, self._rebuild):
@@ -157,30 +193,40 @@ class VQADataModule(pl.LightningDataModule):
             return self.trainer.strategy.root_device
         return torch.device("cuda")
 
-    def dataset(self, split: str) -> VQABatches | TensorSplit:
-        if split not in self.datasets:
-            path, num_answers = self.info.split_path(split), self.info.num_answers
+    def dataset(self, splits: str | Sequence[str]) -> VQABatches | TensorSplit:
+        """The prepared split (or splits, concatenated) in the configured store."""
+        splits = (splits,) if isinstance(splits, str) else tuple(splits)
+        key = "+".join(splits)
+        if key not in self.datasets:
+            paths, num_answers = [self.info.split_path(s) for s in splits], self.info.num_answers
             if self.store == "h5":
-                self.datasets[split] = VQABatches(
-                    path,
+                self.datasets[key] = VQABatches(
+                    paths,
                     num_answers=num_answers,
                     use_boxes=self.cfg.use_boxes,
                     rebuild=self._rebuild,
                 )
             else:
-                with _readable(path, self._rebuild):
-                    self.datasets[split] = TensorSplit.load(
-                        path, num_answers=num_answers, use_boxes=self.cfg.use_boxes, device=self._device()
+                with _readable(paths, self._rebuild):
+                    self.datasets[key] = TensorSplit.load(
+                        paths, num_answers=num_answers, use_boxes=self.cfg.use_boxes, device=self._device()
                     )
-        return self.datasets[split]
+        return self.datasets[key]
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            self.dataset(self.cfg.train_split)
+            if self.cfg.val_split in self.cfg.train_splits:
+                log.warning(
+                    "data.train_splits=%s includes the validation split '%s': val/score is no longer a "
+                    "held-out estimate",
+                    self.cfg.train_splits,
+                    self.cfg.val_split,
+                )
+            self.dataset(self.cfg.train_splits)
         if stage in (None, "fit", "validate"):
             self.dataset(self.cfg.val_split)
 
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader | TensorBatchLoader:
+    def _loader(self, split: str | Sequence[str], *, shuffle: bool) -> DataLoader | TensorBatchLoader:
         ds = self.dataset(split)
         trainer = self.trainer
         sampler = EpochBatchSampler(
@@ -210,7 +256,7 @@ class VQADataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader | TensorBatchLoader:
-        return self._loader(self.cfg.train_split, shuffle=True)
+        return self._loader(self.cfg.train_splits, shuffle=True)
 
     def state_dict(self) -> dict[str, Any]:
         """Where the training order stands; saved in every checkpoint so a resume continues it."""
@@ -233,13 +279,14 @@ class VQADataModule(pl.LightningDataModule):
 
 
 @contextmanager
-def _readable(path: Path, rebuild: str) -> Iterator[None]:
+def _readable(path: Path | Sequence[Path], rebuild: str) -> Iterator[None]:
     """Turns an HDF5 read failure (a truncated or damaged file) into a CacheError naming the file."""
     try:
         yield
     except (OSError, KeyError) as err:
+        where = path if isinstance(path, str | Path) else " / ".join(map(str, path))
         raise CacheError(
-            f"cannot read {path}: {err}. The file is truncated or damaged (an interrupted copy, "
+            f"cannot read {where}: {err}. The file is truncated or damaged (an interrupted copy, "
             f"a full disk?). Rebuild the cache with `{rebuild}`."
         ) from err
 

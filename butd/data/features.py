@@ -2,7 +2,9 @@
 
 A row of the official TSV is `image_id, image_w, image_h, num_boxes, boxes, features`,
 tab-separated, where the last two are base64 of float32 arrays [num_boxes, 4] and
-[num_boxes, feature_dim]. Rows are read one at a time so a file of any size streams.
+[num_boxes, feature_dim]. The 36-box sets have the same count on every row; the adaptive sets
+have 10 to 100. Rows are decoded one at a time, so a file of any size streams
+(`butd.data.convert` spreads them over processes).
 """
 
 from __future__ import annotations
@@ -22,6 +24,22 @@ TSV_FIELDS = ("image_id", "image_w", "image_h", "num_boxes", "boxes", "features"
 
 class FeatureFileError(UserError, ValueError):
     """A feature TSV row that cannot be decoded; the message names the file and line."""
+
+
+class BadRow(ValueError):
+    """Why one row cannot be used, without its location (the caller knows file and line).
+
+    `image_id` is None when the row is too damaged to read it.
+    """
+
+    def __init__(self, reason: str, image_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.image_id = image_id
+
+    def located(self, path: Path | str, line_no: int) -> str:
+        image = f"image {self.image_id}: " if self.image_id is not None else ""
+        return f"{path}:{line_no}: {image}{self.reason}"
 
 
 @dataclass
@@ -46,39 +64,54 @@ def spatial_features(boxes: np.ndarray, width: float, height: float) -> np.ndarr
     return out.astype(np.float32)
 
 
-def decode_row(line: str, *, path: Path | str = "<tsv>", line_no: int = 0) -> ImageFeatures:
-    """Decode one TSV line; any malformation is a `FeatureFileError` naming file and line."""
-    parts = line.rstrip("\r\n").split("\t")
-    where = f"{path}:{line_no}"
+def row_image_id(line: str | bytes) -> int | None:
+    """The image id of a row, read without decoding the rest (None if unreadable)."""
+    head = line[:32].split(b"\t" if isinstance(line, bytes) else "\t", 1)[0]
+    try:
+        return int(head)
+    except ValueError:
+        return None
+
+
+def parse_row(line: str | bytes, *, feature_dim: int | None = None) -> ImageFeatures:
+    """Decode one TSV line, or raise `BadRow` saying what is wrong with it.
+
+    With `feature_dim`, the features must hold exactly num_boxes x feature_dim floats.
+    """
+    if isinstance(line, str):
+        line = line.encode("ascii", errors="replace")
+    parts = line.rstrip(b"\r\n").split(b"\t")
     if len(parts) != len(TSV_FIELDS):
-        raise FeatureFileError(
-            f"{where}: expected {len(TSV_FIELDS)} tab-separated fields "
-            f"({', '.join(TSV_FIELDS)}), found {len(parts)}"
+        raise BadRow(
+            f"expected {len(TSV_FIELDS)} tab-separated fields ({', '.join(TSV_FIELDS)}), found {len(parts)}",
+            row_image_id(line),
         )
     try:
         image_id = int(parts[0])
+    except ValueError:
+        raise BadRow(f"image_id {parts[0][:20]!r} is not an integer") from None
+    try:
         width, height = float(parts[1]), float(parts[2])
         num_boxes = int(parts[3])
     except ValueError as err:
-        raise FeatureFileError(f"{where}: bad number in image_id/image_w/image_h/num_boxes: {err}") from err
-    if num_boxes <= 0 or width <= 0 or height <= 0:
-        raise FeatureFileError(f"{where}: image {image_id} has num_boxes={num_boxes}, size {width}x{height}")
+        raise BadRow(f"bad number in image_w/image_h/num_boxes: {err}", image_id) from None
+    if num_boxes <= 0 or not (width > 0 and height > 0):
+        raise BadRow(f"num_boxes={num_boxes}, size {width}x{height}", image_id)
     try:
         boxes = np.frombuffer(base64.b64decode(parts[4], validate=True), dtype=np.float32)
         feats = np.frombuffer(base64.b64decode(parts[5], validate=True), dtype=np.float32)
     except (binascii.Error, ValueError) as err:
-        raise FeatureFileError(
-            f"{where}: image {image_id}: boxes/features are not base64 float32: {err}"
-        ) from err
+        raise BadRow(f"boxes/features are not base64 float32: {err}", image_id) from None
     if boxes.size != num_boxes * 4:
-        raise FeatureFileError(
-            f"{where}: image {image_id}: boxes hold {boxes.size} floats, expected {num_boxes} x 4"
+        raise BadRow(f"boxes hold {boxes.size} floats, expected num_boxes={num_boxes} x 4", image_id)
+    if feature_dim is not None and feats.size != num_boxes * feature_dim:
+        raise BadRow(
+            f"features hold {feats.size} floats, expected num_boxes={num_boxes} x {feature_dim} "
+            "(the feature size of the file's first row)",
+            image_id,
         )
     if feats.size == 0 or feats.size % num_boxes:
-        raise FeatureFileError(
-            f"{where}: image {image_id}: features hold {feats.size} floats, "
-            f"not a multiple of num_boxes={num_boxes}"
-        )
+        raise BadRow(f"features hold {feats.size} floats, not a multiple of num_boxes={num_boxes}", image_id)
     return ImageFeatures(
         image_id=image_id,
         width=width,
@@ -88,9 +121,19 @@ def decode_row(line: str, *, path: Path | str = "<tsv>", line_no: int = 0) -> Im
     )
 
 
-def iter_tsv(path: Path) -> Iterator[tuple[int, str]]:
+def decode_row(
+    line: str | bytes, *, path: Path | str = "<tsv>", line_no: int = 0, feature_dim: int | None = None
+) -> ImageFeatures:
+    """`parse_row`, with a malformed row as a `FeatureFileError` naming file, line and image."""
+    try:
+        return parse_row(line, feature_dim=feature_dim)
+    except BadRow as bad:
+        raise FeatureFileError(bad.located(path, line_no)) from None
+
+
+def iter_tsv(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield `(line_no, line)` for the non-empty lines of a TSV, streaming."""
-    with open(path, encoding="ascii", errors="strict", newline="") as fh:
+    with open(path, "rb") as fh:
         for line_no, line in enumerate(fh, start=1):
             if line.strip():
                 yield line_no, line

@@ -5,7 +5,7 @@ prepare time each question gets the official accuracy of every vocabulary answer
 score on it; a batch then gathers the accuracy of the predicted answer, as the soft score
 is gathered from the targets.
 
-Datasets of an annotated split (`{split}.h5`):
+Datasets of an annotated split (`{split}.h5`, written by `butd.data.cache`):
 
 - `questions/gt_answers` str [Q, A]: the A (10 in VQA v2) annotator answers, as given;
 - `vqa_acc/offsets` int64 [Q+1], `vqa_acc/labels` int32 [nnz], `vqa_acc/scores` float32 [nnz]:
@@ -26,13 +26,12 @@ import numpy as np
 from butd.errors import UserError
 from butd.evaluation import ANSWER_TYPES, VocabularyAccuracy
 
-_STR = h5py.string_dtype(encoding="utf-8")
 
-
-def write_official_tables(
-    h5: h5py.File, annotations: Sequence[Mapping[str, Any]], answers: Sequence[str]
-) -> None:
-    """Write the GT answers and the per-answer official accuracies of `annotations` (in order)."""
+def official_tables(
+    annotations: Sequence[Mapping[str, Any]], answers: Sequence[str]
+) -> tuple[np.ndarray, list[dict[int, float]]]:
+    """The GT answers [Q, A] (str) and, per question, the official accuracy of each answer label
+    that scores on it, for `annotations` in order."""
     sizes = {len(a["answers"]) for a in annotations}
     if len(sizes) > 1:
         odd = next(a for a in annotations if len(a["answers"]) != len(annotations[0]["answers"]))
@@ -41,28 +40,37 @@ def write_official_tables(
             f"{len(annotations[0]['answers'])}; official VQA annotations give every question the same number"
         )
     width = sizes.pop() if sizes else 10
-    gt = np.array([[str(x["answer"]) for x in a["answers"]] for a in annotations], dtype=object)
-    h5["questions"].create_dataset("gt_answers", data=gt.reshape(len(annotations), width), dtype=_STR)
-
-    table = VocabularyAccuracy(answers)
-    offsets = np.zeros(len(annotations) + 1, np.int64)
-    labels: list[int] = []
-    scores: list[float] = []
+    gt = np.empty((len(annotations), width), dtype=object)
     for i, a in enumerate(annotations):
-        accs = table(a["answers"])
-        labels += accs.keys()
-        scores += accs.values()
-        offsets[i + 1] = len(labels)
-    g = h5.create_group("vqa_acc")
-    g.create_dataset("offsets", data=offsets)
-    g.create_dataset("labels", data=np.array(labels, np.int32))
-    g.create_dataset("scores", data=np.array(scores, np.float32))
+        gt[i] = [str(x["answer"]) for x in a["answers"]]
+    table = VocabularyAccuracy(answers)
+    return gt, [table(a["answers"]) for a in annotations]
 
 
 def answer_type_codes(answer_types: Sequence[str]) -> np.ndarray:
     """Index of each answer type in `ANSWER_TYPES` (yes/no 0, number 1, other 2), -1 otherwise."""
     code = {t: i for i, t in enumerate(ANSWER_TYPES)}
     return np.array([code.get(t, -1) for t in answer_types], np.int64)
+
+
+def _row_positions(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For CSR rows `idx`: each entry's output row, its column within the row, its position."""
+    starts, ends = offsets[idx], offsets[idx + 1]
+    lengths = ends - starts
+    rows = np.repeat(np.arange(len(idx)), lengths)
+    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rows, cols, cols + np.repeat(starts, lengths)
+
+
+def csr_rows(
+    offsets: np.ndarray, labels: np.ndarray, values: np.ndarray, idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows `idx` of a CSR table as a new CSR table."""
+    idx = np.asarray(idx, np.int64)
+    _, _, pos = _row_positions(offsets, idx)
+    new_offsets = np.zeros(len(idx) + 1, np.int64)
+    np.cumsum(offsets[idx + 1] - offsets[idx], out=new_offsets[1:])
+    return new_offsets, labels[pos], values[pos]
 
 
 def gather_rows(
@@ -73,12 +81,8 @@ def gather_rows(
     Returns labels int64 [len(idx), M] (padding -1) and values float32 [len(idx), M], where M is
     the longest of the rows (at least 1).
     """
-    starts, ends = offsets[idx], offsets[idx + 1]
-    lengths = ends - starts
-    width = max(int(lengths.max(initial=0)), 1)
-    rows = np.repeat(np.arange(len(idx)), lengths)
-    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    pos = cols + np.repeat(starts, lengths)
+    rows, cols, pos = _row_positions(offsets, idx)
+    width = max(int(cols.max(initial=-1)) + 1, 1)
     out_labels = np.full((len(idx), width), -1, np.int64)
     out_values = np.zeros((len(idx), width), np.float32)
     out_labels[rows, cols] = labels[pos]

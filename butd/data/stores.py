@@ -9,7 +9,7 @@ synchronisation, so the GPU is never waiting on the input path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import h5py
@@ -95,10 +95,15 @@ def padded_targets(
 
 
 class TensorSplit:
-    """One split held in tensors on `device`; `split.batch(idx)` is a whole batch.
+    """One split (or several concatenated) held in tensors on `device`; `split.batch(idx)` is a batch.
 
     idx: LongTensor [batch] of question indices, on the same device.
-    Build it from a cache file with `TensorSplit.load(path, ...)`.
+    Build it from cache files with `TensorSplit.load(paths, ...)`.
+
+    The features are one row per box (float16 [B, D]) with each image's first row and count,
+    so images with 10-100 boxes take only the memory of their boxes. A batch pads to its
+    largest image and adds `v_mask`; with the same count everywhere (36 boxes) the rows are
+    viewed as [N, K, D] and gathered whole, with no mask.
     """
 
     def __init__(
@@ -112,10 +117,12 @@ class TensorSplit:
         targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
         num_answers: int,
         official: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        box_offsets: np.ndarray | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
-        """features: [N, K, D] float16; spatial: [N, K, 6]; question_id, image_index: [Q];
-        tokens: [Q, T]; targets: CSR (offsets [Q+1], labels [nnz], scores [nnz]) or None;
+        """features: float16 [N, K, D], or [B, D] one row per box with `box_offsets` [N+1];
+        spatial: [N, K, 6] or [B, 6] likewise; question_id, image_index: [Q]; tokens: [Q, T];
+        targets: CSR (offsets [Q+1], labels [nnz], scores [nnz]) or None;
         official: the official-accuracy table as (acc_labels [Q, M] with -1 pads,
         acc_values [Q, M], answer_type codes [Q]) or None."""
         self.num_answers = num_answers
@@ -128,10 +135,22 @@ class TensorSplit:
             t = torch.from_numpy(np.ascontiguousarray(array))
             return t.pin_memory() if pin else t.to(self.device)
 
+        if box_offsets is None:
+            n, k = features.shape[:2]
+            box_offsets = np.arange(n + 1, dtype=np.int64) * k
+            features, spatial = features.reshape(n * k, -1), spatial.reshape(n * k, -1)
+        counts = np.diff(box_offsets)
+        #: host copies: the padded width of a batch is known without a device round trip
+        self._counts = counts
+        self._image_index = np.asarray(image_index, np.int64)
+        self.max_boxes = int(counts.max(initial=0))
+        self.fixed = bool((counts == self.max_boxes).all())
         self.features = put(features)
         self.spatial = put(spatial)
+        self.box_start = put(box_offsets[:-1].astype(np.int64))
+        self.box_count = put(counts.astype(np.int64))
         self.question_id = put(question_id)
-        self.image_index = put(image_index.astype(np.int64))
+        self.image_index = put(self._image_index)
         self.tokens = put(tokens.astype(np.int64))
         self.has_targets = targets is not None
         if targets is not None:
@@ -144,35 +163,45 @@ class TensorSplit:
     @classmethod
     def load(
         cls,
-        path: Path,
+        paths: Path | Sequence[Path],
         *,
         num_answers: int,
         use_boxes: int | None = None,
         device: torch.device | str = "cpu",
     ) -> TensorSplit:
-        """Read a prepared `{split}.h5` whole (only the first `use_boxes` boxes, if set)."""
-        from butd.data.official import answer_type_codes, gather_rows
+        """Read prepared `{split}.h5` files whole (only each image's first `use_boxes` boxes, if set)."""
+        from butd.data.official import gather_rows
+        from butd.data.splits import SplitTables
 
-        boxes = slice(None, use_boxes)
-        with h5py.File(path, "r") as f:
-            q = f["questions"]
-            targets = official = None
-            if f.attrs["has_targets"]:
-                targets = (f["targets/offsets"][:], f["targets/labels"][:], f["targets/scores"][:])
-                acc = (f["vqa_acc/offsets"][:], f["vqa_acc/labels"][:], f["vqa_acc/scores"][:])
-                acc_labels, acc_values = gather_rows(*acc, np.arange(len(q["question_id"])))
-                official = (acc_labels, acc_values, answer_type_codes(q["answer_type"].asstr()[:]))
-            return cls(
-                features=f["images/features"][:, boxes],
-                spatial=f["images/spatial"][:, boxes],
-                question_id=q["question_id"][:],
-                image_index=q["image_index"][:],
-                tokens=q["tokens"][:],
-                targets=targets,
-                num_answers=num_answers,
-                official=official,
-                device=device,
-            )
+        paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+        t = SplitTables.load(paths)
+        counts = t.counts(use_boxes)
+        box_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        features = np.empty((int(box_offsets[-1]), t.feature_dim), np.float16)
+        spatial = np.empty((int(box_offsets[-1]), 6), np.float32)
+        for i, path in enumerate(paths):
+            mine = np.flatnonzero(t.image_file == i)
+            with h5py.File(path, "r") as f:
+                _read_boxes(
+                    f["images/features"], features, t.box_start[mine], counts[mine], box_offsets[mine]
+                )
+                _read_boxes(f["images/spatial"], spatial, t.box_start[mine], counts[mine], box_offsets[mine])
+        official = None
+        if t.has_targets:
+            acc_labels, acc_values = gather_rows(*t.accuracy, np.arange(len(t.question_id)))
+            official = (acc_labels, acc_values, t.answer_type)
+        return cls(
+            features=features,
+            spatial=spatial,
+            box_offsets=box_offsets,
+            question_id=t.question_id,
+            image_index=t.image_index,
+            tokens=t.tokens,
+            targets=t.targets,
+            num_answers=num_answers,
+            official=official,
+            device=device,
+        )
 
     def __len__(self) -> int:
         return len(self.question_id)
@@ -182,18 +211,36 @@ class TensorSplit:
         tensors = [v for v in vars(self).values() if isinstance(v, torch.Tensor)]
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def width(self, indices: Sequence[int] | np.ndarray) -> int:
+        """Boxes per image in the batch of questions `indices` (host arithmetic only)."""
+        if self.fixed:
+            return self.max_boxes
+        return int(self._counts[self._image_index[np.asarray(indices, np.int64)]].max(initial=1))
+
     def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """The batch of questions `indices`, as `VQABatches` gives it."""
-        return self.batch(torch.as_tensor(indices, dtype=torch.long, device=self.image_index.device))
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.image_index.device)
+        return self.batch(idx, width=self.width(indices))
 
-    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, *, width: int | None = None) -> dict[str, torch.Tensor]:
+        """The batch of questions `idx`; `width` (from `self.width`) saves a device sync."""
         rows = self.image_index[idx]
-        out = {
-            "v": self.features[rows].float(),  # [batch, K, D]
-            "b": self.spatial[rows],
-            "q": self.tokens[idx],
-            "question_id": self.question_id[idx],
-        }
+        out: dict[str, torch.Tensor] = {}
+        if self.fixed:
+            k = self.max_boxes
+            out["v"] = self.features.view(-1, k, self.features.shape[1])[rows].float()  # [batch, K, D]
+            out["b"] = self.spatial.view(-1, k, 6)[rows]
+        else:
+            k = width if width is not None else int(self.box_count[rows].max())
+            slots = torch.arange(k, device=idx.device)
+            valid = slots < self.box_count[rows, None]  # [batch, k]
+            pos = torch.where(valid, self.box_start[rows, None] + slots, 0)
+            pad = ~valid[..., None]
+            out["v"] = self.features[pos].float().masked_fill_(pad, 0)
+            out["b"] = self.spatial[pos].masked_fill_(pad, 0)
+            out["v_mask"] = valid
+        out["q"] = self.tokens[idx]
+        out["question_id"] = self.question_id[idx]
         if self.has_targets:
             dense = torch.zeros(len(idx), self.num_answers + 1, device=idx.device)
             dense.scatter_(1, self.target_labels[idx], self.target_scores[idx])
@@ -203,6 +250,30 @@ class TensorSplit:
             out["acc_values"] = self.acc_values[idx]
             out["answer_type"] = self.answer_type[idx]
         return out
+
+
+def _read_boxes(
+    source: h5py.Dataset, out: np.ndarray, starts: np.ndarray, counts: np.ndarray, dest: np.ndarray
+) -> None:
+    """Copy each image's first `counts` box rows from `source` to `out[dest:dest+counts]`.
+
+    `starts` are every image of `source`, in order (each image's boxes end where the next
+    begins). Reads blocks of consecutive images at once; where every box is kept (no
+    `use_boxes`) a block goes straight into place, otherwise through a buffer of one block.
+    """
+    block = 2048
+    stored_end = np.concatenate([starts[1:], [source.shape[0]]]) if len(starts) else starts
+    for a in range(0, len(starts), block):
+        b = min(a + block, len(starts))
+        lo, hi = int(starts[a]), int(stored_end[b - 1])
+        if int(counts[a:b].sum()) == hi - lo:  # contiguous: every box of these images is kept
+            source.read_direct(out, np.s_[lo:hi], np.s_[int(dest[a]) : int(dest[a]) + hi - lo])
+            continue
+        buf = source[lo:hi]
+        keep = np.zeros(hi - lo, bool)
+        for s, c in zip((starts[a:b] - lo).tolist(), counts[a:b].tolist(), strict=True):
+            keep[s : s + c] = True
+        out[int(dest[a]) : int(dest[a]) + int(counts[a:b].sum())] = buf[keep]
 
 
 class TensorBatchLoader:
@@ -225,4 +296,5 @@ class TensorBatchLoader:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         device = self.split.image_index.device
         for indices in self.sampler:
-            yield self.split.batch(torch.as_tensor(indices, dtype=torch.long).to(device, non_blocking=True))
+            idx = torch.as_tensor(indices, dtype=torch.long).to(device, non_blocking=True)
+            yield self.split.batch(idx, width=self.split.width(indices))

@@ -92,6 +92,9 @@ class SyntheticSpec:
     num_test_images: int = 0
     questions_per_image: int = 6
     num_boxes: int = 10
+    #: None: every image has `num_boxes` boxes. A number: each image has between this many and
+    #: `num_boxes` (at least its objects), like the adaptive 10-100 bottom-up sets
+    min_boxes: int | None = None
     min_objects: int = 2
     max_objects: int = 6
     feature_dim: int = 128
@@ -103,6 +106,8 @@ class SyntheticSpec:
     def __post_init__(self) -> None:
         if self.num_boxes < 4:
             raise ValueError(f"num_boxes must be >= 4, got {self.num_boxes}")
+        if self.min_boxes is not None and not 1 <= self.min_boxes <= self.num_boxes:
+            raise ValueError(f"min_boxes must be in [1, num_boxes={self.num_boxes}], got {self.min_boxes}")
         if not 1 <= self.min_objects <= min(self.max_objects, self.num_boxes):
             raise ValueError("need 1 <= min_objects <= min(max_objects, num_boxes)")
         if not 1 <= self.questions_per_image < 1000:
@@ -221,9 +226,12 @@ def _sample_scene(rng: np.random.Generator, spec: SyntheticSpec, image_id: int, 
     lo, hi = spec.objects_range
     objects = _sample_objects(rng, int(rng.integers(lo, hi + 1)))
     boxes = [_object_box(rng, o, w, h) for o in objects]
-    boxes += [_clutter_box(rng, w, h) for _ in range(spec.num_boxes - len(objects))]
-    owner = np.array(list(range(len(objects))) + [-1] * (spec.num_boxes - len(objects)))
-    order = rng.permutation(spec.num_boxes)
+    k = spec.num_boxes
+    if spec.min_boxes is not None:
+        k = int(rng.integers(max(spec.min_boxes, len(objects)), spec.num_boxes + 1))
+    boxes += [_clutter_box(rng, w, h) for _ in range(k - len(objects))]
+    owner = np.array(list(range(len(objects))) + [-1] * (k - len(objects)))
+    order = rng.permutation(k)
     return Scene(image_id, split, w, h, objects, np.asarray(boxes, dtype=np.float32)[order], owner[order])
 
 
