@@ -11,6 +11,9 @@ class BUTDModel(nn.Module):
 
     Question vector -> attention over the K object features -> attended image vector;
     both are projected to ``num_hid``, multiplied elementwise and classified.
+
+    Padded objects (``v_mask`` False) are zeroed before anything reads them, so whatever they
+    hold, NaN included, reaches neither the output nor the gradients.
     """
 
     def __init__(
@@ -44,6 +47,8 @@ class BUTDModel(nn.Module):
         the reference); v_mask: [batch, k] bool, False for padded objects.
         Returns logits [batch, num_answers] and att [batch, k, 1].
         """
+        if v_mask is not None:
+            v = v.masked_fill(~v_mask.to(torch.bool).unsqueeze(-1), 0.0)
         w = self.w_emb(q)  # [batch, seq_len, emb_dim]
         q_emb = self.q_encoder(w)  # [batch, num_hid]
         att = self.attention(v, q_emb, v_mask)  # [batch, k, 1]
