@@ -63,7 +63,7 @@ class _Logits:
         return self.seen[-1]
 
 
-@pytest.mark.parametrize("model", [{}, {"attention": "concat"}])
+@pytest.mark.parametrize("model", [{}, {"attention": "concat"}, {"use_spatial": True}])
 def test_training_and_validation_steps_ignore_the_padded_boxes(model) -> None:
     module = _module(**model).eval()  # dropout off
     logits = _Logits(module)
@@ -83,7 +83,7 @@ def test_training_and_validation_steps_ignore_the_padded_boxes(model) -> None:
     torch.testing.assert_close(val_logits, train_logits)
 
 
-@pytest.mark.parametrize("model", [{}, {"activation": "gated_tanh"}])
+@pytest.mark.parametrize("model", [{}, {"use_spatial": True, "activation": "gated_tanh"}])
 def test_images_with_different_box_counts_each_answer_as_if_alone(model) -> None:
     module = _module(**model).eval()
     logits = _Logits(module)
@@ -114,7 +114,7 @@ def test_a_batch_without_v_mask_is_unchanged() -> None:
 def test_fit_and_predict_with_masked_batches(tmp_path) -> None:
     """A Lightning fit, validation and predict with v_mask in every batch: finite, and the
     predictions equal those on the unpadded questions."""
-    module = _module()
+    module = _module(use_spatial=True)
     batches = [_batch([2, 5, 3, 5], k=5), _batch([1, 4, 4, 2], k=4)]
     loader = DataLoader(batches, batch_size=None)  # each item is a whole batch
     trainer = pl.Trainer(
