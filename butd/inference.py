@@ -39,6 +39,7 @@ class Predictor(pl.LightningModule):
     """Wraps a model for `Trainer.predict`: each batch gives question ids and argmax labels.
 
     token_map: optional long [cache_ntoken + 1] that turns cache word ids into the model's.
+    A batch may carry ``v_mask`` [batch, k] bool (False for padded boxes); it goes to the model.
     """
 
     def __init__(self, model: torch.nn.Module, token_map: torch.Tensor | None = None) -> None:
@@ -48,7 +49,7 @@ class Predictor(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         q = batch["q"] if self.token_map is None else self.token_map[batch["q"]]
-        logits = self.model(batch["v"], q, batch["b"])
+        logits = self.model(batch["v"], q, batch["b"], batch.get("v_mask"))
         return {"question_id": batch["question_id"], "label": logits.argmax(dim=1)}
 
 

@@ -51,12 +51,19 @@ class VQAModule(pl.LightningModule):
             self.model.compile()
             self._compiled = True
 
-    def forward(self, v: torch.Tensor, q: torch.Tensor, b: torch.Tensor | None = None):
-        """v: [batch, k, v_dim], q: [batch, seq_len] -> logits [batch, num_answers]."""
-        return self.model(v, q, b)
+    def forward(
+        self,
+        v: torch.Tensor,
+        q: torch.Tensor,
+        b: torch.Tensor | None = None,
+        v_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """v: [batch, k, v_dim], q: [batch, seq_len], b: [batch, k, 6], v_mask: [batch, k] bool
+        (False for padded boxes; None when every box is real) -> logits [batch, num_answers]."""
+        return self.model(v, q, b, v_mask)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["v"], batch["q"], batch["b"])
+        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
         loss = vqa_bce_loss(logits, batch["target"])
         size = batch["q"].size(0)
         self.train_score.update(logits, batch["target"])
@@ -69,7 +76,7 @@ class VQAModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["v"], batch["q"], batch["b"])
+        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
         loss = vqa_bce_loss(logits, batch["target"])
         size = batch["q"].size(0)
         self.val_score.update(logits, batch["target"])

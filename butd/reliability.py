@@ -115,12 +115,18 @@ def _ids(value: Any) -> list[int]:
 
 
 def _ids_with_bad_features(batch: dict[str, Any]) -> list[int]:
+    """Questions whose real boxes hold a non-finite feature or geometry; padded boxes (False in
+    the batch's optional `v_mask` [batch, k]) are left out: the model zeroes them unread."""
     ids = batch.get("question_id")
+    mask = batch.get("v_mask")
     bad = None
     for key in ("v", "b"):
         x = batch.get(key)
-        if isinstance(x, torch.Tensor) and x.is_floating_point():
-            rows = ~torch.isfinite(x).reshape(x.size(0), -1).all(dim=1)
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
+            finite = torch.isfinite(x)
+            if isinstance(mask, torch.Tensor) and x.dim() == 3 and mask.shape == x.shape[:2]:
+                finite = finite | ~mask.to(device=x.device, dtype=torch.bool).unsqueeze(-1)
+            rows = ~finite.reshape(x.size(0), -1).all(dim=1)
             bad = rows if bad is None else bad | rows
     if ids is None or bad is None or not bool(bad.any()):
         return []

@@ -206,7 +206,7 @@ def make_step(
 
     def step(batch: dict) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(batch["v"], batch["q"], batch["b"])
+            logits = model(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
             loss = vqa_bce_loss(logits.float(), batch["target"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
@@ -220,7 +220,7 @@ def make_eval(model: torch.nn.Module, *, autocast: bool, device: torch.device) -
     @torch.no_grad()
     def run(batch: dict) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            model(batch["v"], batch["q"], batch["b"]).argmax(1)
+            model(batch["v"], batch["q"], batch["b"], batch.get("v_mask")).argmax(1)
 
     return run
 

@@ -414,3 +414,19 @@ def test_a_non_finite_gradient_stops_before_the_optimizer_step(tmp_path):
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     assert "Question ids of the batch: [7, 8]" in str(err.value)
     assert torch.equal(module.w.detach(), torch.ones(3)), "the optimizer step must not have run"
+
+
+def test_non_finite_values_in_padded_boxes_are_not_reported_as_damaged_data():
+    """With `v_mask`, only the real boxes count: the model zeroes padded ones unread."""
+    from butd.reliability import _ids_with_bad_features
+
+    v, b = torch.zeros(3, 4, 5), torch.zeros(3, 4, 6)
+    mask = torch.tensor([[True, True, False, False], [True] * 4, [True, True, True, False]])
+    v[0, 3] = float("nan")  # padding
+    b[2, 3] = float("inf")  # padding
+    batch = {"v": v, "b": b, "v_mask": mask, "question_id": torch.tensor([10, 11, 12])}
+    assert _ids_with_bad_features(batch) == []
+    assert _ids_with_bad_features({k: x for k, x in batch.items() if k != "v_mask"}) == [10, 12]
+    v[1, 0, 2] = float("nan")  # a real box
+    b[2, 1, 0] = float("-inf")  # a real box
+    assert _ids_with_bad_features(batch) == [11, 12]

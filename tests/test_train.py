@@ -40,6 +40,27 @@ def test_every_model_config_composes_and_builds(model, tmp_path):
     assert logits.shape == (2, 7)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_use_spatial_is_off_in_every_model_config(model, tmp_path):
+    cfg = compose_train([f"model={model}"], data_dir=tmp_path, output_dir=tmp_path / "run")
+    assert cfg.model.use_spatial is False  # the reference ignores the box geometry
+
+
+def test_use_spatial_override_composes_and_trains(tiny_cfg):
+    cfg = tiny_cfg(["debug=fdr", "model.num_hid=32", "model.use_spatial=true"])
+    assert cfg.model.use_spatial is True
+    module, _ = build(cfg)
+    assert module.model.use_spatial
+    # the synthetic features are 32-d; attention and v_net take the 6 box numbers on top
+    assert module.model.v_net.linear.weight_v.shape == (32, 32 + 6)
+    assert module.model.attention.v_proj.linear.weight_v.shape == (32, 32 + 6)
+    summary = train(cfg)
+    assert [r["epoch"] for r in summary["history"]] == [0]
+    assert summary["history"][0]["val/score"] is not None
+    with pytest.raises(ConfigError, match="model.use_spatial='maybe'"):
+        build(tiny_cfg(["model.use_spatial=maybe"]))
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment, tmp_path):
     cfg = compose_train([f"experiment={experiment}"], data_dir=tmp_path, output_dir=tmp_path / "r")

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from butd.models.attention import ATTENTIONS, build_attention
-from butd.models.butd import BUTDModel, QuestionOnlyModel
+from butd.models.butd import SPATIAL_DIM, BUTDModel, QuestionOnlyModel
 from butd.models.classifier import Classifier
 from butd.models.fc import ACTIVATIONS, FCLayer
 from butd.models.language import QuestionEncoder, WordEmbedding
@@ -24,6 +24,9 @@ class ModelConfig:
 
     ``att_dropout`` applies to the newatt attention only (the reference's concat has none).
     The classifier's hidden width is ``classifier_hid_mult * num_hid``.
+    ``use_spatial`` appends each box's 6-d geometry to its object feature (see BUTDModel);
+    off, as in the reference, which reads the boxes but never uses them. The question-only
+    model ignores it.
     """
 
     name: str = "butd"
@@ -35,6 +38,7 @@ class ModelConfig:
     att_dropout: float = 0.2
     classifier_dropout: float = 0.5
     classifier_hid_mult: int = 2
+    use_spatial: bool = False
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
@@ -63,13 +67,16 @@ class ModelConfig:
             value = getattr(self, field)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"model.{field}={value!r} is invalid; expected a value in [0, 1)")
+        if not isinstance(self.use_spatial, bool):
+            raise ValueError(f"model.use_spatial={self.use_spatial!r} is invalid; expected true or false")
 
 
 def build_model(cfg: ModelConfig, *, ntoken: int, v_dim: int, num_answers: int) -> nn.Module:
     """Assemble the model named by ``cfg`` for a vocabulary, feature size and answer set.
 
     ntoken: words in the vocabulary (the padding row is added on top);
-    v_dim: object feature size; num_answers: classifier outputs.
+    v_dim: object feature size (the box geometry's 6 are added on top with use_spatial);
+    num_answers: classifier outputs.
     """
     cfg.validate()
     act = cfg.activation
@@ -85,10 +92,11 @@ def build_model(cfg: ModelConfig, *, ntoken: int, v_dim: int, num_answers: int) 
     )
     if cfg.name == "question_only":
         return QuestionOnlyModel(w_emb=w_emb, q_encoder=q_encoder, q_net=q_net, classifier=classifier)
+    obj_dim = v_dim + SPATIAL_DIM if cfg.use_spatial else v_dim
     attention = build_attention(
-        cfg.attention, v_dim, cfg.num_hid, cfg.num_hid, activation=act, dropout=cfg.att_dropout
+        cfg.attention, obj_dim, cfg.num_hid, cfg.num_hid, activation=act, dropout=cfg.att_dropout
     )
-    v_net = FCLayer(v_dim, cfg.num_hid, activation=act)
+    v_net = FCLayer(obj_dim, cfg.num_hid, activation=act)
     return BUTDModel(
         w_emb=w_emb,
         q_encoder=q_encoder,
@@ -96,6 +104,7 @@ def build_model(cfg: ModelConfig, *, ntoken: int, v_dim: int, num_answers: int) 
         q_net=q_net,
         v_net=v_net,
         classifier=classifier,
+        use_spatial=cfg.use_spatial,
     )
 
 

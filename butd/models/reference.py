@@ -12,6 +12,10 @@ Key names of the original (see golden/param_shapes_*.txt) map to ours by prefix:
     v_net.main.0.*              -> v_net.linear.*
     classifier.main.0.*         -> classifier.hidden.linear.*
     classifier.main.3.*         -> classifier.out.*
+
+The original reads the box geometry but has no parameters for it, so only ``use_spatial=false``
+models have a counterpart: ``from_reference`` always builds one, ``to_reference`` refuses the
+others (their attention and ``v_net`` take 6 more input columns than the original's).
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ def reference_config(state_dict: Mapping[str, torch.Tensor]) -> tuple[ModelConfi
         att_dropout=0.2,
         classifier_dropout=0.5,
         classifier_hid_mult=int(hid // num_hid),
+        use_spatial=False,
     )
     sizes = {"ntoken": int(emb.shape[0]) - 1, "v_dim": int(v_dim), "num_answers": int(num_answers)}
     return cfg, sizes
@@ -93,6 +98,8 @@ def reference_config(state_dict: Mapping[str, torch.Tensor]) -> tuple[ModelConfi
 
 def from_reference(state_dict: Mapping[str, torch.Tensor]) -> BUTDModel:
     """Build our model from an original-implementation state dict and load its weights.
+
+    The model is always a ``use_spatial=false`` one: the original has no box-geometry inputs.
 
     Accepts a DataParallel ``module.`` prefix and weight-norm ``g`` of shape [] or [1].
     Loading is strict: unknown or missing keys raise a ValueError naming them.
@@ -127,10 +134,16 @@ def from_reference(state_dict: Mapping[str, torch.Tensor]) -> BUTDModel:
 def to_reference(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our BUTDModel's weights under the original key names (weight_g stays 0-dim).
 
-    Only ReLU models map: gated activations have ``gate`` layers the original lacks.
+    Only ReLU models map: gated activations have ``gate`` layers the original lacks. Nor do
+    ``use_spatial`` models: the original has no input columns for the box geometry.
     """
     if not isinstance(model, BUTDModel):
         raise TypeError(f"to_reference needs a BUTDModel, got {type(model).__name__}")
+    if model.use_spatial:
+        raise ValueError(
+            "a use_spatial model has no counterpart in the reference: its attention and v_net take "
+            "the 6 box-geometry numbers as extra input columns, which the original model lacks"
+        )
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         ref = _rename(key, _REVERSE)

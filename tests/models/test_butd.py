@@ -93,3 +93,24 @@ def test_config_from_dict_rejects_unknown_keys() -> None:
     assert ModelConfig.from_dict({"num_hid": 8}) == ModelConfig(num_hid=8)
     with pytest.raises(ValueError, match="num_hidden"):
         ModelConfig.from_dict({"num_hidden": 8})
+
+
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+def test_non_finite_padding_reaches_neither_output_nor_gradients(attention: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(attention=attention, num_hid=16, emb_dim=8)
+    model = build_model(cfg, ntoken=NTOKEN, v_dim=V_DIM, num_answers=NUM_ANS).eval()
+    v, q = _inputs()
+    mask = torch.ones(3, K, dtype=torch.bool)
+    mask[0, 2:] = False
+    mask[2, 4:] = False
+    junk = v.clone()
+    junk[~mask] = float("nan")
+    junk[0, 3, 1] = float("inf")
+    with torch.no_grad():
+        logits = model(junk, q, v_mask=mask)
+        for i, n in enumerate(mask.sum(1).tolist()):
+            torch.testing.assert_close(logits[i : i + 1], model(v[i : i + 1, :n], q[i : i + 1]))
+    model.train()
+    model(junk, q, v_mask=mask).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
