@@ -1,4 +1,4 @@
-"""The raw-file table and the download script, kept in step.
+"""The raw-file table, the download script and the "missing raw files" messages, kept in step.
 
 The script runs as a real bash subprocess. Nothing here touches the network: the real downloads
 are pointed at a local `file://` mirror of small zips laid out like the official archives.
@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from butd.data import sources
+from butd.data.cache import CacheError, load_cache, prepare
+from butd.data.config import DataConfig
 from butd.data.sources import ARCHIVES, GROUPS, HOSTS, SOURCES, format_mb, groups, how_to_get
 from tests.conftest import CONF_DIR, REPO
 
@@ -317,6 +319,38 @@ def test_too_little_disk_space_stops_before_downloading(tmp_path):
     assert list((raw / "downloads").iterdir()) == []
     # the check can be skipped (the mirror's zip is small)
     assert _run("features36", "--no-space-check", "--raw-dir", str(raw), env=env).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache's errors say how to get each missing file
+
+
+def _vqa2_config(tmp_path: Path) -> DataConfig:
+    cfg = yaml.safe_load((CONF_DIR / "data" / "vqa2.yaml").read_text())
+    cfg.update(raw_dir=str(tmp_path / "raw"), cache_dir=str(tmp_path / "cache"))
+    (tmp_path / "raw").mkdir()
+    return DataConfig.from_dict(cfg)
+
+
+@pytest.mark.parametrize("step", [load_cache, prepare])
+def test_missing_raw_files_are_named_with_the_download_command(tmp_path, step):
+    cfg = _vqa2_config(tmp_path)
+    with pytest.raises(CacheError) as err:
+        step(cfg)
+    msg = str(err.value)
+    lines = msg.splitlines()
+    files = _config_raw_files("vqa2")
+    assert len(files) == 8
+    for name in files:
+        source = SOURCES[name]
+        i = lines.index(f"  - {cfg.raw_path / name}")
+        assert lines[i + 1] == f"    get it: {how_to_get(name, cfg.raw_path)}"
+        assert f"`bash scripts/download_vqa2.sh {source.group} --raw-dir {cfg.raw_path}`" in lines[i + 1]
+        assert source.archive.name in lines[i + 1]
+    everything = (
+        f"bash scripts/download_vqa2.sh questions annotations features36 glove --raw-dir {cfg.raw_path}"
+    )
+    assert everything in msg
 
 
 def test_sources_module_names_the_script_that_exists():
