@@ -36,6 +36,7 @@ from butd.data.answers import answer_vocabulary, compute_targets
 from butd.data.config import CACHE_FORMAT_VERSION, DataConfig
 from butd.data.convert import STATE, convert_features, splits_of_images
 from butd.data.official import csr_rows, official_tables
+from butd.data.sources import describe_missing
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.errors import UserError
 
@@ -150,7 +151,7 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
         lines = [f"no prepared cache for data={cfg.name}: {manifest_path} does not exist."]
         if missing_raw:
             lines.append("The raw files are missing too:")
-            lines += [f"  - {p}" for p in missing_raw]
+            lines += describe_missing(missing_raw, cfg.raw_path)
             lines.append("Put the official VQA v2 files there (see README, 'Real data'), then run:")
         else:
             lines.append("The raw files are present; build the cache with:")
@@ -425,7 +426,7 @@ def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> C
     if missing:
         raise CacheError(
             f"cannot prepare data={cfg.name}: raw files missing under {cfg.raw_path}:\n"
-            + "\n".join(f"  - {p}" for p in missing)
+            + "\n".join(describe_missing(missing, cfg.raw_path))
             + "\nDownload the official VQA v2 files (see README, 'Real data')."
         )
     cfg.cache_path.mkdir(parents=True, exist_ok=True)
