@@ -43,6 +43,16 @@ TINY_DATA = [
 ]
 
 
+#: `TINY_DATA` with 4 to 12 boxes per image, like the adaptive 10-100 sets
+TINY_ADAPTIVE = [
+    *TINY_DATA,
+    "data.boxes=adaptive",
+    "data.synthetic.num_boxes=12",
+    "data.synthetic.min_boxes=4",
+    "data.min_boxes=4",
+]
+
+
 def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log_dir: Path | None = None):
     """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs."""
     from hydra import compose, initialize_config_dir
@@ -69,6 +79,18 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("data")
     cfg = compose_train(TINY_DATA, data_dir=data_dir, output_dir=data_dir / "unused")
+    ensure_prepared(DataConfig.from_dict(cfg.data), progress=False)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_adaptive_dir(tmp_path_factory) -> Path:
+    """`paths.data_dir` holding the tiny adaptive-box set, raw files and prepared cache."""
+    from butd.data.config import DataConfig
+    from butd.data.datamodule import ensure_prepared
+
+    data_dir = tmp_path_factory.mktemp("adaptive")
+    cfg = compose_train(TINY_ADAPTIVE, data_dir=data_dir, output_dir=data_dir / "unused")
     ensure_prepared(DataConfig.from_dict(cfg.data), progress=False)
     return data_dir
 

@@ -11,7 +11,7 @@ from butd.data.cache import MANIFEST, CacheError, load_cache, prepare
 from butd.data.config import DataConfig
 from butd.data.convert import STATE, BoxSpec, ConversionError, convert_features, splits_of_images
 from butd.data.features import iter_tsv, parse_row
-from tests.conftest import TINY_DATA, compose_train
+from tests.conftest import TINY_ADAPTIVE, TINY_DATA, compose_train
 
 #: a few rows per work unit, so the tiny files make many units
 SMALL_CHUNKS = "data.prepare_chunk_mb=0.004"
@@ -144,17 +144,11 @@ def test_interrupted_conversion_resumes_to_the_same_files(data_copy, tmp_path):
         w.close()
 
 
-def test_adaptive_boxes_are_stored_with_their_counts(tiny_data_dir, tmp_path):
-    adaptive = [
-        "data.boxes=adaptive",
-        "data.synthetic.num_boxes=12",
-        "data.synthetic.min_boxes=4",
-        "data.min_boxes=4",
-    ]
-    cfg = _cfg(tmp_path, *adaptive)
-    from butd.data.datamodule import ensure_prepared
-
-    info = ensure_prepared(cfg, progress=False)
+def test_adaptive_boxes_are_stored_with_their_counts(tiny_adaptive_dir, tmp_path):
+    cfg = DataConfig.from_dict(
+        compose_train(TINY_ADAPTIVE, data_dir=tiny_adaptive_dir, output_dir=tmp_path / "x").data
+    )
+    info = load_cache(cfg)
     rows = {}
     for _, line in iter_tsv(cfg.raw_path / cfg.features[0]):
         item = parse_row(line)
@@ -174,7 +168,13 @@ def test_adaptive_boxes_are_stored_with_their_counts(tiny_data_dir, tmp_path):
     assert 4 <= stats["min"] < stats["max"] <= 12
 
     # the same files under a fixed-box config: the first row that differs is named, with the fix
-    fixed = _cfg(tmp_path, *adaptive[1:3], "data.boxes=fixed", f"data.cache_dir={tmp_path}/fixed")
+    fixed = DataConfig.from_dict(
+        compose_train(
+            [*TINY_ADAPTIVE, "data.boxes=fixed", f"data.cache_dir={tmp_path}/fixed"],
+            data_dir=tiny_adaptive_dir,
+            output_dir=tmp_path / "x",
+        ).data
+    )
     with pytest.raises(
         ConversionError,
         match=r"synthetic_trainval_12.tsv:\d+: image \d+: has \d+ boxes but "

@@ -1,5 +1,6 @@
 """Tensor-resident splits give the same batches as the HDF5 path, in a resumable order."""
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,7 @@ from butd.data.config import DataConfig
 from butd.data.datamodule import VQABatches
 from butd.data.sampling import EpochBatchSampler
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, padded_targets
-from tests.conftest import TINY_DATA, compose_train
+from tests.conftest import TINY_ADAPTIVE, TINY_DATA, compose_train
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,62 @@ def test_auto_store_picks_ram_on_a_cpu_for_a_small_set(val_path):
     expected = "gpu" if torch.cuda.is_available() else "ram"
     assert choose_store("auto", [path]) == expected
     assert choose_store("h5", [path]) == "h5"
+
+
+@pytest.fixture(scope="module")
+def adaptive(tiny_adaptive_dir):
+    cfg = compose_train(TINY_ADAPTIVE, data_dir=tiny_adaptive_dir, output_dir=tiny_adaptive_dir / "x")
+    return load_cache(DataConfig.from_dict(cfg.data))
+
+
+def _assert_same_batches(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a.keys() - {"acc_labels", "acc_values"}:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("use_boxes", [None, 5])
+def test_adaptive_batches_pad_to_their_largest_image_and_mask_the_rest(adaptive, use_boxes):
+    path, num_answers = adaptive.split_path("train"), adaptive.num_answers
+    h5 = VQABatches(path, num_answers=num_answers, use_boxes=use_boxes)
+    tensors = TensorSplit.load(path, num_answers=num_answers, use_boxes=use_boxes)
+    assert not h5.fixed and not tensors.fixed
+    idx = [7, 0, 33, 3, 3, len(h5) - 1]
+    a, b = h5[idx], tensors[idx]
+    _assert_same_batches(a, b)
+
+    with h5py.File(path) as f:
+        offsets = f["images/box_offsets"][:]
+        features = f["images/features"][:]
+    rows = h5.image_index[idx]
+    counts = np.diff(offsets)[rows]
+    if use_boxes:
+        counts = np.minimum(counts, use_boxes)
+    assert a["v"].shape[1] == counts.max() and a["v_mask"].sum(1).tolist() == counts.tolist()
+    for i, (r, c) in enumerate(zip(rows, counts, strict=True)):
+        expected = features[offsets[r] : offsets[r] + c].astype(np.float32)
+        np.testing.assert_array_equal(a["v"][i, :c].numpy(), expected)
+        assert not a["v"][i, c:].any() and not a["b"][i, c:].any()  # padding is zero
+
+
+def test_splits_trained_together_are_one_concatenated_split(adaptive):
+    paths, num_answers = [adaptive.split_path("train"), adaptive.split_path("val")], adaptive.num_answers
+    both = VQABatches(paths, num_answers=num_answers)
+    train, val = (VQABatches(p, num_answers=num_answers) for p in paths)
+    assert len(both) == len(train) + len(val)
+    tensors = TensorSplit.load(paths, num_answers=num_answers)
+    idx = [1, len(train) + 2, 0, len(both) - 1]
+    joint = both[idx]
+    _assert_same_batches(joint, tensors[idx])
+    parts = train[[1, 0]], val[[2, len(val) - 1]]
+    assert joint["question_id"].tolist() == [
+        parts[0]["question_id"][0],
+        parts[1]["question_id"][0],
+        parts[0]["question_id"][1],
+        parts[1]["question_id"][1],
+    ]
+    # an image's boxes come from its own file, whatever the joint width
+    for j, (part, k) in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
+        c = int(parts[part]["v_mask"][k].sum())
+        assert torch.equal(joint["v"][j, :c], parts[part]["v"][k, :c])
+        assert torch.equal(joint["target"][j], parts[part]["target"][k])
