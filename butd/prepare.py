@@ -20,14 +20,20 @@ from butd.errors import UserError
 def summarize(info: CacheInfo) -> Table:
     counts = info.counts
     table = Table(title=f"cache {info.root}")
-    for col in ("split", "questions", "images", "questions dropped (no features)"):
+    for col in ("split", "questions", "images", "boxes per image", "questions dropped (no features)"):
         table.add_column(col, justify="right")
     for split, c in counts["splits"].items():
-        table.add_row(split, f"{c['questions']:,}", f"{c['images']:,}", f"{c['dropped_questions']:,}")
+        b = c["boxes"]
+        boxes = str(b["min"]) if b["min"] == b["max"] else f"{b['min']}-{b['max']} (mean {b['mean']:g})"
+        table.add_row(split, f"{c['questions']:,}", f"{c['images']:,}", boxes, f"{c['dropped_questions']:,}")
     table.caption = (
         f"{counts['ntoken']:,} words ({counts['glove_words_found']:,} in GloVe), "
-        f"{counts['num_answers']:,} answers, {info.num_boxes} boxes x {counts['feature_dim']} features"
+        f"{counts['num_answers']:,} answers, {counts['feature_dim']} features per box"
     )
+    if counts.get("skipped_rows"):
+        table.caption += (
+            f"; {counts['skipped_rows']:,} bad feature rows skipped, e.g. {counts['skipped_examples'][0]}"
+        )
     return table
 
 

@@ -47,3 +47,35 @@ def test_train_without_a_prepared_cache_explains_what_to_do(tmp_path):
     assert "Traceback" not in run.stderr
     assert "v2_mscoco_train2014_annotations.json" in run.stderr
     assert "python -m butd.prepare data=vqa2" in run.stderr
+
+
+def test_prepare_names_a_bad_row_then_skips_it_when_asked(tmp_path):
+    """Worker processes under `python -m butd.prepare`; the stop keeps the work for the rerun."""
+    from butd.data.config import DataConfig
+    from butd.data.datamodule import ensure_raw
+    from tests.conftest import compose_train
+
+    data = [o for o in TINY_DATA if o != "data=synthetic"]
+    data += ["data.prepare_workers=2", "data.prepare_chunk_mb=0.004"]
+    cfg = DataConfig.from_dict(
+        compose_train(TINY_DATA, data_dir=tmp_path / "d", output_dir=tmp_path / "x").data
+    )
+    ensure_raw(cfg, progress=False)
+    tsv = cfg.raw_path / cfg.features[0]
+    lines = tsv.read_bytes().split(b"\n")
+    fields = lines[24].split(b"\t")
+    fields[3] = b"7"  # the row says 7 boxes, its data holds 6
+    lines[24] = b"\t".join(fields)
+    tsv.write_bytes(b"\n".join(lines))
+
+    env = {"BUTD_DATA_DIR": str(tmp_path / "d")}
+    stopped = _run(["butd.prepare", "data=synthetic", *data], tmp_path, **env)
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
+    assert f"synthetic_trainval_6.tsv:25: image {int(fields[0])}: boxes hold 24 floats" in stopped.stderr
+    assert (cfg.cache_path / "convert.partial.json").is_file()
+
+    skipped = _run(["butd.prepare", "data=synthetic", *data, "data.skip_bad_rows=true"], tmp_path, **env)
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    assert "1 bad feature rows skipped" in " ".join(skipped.stdout.split())  # the summary wraps
+    manifest = json.loads((cfg.cache_path / "manifest.json").read_text())
+    assert manifest["conversion"]["resumed_from_chunk"] > 0 and manifest["counts"]["skipped_rows"] == 1
