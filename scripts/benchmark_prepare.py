@@ -16,16 +16,20 @@ of text per image; `--adaptive` gives 10-100 boxes). It is generated once per si
   no split routing, no checks, no fsync). Unlike the original, which collects everything in
   RAM before writing, it streams row by row, so it is the stronger baseline for memory.
 
-Each conversion runs in its own subprocess, so its peak memory is its own: a thread of this
-process reads VmRSS of the subprocess and all its descendants (butd's worker processes) from
-/proc every 20 ms and keeps the largest sum ("peak RSS"; pages shared between processes, such
-as libraries, count once per process). The subprocess also reports its own ru_maxrss and the
-largest of its children's. Seconds are the conversion's own (after the imports); the input
-sits in the page cache for both, as the files were just written or read. The methods run
-alternately, size by size, so load changes on the machine fall on both alike.
+Each conversion runs in its own subprocess, so its memory is its own: a thread of this process
+reads VmRSS of the subprocess and all its descendants (butd's worker processes) from /proc every
+20 ms. "peak RSS" is the largest sum (pages shared between processes, such as libraries, count
+once per process); "conversion MB" is how far the sum rose during the feature conversion above
+its value when the conversion began, i.e. the conversion's own memory, without what the process
+held before (for butd: torch, imported by the config's checks, and the text stage's questions).
+The subprocess reports its own peak (VmHWM: its ru_maxrss starts at the size of the process that
+launched it, so it is reported in the JSON only) and its CPU seconds and its workers'. Seconds
+are the work's own, after the imports; the input sits in the page cache for both, as the files
+were just written or read. The methods run alternately, size by size, so load changes on the
+machine fall on both alike.
 
-"Memory growth" is the peak at the largest size minus the peak at the smallest, next to how
-much the input grew: a streaming conversion stays flat.
+The growth from the smallest size to the largest, of the peak and of the conversion's own
+memory, is printed next to how much the input grew: a streaming conversion stays flat.
 
 It prints a table and, as its last line, one JSON object. It reports; it never asserts.
 
@@ -105,6 +109,7 @@ class TreeSampler:
         self.pid, self.interval = pid, interval
         self.peak_kb = self.max_processes = self.samples = 0
         self.peak_of: dict[int, int] = {}  # pid -> its own largest sampled VmRSS
+        self.timeline: list[tuple[float, int]] = []  # (time.time(), summed KiB) of every sample
         self._exec_seen: set[int] = set()  # processes seen running their own program
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -129,11 +134,20 @@ class TreeSampler:
                 count += kb > 0
             todo += [(c, pid) for c in _children(pid)]
         self.peak_kb = max(self.peak_kb, total)
+        self.timeline.append((time.time(), total))
         self.max_processes = max(self.max_processes, count)
         self.samples += 1
 
     def start(self) -> None:
         self._thread.start()
+
+    def rise_kb(self, start: float, end: float) -> int:
+        """How far the sum rose between `start` and `end` (time.time()) above its value at `start`."""
+        before = [kb for t, kb in self.timeline if t <= start]
+        during = [kb for t, kb in self.timeline if start <= t <= end]
+        if not during:
+            return 0
+        return max(during) - (before[-1] if before else during[0])
 
     def _run(self) -> None:
         while not self._done.is_set():
@@ -167,6 +181,7 @@ def measure(job: dict, job_file: Path) -> dict:
     report.update(
         peak_rss_mb=sampler.peak_kb / 1024,
         worker_peak_rss_mb=max((kb for p, kb in sampler.peak_of.items() if p != proc.pid), default=0) / 1024,
+        conversion_rise_mb=sampler.rise_kb(report["convert_started"], report["convert_ended"]) / 1024,
         processes=sampler.max_processes,
         rss_samples=sampler.samples,
         wall_s=wall,
@@ -179,18 +194,30 @@ def measure(job: dict, job_file: Path) -> dict:
 
 
 def run_butd(data: dict) -> dict:
-    from butd.data.cache import prepare
+    import butd.data.cache as cache
     from butd.data.config import DataConfig
 
     cfg = DataConfig.from_dict(data)
+    window: dict[str, float] = {}
+    convert = cache.convert_features
+
+    def timed_convert(*args, **kwargs):  # the feature conversion's start and end, for its memory
+        window["convert_started"] = time.time()
+        try:
+            return convert(*args, **kwargs)
+        finally:
+            window["convert_ended"] = time.time()
+
+    cache.convert_features = timed_convert
     started = time.perf_counter()
-    info = prepare(cfg, force=True, progress=False)
+    info = cache.prepare(cfg, force=True, progress=False)
     seconds = time.perf_counter() - started
     manifest = json.loads((cfg.cache_path / "manifest.json").read_text(encoding="utf-8"))
     return {
         "seconds": seconds,
         "convert_seconds": manifest["conversion"]["seconds"],
         "workers": manifest["conversion"]["workers"],
+        **window,
         "images_written": sum(c["images"] for c in info.counts["splits"].values()),
         "output_mb": sum(p.stat().st_size for p in cfg.cache_path.glob("*.h5")) / MB,
     }
@@ -212,6 +239,7 @@ def run_baseline(paths: list[str], out_dir: str) -> dict:
     import numpy as np
 
     raise_field_size_limit()
+    convert_started = time.time()
     started = time.perf_counter()
     images = 0
     for path in map(Path, paths):
@@ -248,6 +276,8 @@ def run_baseline(paths: list[str], out_dir: str) -> dict:
     return {
         "seconds": seconds,
         "convert_seconds": seconds,
+        "convert_started": convert_started,
+        "convert_ended": time.time(),
         "workers": 0,
         "images_written": images,
         "output_mb": sum(p.stat().st_size for p in Path(out_dir).glob("*.h5")) / MB,
@@ -270,6 +300,9 @@ def child(job_file: str) -> None:
         report = run_baseline(job["paths"], job["out_dir"])
     report["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["hwm_mb"] = _status_kb("VmHWM") / 1024
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    report["cpu_main_s"] = own.ru_utime + own.ru_stime
+    report["cpu_workers_s"] = children.ru_utime + children.ru_stime
     print(json.dumps(report))
 
 
@@ -361,15 +394,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if any(n < 9 for n in args.images) or args.repeats < 1:
         p.error("each size needs at least 9 images, and --repeats at least 1")
     args.images = sorted(set(args.images))
-    args.workers = list(dict.fromkeys(args.workers))
+    from butd.data.convert import default_workers
+
+    args.workers = list(dict.fromkeys(default_workers() if w is None else w for w in args.workers))
     return args
 
 
-def label(workers: int | None) -> str:
-    from butd.data.convert import default_workers
-
-    n = default_workers() if workers is None else workers
-    return f"butd, {n} worker{'s' if n != 1 else ''}" + (" (every core)" if workers is None else "")
+def label(workers: int) -> str:
+    return f"butd, {workers} worker{'s' if workers != 1 else ''}"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -448,10 +480,13 @@ def main(argv: list[str] | None = None) -> dict:
                 "images_per_s": round(n / seconds, 1),
                 "mb_per_s": round(first["input_mb"] / seconds, 1),
                 "peak_rss_mb": round(max(r["peak_rss_mb"] for r in reports), 1),
+                "conversion_rise_mb": round(max(r["conversion_rise_mb"] for r in reports), 1),
                 "main_peak_rss_mb": round(max(r["hwm_mb"] for r in reports), 1),
                 "main_ru_maxrss_mb": round(max(r["maxrss_mb"] for r in reports), 1),
                 "worker_peak_rss_mb": round(max(r["worker_peak_rss_mb"] for r in reports), 1),
                 "processes": max(r["processes"] for r in reports),
+                "cpu_main_s": round(statistics.median(r["cpu_main_s"] for r in reports), 1),
+                "cpu_workers_s": round(statistics.median(r["cpu_workers_s"] for r in reports), 1),
                 "output_mb": round(first["output_mb"], 1),
                 "repeats": len(reports),
             }
@@ -464,7 +499,10 @@ def main(argv: list[str] | None = None) -> dict:
     small, large = args.images[0], args.images[-1]
     input_growth = by[large, BASELINE]["input_mb"] - by[small, BASELINE]["input_mb"]
     growth = {
-        name: round(by[large, name]["peak_rss_mb"] - by[small, name]["peak_rss_mb"], 1)
+        name: {
+            key: round(by[large, name][key] - by[small, name][key], 1)
+            for key in ("peak_rss_mb", "conversion_rise_mb")
+        }
         for name in dict.fromkeys(r["method"] for r in results)
     }
 
@@ -479,6 +517,7 @@ def main(argv: list[str] | None = None) -> dict:
         "MB/s",
         "speedup",
         "peak RSS MB",
+        "conversion MB",
         "main MB",
         "worker MB",
     ):
@@ -494,14 +533,24 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['mb_per_s']:,.0f}",
             f"{r['speedup']:.2f}x",
             f"{r['peak_rss_mb']:,.0f}",
+            f"{r['conversion_rise_mb']:,.0f}",
             f"{r['main_peak_rss_mb']:,.0f}",
             f"{r['worker_peak_rss_mb']:,.0f}" if r["method"] != BASELINE else "",
         )
-    table.caption = (
-        f"memory growth from {small:,} to {large:,} images (input +{input_growth:,.0f} MB): "
-        + ", ".join(f"{name} {g:+,.0f} MB" for name, g in growth.items())
-    )
     console.print(table)
+    console.print(
+        "seconds: the whole run (butd: prepare, its text stage and fsync included); features s: the "
+        "feature conversion alone; speedup: the reader's seconds over these. peak RSS: the largest "
+        "summed RSS of the process tree; conversion MB: how far that sum rose during the feature "
+        "conversion; main, worker MB: each process's own peak.\n"
+        f"From {small:,} to {large:,} images (TSV +{input_growth:,.0f} MB), "
+        "peak RSS / conversion MB grew by: "
+        + "; ".join(
+            f"{name} {g['peak_rss_mb']:+,.0f} / {g['conversion_rise_mb']:+,.0f} MB"
+            for name, g in growth.items()
+        ),
+        highlight=False,
+    )
     result = {
         "cores": cores,
         "load_average": [round(x, 2) for x in load],
