@@ -215,7 +215,7 @@ def run_butd(data: dict) -> dict:
     manifest = json.loads((cfg.cache_path / "manifest.json").read_text(encoding="utf-8"))
     return {
         "seconds": seconds,
-        "convert_seconds": manifest["conversion"]["seconds"],
+        "convert_seconds": window["convert_ended"] - window["convert_started"],
         "workers": manifest["conversion"]["workers"],
         **window,
         "images_written": sum(c["images"] for c in info.counts["splits"].values()),
