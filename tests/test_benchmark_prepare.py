@@ -1,0 +1,54 @@
+"""The conversion benchmark script, run as a user runs it, at tiny sizes."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+TINY = ["--images", "40", "80", "--feature-dim", "64", "--num-boxes", "6", "--min-answer-count", "2"]
+
+
+def test_benchmark_prepare_prints_a_table_and_a_json_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark_prepare.py"),
+            *TINY,
+            "--workers",
+            "1",
+            "--work-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    for header in ("images/s", "MB/s", "peak RSS MB", "speedup", "grew by"):
+        assert header in run.stdout, header
+    result = json.loads(lines[-1])
+    assert result["sizes"] == [40, 80] and result["feature_dim"] == 64 and result["num_boxes"] == 6
+    assert result["methods"] == ["butd, 1 worker", "single-process reader"]
+    assert len(result["runs"]) == 4
+    assert {(r["images"], r["method"]) for r in result["runs"]} == {
+        (n, m) for n in (40, 80) for m in result["methods"]
+    }
+    for r in result["runs"]:
+        assert r["images_per_s"] > 0 and r["mb_per_s"] > 0 and r["seconds"] > 0, r
+        assert r["peak_rss_mb"] > 10 and r["main_peak_rss_mb"] > 10 and r["output_mb"] > 0, r
+        assert r["peak_rss_mb"] >= r["main_peak_rss_mb"] * 0.9, r  # the tree holds the main process
+        assert 0 <= r["conversion_rise_mb"] <= r["peak_rss_mb"], r
+    butd = [r for r in result["runs"] if r["method"].startswith("butd")]
+    assert all(r["workers"] == 1 and r["processes"] >= 2 and r["worker_peak_rss_mb"] > 0 for r in butd)
+    assert set(result["speedup"]) == {"40", "80"} and all(v > 0 for v in result["speedup"].values())
+    assert set(result["memory_growth_mb"]) == set(result["methods"])
+    assert all(set(g) == {"peak_rss_mb", "conversion_rise_mb"} for g in result["memory_growth_mb"].values())
+    assert result["input_growth_mb"] > 0
+    # the generated inputs stay for the next run; the converted outputs do not
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["40img-64d-6b", "80img-64d-6b"]
+    assert not any((tmp_path / d / "out").exists() for d in ("40img-64d-6b", "80img-64d-6b"))
