@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from butd.errors import ConfigError
-from butd.models import ModelConfig
+
+if TYPE_CHECKING:  # torch stays unimported for `prepare` and its worker processes
+    from butd.models import ModelConfig
 
 
 def precision_for(accelerator: str) -> str:
@@ -36,6 +38,8 @@ register_resolvers()
 
 def model_config(node: Any) -> ModelConfig:
     """The validated model config; a bad key or value is a ConfigError naming it."""
+    from butd.models import ModelConfig
+
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     try:
         return ModelConfig.from_dict(values)

@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 import butd.config  # noqa: F401  (resolvers)
-from butd.data.cache import CacheInfo, prepare
+from butd.data.cache import CacheInfo, ensure_raw, prepare
 from butd.data.config import DataConfig
-from butd.data.datamodule import ensure_raw
 from butd.errors import UserError
 
 

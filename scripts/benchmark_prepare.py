@@ -21,7 +21,7 @@ reads VmRSS of the subprocess and all its descendants (butd's worker processes) 
 20 ms. "peak RSS" is the largest sum (pages shared between processes, such as libraries, count
 once per process); "conversion MB" is how far the sum rose during the feature conversion above
 its value when the conversion began, i.e. the conversion's own memory, without what the process
-held before (for butd: torch, imported by the config's checks, and the text stage's questions).
+held before (for butd: the text stage's questions and answers).
 The subprocess reports its own peak (VmHWM: its ru_maxrss starts at the size of the process that
 launched it, so it is reported in the JSON only) and its CPU seconds and its workers'. Seconds
 are the work's own, after the imports; the input sits in the page cache for both, as the files

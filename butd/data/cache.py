@@ -34,7 +34,7 @@ import numpy as np
 from butd import __version__
 from butd.data.answers import answer_vocabulary, compute_targets
 from butd.data.config import CACHE_FORMAT_VERSION, DataConfig
-from butd.data.convert import STATE, convert_features, splits_of_images
+from butd.data.convert import STATE, convert_features, return_freed_memory, splits_of_images
 from butd.data.official import csr_rows, official_tables
 from butd.data.sources import describe_missing
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
@@ -448,6 +448,7 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     started = time.time()
     root = cfg.cache_path
     text = _text_stage(cfg)
+    return_freed_memory()  # the parsed JSON: not to be held through the conversion
     wanted = {s: np.unique(text.splits[s].image_id) for s in cfg.prepare_splits}
     feature_paths = [cfg.raw_path / f for f in cfg.features]
     with _progress(progress) as bar:
@@ -565,3 +566,22 @@ def _commit(root: Path, splits: list[str], text: _Text, manifest: dict) -> None:
     tmp = root / (MANIFEST + PARTIAL)
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, root / MANIFEST)
+
+
+def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
+    """Generate the raw files when the config describes a synthetic set and they are stale."""
+    if cfg.synthetic is None:
+        return
+    from butd.data.synthetic import SyntheticSpec, generate
+
+    spec_file = cfg.raw_path / "synthetic_spec.json"
+    wanted = json.dumps(cfg.synthetic, sort_keys=True)
+    if not spec_file.is_file() or spec_file.read_text() != wanted:
+        generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
+        spec_file.write_text(wanted)
+
+
+def ensure_prepared(cfg: DataConfig, *, progress: bool = True) -> CacheInfo:
+    """Raw files (if generated) and then the cache; both steps skip what is already current."""
+    ensure_raw(cfg, progress=progress)
+    return prepare(cfg, progress=progress)

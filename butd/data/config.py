@@ -13,6 +13,8 @@ from butd.schemas import check_types
 CACHE_FORMAT_VERSION = 3
 
 BOX_SETS = ("fixed", "adaptive")
+#: `data.feature_store` values (`butd.data.stores`)
+FEATURE_STORES = ("h5", "ram", "gpu", "auto")
 
 
 @dataclass
@@ -118,8 +120,6 @@ class DataConfig:
                 f"data.use_boxes={self.use_boxes} must be between 1 and the {self.num_boxes} boxes "
                 "stored per image (data.num_boxes)"
             )
-        from butd.data.stores import FEATURE_STORES
-
         if self.feature_store not in FEATURE_STORES:
             raise ConfigError(
                 f"data.feature_store={self.feature_store!r} is invalid; "

@@ -7,7 +7,6 @@ dense targets with numpy. Nothing is done per question in Python.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -22,7 +21,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from butd.data.cache import CacheError, CacheInfo, load_cache, prepare, prepare_command
+from butd.data.cache import (  # noqa: F401  (ensure_*: imported from here by callers)
+    CacheError,
+    CacheInfo,
+    ensure_prepared,
+    ensure_raw,
+    load_cache,
+    prepare_command,
+)
 from butd.data.config import DataConfig
 from butd.data.official import gather_rows
 from butd.data.sampling import EpochBatchSampler
@@ -289,22 +295,3 @@ def _readable(path: Path | Sequence[Path], rebuild: str) -> Iterator[None]:
             f"cannot read {where}: {err}. The file is truncated or damaged (an interrupted copy, "
             f"a full disk?). Rebuild the cache with `{rebuild}`."
         ) from err
-
-
-def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
-    """Generate the raw files when the config describes a synthetic set and they are stale."""
-    if cfg.synthetic is None:
-        return
-    from butd.data.synthetic import SyntheticSpec, generate
-
-    spec_file = cfg.raw_path / "synthetic_spec.json"
-    wanted = json.dumps(cfg.synthetic, sort_keys=True)
-    if not spec_file.is_file() or spec_file.read_text() != wanted:
-        generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
-        spec_file.write_text(wanted)
-
-
-def ensure_prepared(cfg: DataConfig, *, progress: bool = True) -> CacheInfo:
-    """Raw files (if generated) and then the cache; both steps skip what is already current."""
-    ensure_raw(cfg, progress=progress)
-    return prepare(cfg, progress=progress)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-FEATURE_STORES = ("h5", "ram", "gpu", "auto")
+from butd.data.config import FEATURE_STORES  # noqa: F401  (the values this module serves)
 
 
 def reuse_freed_memory(limit: int = 1 << 30) -> bool:
