@@ -34,11 +34,12 @@ import numpy as np
 from butd import __version__
 from butd.data.answers import answer_vocabulary, compute_targets
 from butd.data.config import CACHE_FORMAT_VERSION, DataConfig
-from butd.data.convert import STATE, convert_features, return_freed_memory, splits_of_images
+from butd.data.convert import STATE, convert_features, splits_of_images
 from butd.data.official import csr_rows, official_tables
 from butd.data.sources import describe_missing
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.errors import UserError
+from butd.memory import return_freed_memory
 
 log = logging.getLogger(__name__)
 

@@ -320,25 +320,6 @@ def _pool(workers: int, initargs: tuple) -> Any:
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs)
 
 
-def return_freed_memory() -> bool:
-    """Give memory that Python has freed back to the OS (glibc keeps it otherwise).
-
-    Parsing the questions and annotations JSON takes a few KB per question; freed, that memory
-    would stay with the process through the whole conversion (GB for VQA v2). Returns whether
-    it applied (not on other C libraries).
-    """
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
-
-
 def default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -112,11 +112,11 @@ class VQABatches(Dataset):
 
     def images(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features float16 [n, K, D], spatial float32 [n, K, 6] and mask [n, K] of image rows."""
+        t = self.tables
         counts = self.counts[rows]
         width = self.max_boxes if self.fixed else int(counts.max(initial=1))
         alloc = np.empty if self.fixed else np.zeros
-        feats = alloc((len(rows), width, self.tables.feature_dim), np.float16)
-        t = self.tables
+        feats = alloc((len(rows), width, t.feature_dim), np.float16)
         with _readable(self.paths, self.rebuild):
             files = self._features()
             # one contiguous slice per image: h5py's list indexing is ~30x slower

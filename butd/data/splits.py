@@ -56,10 +56,6 @@ class SplitTables:
     def has_targets(self) -> bool:
         return self.targets is not None
 
-    @property
-    def num_images(self) -> int:
-        return len(self.box_count)
-
     def counts(self, use_boxes: int | None) -> np.ndarray:
         """Boxes each image contributes: its own, at most the first `use_boxes`."""
         return self.box_count if use_boxes is None else np.minimum(self.box_count, use_boxes)
