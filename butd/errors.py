@@ -7,3 +7,8 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config value or key is invalid."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read, or does not fit the config or the data; the message names
+    the file and what differs."""

@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-import butd.config  # noqa: F401  (resolvers)
-from butd.data.official import annotations_from_cache
+from butd.config.entry import entry_point
+from butd.data.official import ANSWER_TYPES, annotations_from_cache
 from butd.errors import UserError
-from butd.evaluation import ANSWER_TYPES, vqa_eval
-from butd.inference import open_checkpoint_and_cache, run_split, soft_scores, write_json
+from butd.evaluation import vqa_eval
+from butd.evaluation.inference import open_checkpoint_and_cache, run_split, soft_scores, write_json
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +89,10 @@ def tables(metrics: dict[str, Any]) -> list[Table]:
     return [main, per_q]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@entry_point("evaluate")
 def main(cfg: DictConfig) -> float:
     """Returns the official overall accuracy."""
-    try:
-        metrics = evaluate(cfg)
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+    metrics = evaluate(cfg)
     console = Console()
     for table in tables(metrics):
         console.print(table)

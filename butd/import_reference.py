@@ -18,17 +18,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import butd.config  # noqa: F401  (resolvers)
+from butd.config.entry import entry_point
 from butd.data.text import Vocabulary
 from butd.errors import UserError
 from butd.models import count_parameters, from_reference
 from butd.models.reference import reference_config
-from butd.module import VQAModule
+from butd.training.module import VQAModule
 
 
 class ReferenceFileError(UserError):
@@ -159,21 +158,18 @@ def import_reference(
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="import_reference")
+@entry_point("import_reference")
 def main(cfg: DictConfig) -> None:
     out = cfg.out or Path(cfg.paths.output_dir) / "reference.ckpt"
-    try:
-        path = import_reference(
-            checkpoint=cfg.checkpoint,
-            dictionary=cfg.dictionary,
-            label2ans=cfg.label2ans,
-            out=out,
-            optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
-            data_config=OmegaConf.to_container(cfg.data, resolve=False),
-            max_question_len=int(cfg.data.max_question_len),
-        )
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+    path = import_reference(
+        checkpoint=cfg.checkpoint,
+        dictionary=cfg.dictionary,
+        label2ans=cfg.label2ans,
+        out=out,
+        optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
+        data_config=OmegaConf.to_container(cfg.data, resolve=False),
+        max_question_len=int(cfg.data.max_question_len),
+    )
     module = VQAModule.load_from_checkpoint(path, map_location="cpu")
     print(
         f"butd checkpoint written to {path}: {module.model_cfg.attention} attention, "

@@ -1,101 +1,22 @@
-"""The reference loss and the soft VQA scores, as torchmetrics so they sync across processes."""
+"""The reference loss and the VQA metrics, under the name they had before `butd.training` held them:
+`from butd.metrics import vqa_bce_loss` keeps working. New code imports `butd.training.metrics`."""
 
-from __future__ import annotations
+from butd.training.metrics import (
+    UpperBound,
+    VQAAccuracy,
+    VQAScore,
+    argmax_scores,
+    vqa_accuracy_metrics,
+    vqa_accuracy_name,
+    vqa_bce_loss,
+)
 
-import torch
-import torch.nn.functional as F
-from torchmetrics import Metric
-
-
-def vqa_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE-with-logits averaged over batch x answers, times the number of answers.
-
-    The reference scales the mean by `num_answers`, which makes the loss a per-question
-    sum; the learning rate 2e-3 and clip 0.25 were tuned for this scale.
-
-    logits, target: [batch, num_answers]; target holds soft scores in [0, 1].
-    """
-    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="mean")
-    return loss * target.size(1)
-
-
-def argmax_scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Soft score of the argmax answer for each question. [batch, num_answers] -> [batch]."""
-    return target.gather(1, logits.argmax(dim=1, keepdim=True)).squeeze(1)
-
-
-class _MeanOverQuestions(Metric):
-    """Mean of a per-question value, reported in percent like the reference prints it."""
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def _add(self, per_question: torch.Tensor) -> None:
-        self.total += per_question.double().sum()
-        self.count += per_question.numel()
-
-    def compute(self) -> torch.Tensor:
-        return (100.0 * self.total / self.count.clamp(min=1)).float()
-
-
-class VQAScore(_MeanOverQuestions):
-    """Mean soft score of the argmax answer: the reference's "score"."""
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        self._add(argmax_scores(logits.detach(), target))
-
-
-class UpperBound(_MeanOverQuestions):
-    """Mean best achievable soft score: what a perfect model over this vocabulary would get."""
-
-    def update(self, target: torch.Tensor) -> None:
-        self._add(target.max(dim=1).values)
-
-
-class VQAAccuracy(_MeanOverQuestions):
-    """Official VQA accuracy of the argmax answer, looked up in the table prepare stores.
-
-    acc_labels: [batch, M] answer labels that score (-1 pads), acc_values: [batch, M] their
-    official accuracy in (0, 1]; answer_type: [batch] codes (see `butd.data.official`).
-    With `answer_type` set, only questions of that type count.
-    """
-
-    def __init__(self, answer_type: int | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.answer_type = answer_type
-
-    def update(
-        self,
-        logits: torch.Tensor,
-        acc_labels: torch.Tensor,
-        acc_values: torch.Tensor,
-        answer_type: torch.Tensor,
-    ) -> None:
-        pred = logits.detach().argmax(dim=1, keepdim=True)
-        acc = ((acc_labels == pred) * acc_values).sum(dim=1)
-        if self.answer_type is not None:
-            acc = acc[answer_type == self.answer_type]
-        self._add(acc)
-
-
-def vqa_accuracy_metrics() -> torch.nn.ModuleDict:
-    """Overall and per answer type official accuracy; `vqa_accuracy_name` gives their log names."""
-    from butd.evaluation import ANSWER_TYPES
-
-    metrics = {"overall": VQAAccuracy()}
-    metrics.update({_type_key(t): VQAAccuracy(answer_type=i) for i, t in enumerate(ANSWER_TYPES)})
-    return torch.nn.ModuleDict(metrics)
-
-
-def vqa_accuracy_name(stage: str, key: str) -> str:
-    """`val/vqa_acc` for the overall accuracy, `val/vqa_acc/yes_no` etc. per answer type."""
-    return f"{stage}/vqa_acc" if key == "overall" else f"{stage}/vqa_acc/{key}"
-
-
-def _type_key(answer_type: str) -> str:
-    return answer_type.replace("/", "_")
+__all__ = [
+    "UpperBound",
+    "VQAAccuracy",
+    "VQAScore",
+    "argmax_scores",
+    "vqa_accuracy_metrics",
+    "vqa_accuracy_name",
+    "vqa_bce_loss",
+]

@@ -13,14 +13,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-import butd.config  # noqa: F401  (resolvers)
-from butd.errors import ConfigError, UserError
-from butd.inference import (
+from butd.config.entry import entry_point
+from butd.errors import ConfigError
+from butd.evaluation.inference import (
     Answer,
     answer,
     answer_row,
@@ -104,13 +103,9 @@ def predict(cfg: DictConfig, console: Console) -> Any:
     return predict_question(cfg, console)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@entry_point("predict")
 def main(cfg: DictConfig) -> None:
-    console = Console()
-    try:
-        predict(cfg, console)
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+    predict(cfg, Console())
 
 
 if __name__ == "__main__":

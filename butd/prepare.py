@@ -5,15 +5,14 @@ Idempotent: with a complete cache that matches the config it does nothing.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-import butd.config  # noqa: F401  (resolvers)
-from butd.data.cache import CacheInfo, ensure_raw, prepare
-from butd.data.config import DataConfig
-from butd.errors import UserError
+from butd.config.data import DataConfig
+from butd.config.entry import entry_point
+from butd.data.cache import CacheInfo
+from butd.preparation.build import ensure_raw, prepare
 
 
 def summarize(info: CacheInfo) -> Table:
@@ -42,13 +41,9 @@ def run(cfg: DictConfig) -> CacheInfo:
     return prepare(data, force=bool(cfg.force))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
+@entry_point("prepare")
 def main(cfg: DictConfig) -> None:
-    try:
-        info = run(cfg)
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
-    Console().print(summarize(info))
+    Console().print(summarize(run(cfg)))
 
 
 if __name__ == "__main__":

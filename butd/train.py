@@ -10,21 +10,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from butd import sweep
-from butd.callbacks import MetricsJSON
-from butd.checkpointing import trainer_setup
-from butd.config import model_config, model_dict, resolve_ckpt_path
+from butd.config.data import DataConfig
+from butd.config.entry import entry_point
+from butd.config.model import ModelConfig
 from butd.data.datamodule import VQADataModule
 from butd.data.stores import split_nbytes
 from butd.errors import UserError
-from butd.module import VQAModule
-from butd.schemas import validate_train_config
+from butd.training import sweep
+from butd.training.callbacks import MetricsJSON
+from butd.training.checkpoints import resolve_ckpt_path, trainer_setup
+from butd.training.module import VQAModule
+from butd.training.validate import validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,21 @@ def _instantiate_group(node: DictConfig | None) -> list[Any]:
     return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
 
 
-def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
-    """The datamodule (preparing data where the config allows) and a fresh module for it."""
-    model_cfg = model_config(cfg.model)
-    datamodule: VQADataModule = instantiate(cfg.data, _convert_="all", shuffle_seed=cfg.seed)
+def build(
+    cfg: DictConfig, *, data_cfg: DataConfig | None = None, model_cfg: ModelConfig | None = None
+) -> tuple[VQAModule, VQADataModule]:
+    """The datamodule (preparing data where the config allows) and a fresh module for it.
+
+    `data_cfg` and `model_cfg`: the sections already validated (`validate_train_config`); read
+    from `cfg` when not given.
+    """
+    data_cfg = data_cfg or DataConfig.from_dict(cfg.data)
+    model_cfg = model_cfg or ModelConfig.from_dict(cfg.model)
+    datamodule = VQADataModule(data_cfg, shuffle_seed=cfg.seed)
     datamodule.prepare_data()
     info = datamodule.info
     module = VQAModule(
-        model=model_dict(model_cfg),
+        model=model_cfg,
         ntoken=info.ntoken,
         v_dim=info.feature_dim,
         num_answers=info.num_answers,
@@ -63,13 +71,14 @@ def build(cfg: DictConfig) -> tuple[VQAModule, VQADataModule]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
-    validate_train_config(cfg)  # before any data is read
+    sweep.check_multirun_devices(cfg)
+    data_cfg, model_cfg = validate_train_config(cfg)  # before any data is read, each section once
     pl.seed_everything(cfg.seed, workers=True)
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued or resolve_ckpt_path(
         cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
     )
-    module, datamodule = build(cfg)
+    module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
@@ -121,23 +130,10 @@ def _finish_wandb(trainer: pl.Trainer, exit_code: int = 0) -> None:
         wandb.finish(exit_code=exit_code)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float | None:
-    """Returns the best val/score, the value a Hydra sweeper optimises.
-
-    In a multirun a failing job is recorded in its folder and returns None, so the sweep goes on.
-    """
-    try:
-        sweep.check_multirun_devices(cfg)
-        summary = train(cfg)
-    except Exception as err:
-        if sweep.in_multirun():
-            sweep.record_failure(err)
-            return None
-        cause = sweep.user_error(err)
-        if cause is not None:
-            raise SystemExit(f"error: {cause}") from None
-        raise
+    """Returns the best val/score, the value a Hydra sweeper optimises (None for a failed job)."""
+    summary = train(cfg)
     score = summary.get("val/score")
     if score is not None:
         log.info("best val/score %.2f at epoch %s", score, summary.get("best_epoch"))

@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
@@ -19,11 +18,11 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig
 
-import butd.config  # noqa: E402, F401  (resolvers)
+from butd.config.entry import entry_point  # noqa: E402
 from butd.errors import ConfigError, UserError  # noqa: E402
-from butd.inference import Answer, ImageRecord, answer, find_image, open_checkpoint_and_cache  # noqa: E402
+from butd.evaluation.inference import Answer, ImageRecord, answer, find_image, open_checkpoint_and_cache  # noqa: E402
 from butd.models import BUTDModel  # noqa: E402
 
 CMAP = "YlOrRd"  # faint yellow for little attention, dark red for the most
@@ -137,12 +136,9 @@ def visualize(cfg: DictConfig) -> Path:
     return render(image, results, out, pixels=pixels, top_k=int(cfg.top_k))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="visualize")
+@entry_point("visualize")
 def main(cfg: DictConfig) -> None:
-    try:
-        path = visualize(cfg)
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+    path = visualize(cfg)
     print(f"attention picture written to {path}")
 
 

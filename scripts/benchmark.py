@@ -39,8 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from butd.data.sampling import EpochBatchSampler
 from butd.data.stores import TensorBatchLoader, TensorSplit
-from butd.metrics import vqa_bce_loss
 from butd.models import ModelConfig, build_model
+from butd.training.metrics import vqa_bce_loss
 
 EPOCH_QUESTIONS = 443_757
 EPOCH_IMAGES = 82_783

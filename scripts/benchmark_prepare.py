@@ -195,7 +195,7 @@ def measure(job: dict, job_file: Path) -> dict:
 
 def run_butd(data: dict) -> dict:
     import butd.data.cache as cache
-    from butd.data.config import DataConfig
+    from butd.config.data import DataConfig
 
     cfg = DataConfig.from_dict(data)
     window: dict[str, float] = {}
@@ -345,7 +345,7 @@ def data_config(args: argparse.Namespace, images: int, work: Path) -> dict:
 
 def ensure_input(data: dict) -> list[Path]:
     """Generate the raw files unless they were made with this spec (the spec file of `ensure_raw`)."""
-    from butd.data.synthetic import SyntheticSpec, generate
+    from butd.preparation.synthetic import SyntheticSpec, generate
 
     raw = Path(data["raw_dir"])
     spec_file = raw / "synthetic_spec.json"
@@ -394,7 +394,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if any(n < 9 for n in args.images) or args.repeats < 1:
         p.error("each size needs at least 9 images, and --repeats at least 1")
     args.images = sorted(set(args.images))
-    from butd.data.convert import default_workers
+    from butd.preparation.convert import default_workers
 
     args.workers = list(dict.fromkeys(default_workers() if w is None else w for w in args.workers))
     return args

@@ -57,7 +57,9 @@ def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log
     """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs."""
     from hydra import compose, initialize_config_dir
 
-    import butd.config  # noqa: F401  (registers resolvers)
+    from butd.config import register
+
+    register()  # the structured configs and resolvers, as every entry point does first
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(
@@ -74,8 +76,8 @@ def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
     """`paths.data_dir` holding the tiny synthetic set, raw files and prepared cache."""
-    from butd.data.config import DataConfig
-    from butd.data.datamodule import ensure_prepared
+    from butd.config.data import DataConfig
+    from butd.preparation.build import ensure_prepared
 
     data_dir = tmp_path_factory.mktemp("data")
     cfg = compose_train(TINY_DATA, data_dir=data_dir, output_dir=data_dir / "unused")
@@ -86,8 +88,8 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_adaptive_dir(tmp_path_factory) -> Path:
     """`paths.data_dir` holding the tiny adaptive-box set, raw files and prepared cache."""
-    from butd.data.config import DataConfig
-    from butd.data.datamodule import ensure_prepared
+    from butd.config.data import DataConfig
+    from butd.preparation.build import ensure_prepared
 
     data_dir = tmp_path_factory.mktemp("adaptive")
     cfg = compose_train(TINY_ADAPTIVE, data_dir=data_dir, output_dir=data_dir / "unused")
@@ -118,7 +120,9 @@ def compose_job(config_name: str, overrides: list[str], *, data_dir: Path, outpu
     """Another entry point's primary config (evaluate, predict, ...), paths pointed at tmp dirs."""
     from hydra import compose, initialize_config_dir
 
-    import butd.config  # noqa: F401  (registers resolvers)
+    from butd.config import register
+
+    register()  # the structured configs and resolvers, as every entry point does first
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(

@@ -51,8 +51,8 @@ def test_train_without_a_prepared_cache_explains_what_to_do(tmp_path):
 
 def test_prepare_names_a_bad_row_then_skips_it_when_asked(tmp_path):
     """Worker processes under `python -m butd.prepare`; the stop keeps the work for the rerun."""
-    from butd.data.config import DataConfig
-    from butd.data.datamodule import ensure_raw
+    from butd.config.data import DataConfig
+    from butd.preparation.build import ensure_raw
     from tests.conftest import compose_train
 
     data = [o for o in TINY_DATA if o != "data=synthetic"]

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from butd.checkpoint import CheckpointError, align, load_checkpoint
+from butd.config.data import DataConfig
 from butd.data.cache import CacheInfo, load_cache
-from butd.data.config import DataConfig
-from butd.errors import UserError
+from butd.errors import CheckpointError, UserError
 from butd.evaluate import evaluate
 from butd.evaluation import vqa_eval
+from butd.evaluation.checkpoint import align, load_checkpoint
 from tests.conftest import TINY_DATA, compose_job, compose_train
 
 

@@ -11,8 +11,8 @@ import re
 import h5py
 import pytest
 
-from butd.data.config import DataConfig
-from butd.data.datamodule import ensure_prepared
+from butd.config.data import DataConfig
+from butd.preparation.build import ensure_prepared
 from butd.train import train
 from tests.conftest import compose_train
 

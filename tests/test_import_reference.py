@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from butd.checkpoint import load_checkpoint
 from butd.evaluate import evaluate
+from butd.evaluation.checkpoint import load_checkpoint
 from butd.import_reference import ReferenceFileError, import_reference, read_label2ans
 from butd.models import to_reference
 from tests.conftest import TINY_DATA, compose_job

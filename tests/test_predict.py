@@ -9,11 +9,11 @@ import h5py
 import pytest
 from rich.console import Console
 
-from butd.checkpoint import load_checkpoint
+from butd.config.data import DataConfig
 from butd.data.cache import load_cache
-from butd.data.config import DataConfig
 from butd.errors import ConfigError
-from butd.inference import ImageNotFoundError, encode
+from butd.evaluation.checkpoint import load_checkpoint
+from butd.evaluation.inference import ImageNotFoundError, encode
 from butd.predict import predict
 from tests.conftest import TINY_DATA, compose_job, compose_train
 

@@ -6,10 +6,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from butd.config import model_config
-from butd.data.config import DataConfig
+from butd.config.data import DataConfig
+from butd.config.model import model_config
 from butd.errors import ConfigError
-from butd.sweep import check_multirun_devices
+from butd.training.sweep import check_multirun_devices
 from tests.conftest import CONF_DIR
 
 STUDIES = [
@@ -23,8 +23,9 @@ STUDIES = [
 
 def compose_all(overrides: list[str]):
     """The train config with its `hydra` node, as a launched job sees it."""
-    import butd.config  # noqa: F401  (resolvers)
-    import butd.naming  # noqa: F401
+    from butd.config import register
+
+    register()
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=[*overrides, "paths.output_dir=/tmp/x"], return_hydra_config=True)

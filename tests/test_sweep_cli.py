@@ -146,8 +146,8 @@ def test_ddp_on_two_cpu_processes_syncs_the_validation_score(tmp_path, tiny_data
 
     import pytorch_lightning as pl
 
-    from butd.module import VQAModule
     from butd.train import build
+    from butd.training.module import VQAModule
 
     module = VQAModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
     _, datamodule = build(tiny_cfg(["experiment=quickstart", "model.num_hid=32"]))

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from butd.data.config import DataConfig
+from butd.config.data import DataConfig
 from butd.errors import ConfigError
-from butd.module import VQAModule
 from butd.train import build, train
+from butd.training.module import VQAModule
 from tests.conftest import CONF_DIR, compose_train
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -32,7 +33,7 @@ def test_default_config_is_the_reference_recipe(tmp_path):
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_config_composes_and_builds(model, tmp_path):
     cfg = compose_train([f"model={model}"], data_dir=tmp_path, output_dir=tmp_path / "run")
-    from butd.config import model_config
+    from butd.config.model import model_config
     from butd.models import build_model
 
     net = build_model(model_config(cfg.model), ntoken=20, v_dim=16, num_answers=7)
@@ -57,8 +58,8 @@ def test_use_spatial_override_composes_and_trains(tiny_cfg):
     summary = train(cfg)
     assert [r["epoch"] for r in summary["history"]] == [0]
     assert summary["history"][0]["val/score"] is not None
-    with pytest.raises(ConfigError, match="model.use_spatial='maybe'"):
-        build(tiny_cfg(["model.use_spatial=maybe"]))
+    with pytest.raises(ConfigCompositionException, match="model.use_spatial=maybe"):
+        tiny_cfg(["model.use_spatial=maybe"])
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -144,3 +145,14 @@ def test_out_of_memory_is_explained_with_sizes(tiny_cfg):
     message = out_of_memory_advice(cfg, datamodule, module, torch.OutOfMemoryError("CUDA out of memory"))
     assert "batch 16" in message and "data.batch_size" in message and "data.feature_store=h5" in message
     assert f"{module.num_parameters:,} parameters" in message
+
+
+@pytest.mark.parametrize("debug", ["default", "fdr"])
+def test_debug_runs_have_their_own_task(debug, tmp_path):
+    # so that `ckpt_path=last` of the quick start never resumes a debug run's checkpoint
+    plain = compose_train(["experiment=quickstart"], data_dir=tmp_path, output_dir=tmp_path / "r")
+    cfg = compose_train(
+        ["experiment=quickstart", f"debug={debug}"], data_dir=tmp_path, output_dir=tmp_path / "r"
+    )
+    assert plain.task_name == "quickstart"
+    assert cfg.task_name == "debug"

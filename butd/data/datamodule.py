@@ -21,19 +21,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from butd.data.cache import (  # noqa: F401  (ensure_*: imported from here by callers)
-    CacheError,
-    CacheInfo,
-    ensure_prepared,
-    ensure_raw,
-    load_cache,
-    prepare_command,
-)
-from butd.data.config import DataConfig
-from butd.data.official import gather_rows
+from butd.config.data import DataConfig
+from butd.data.cache import CacheError, CacheInfo, load_cache, prepare_command
+from butd.data.csr import gather_rows
 from butd.data.sampling import EpochBatchSampler
 from butd.data.splits import SplitTables, padded_boxes
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
+from butd.preparation.build import ensure_prepared
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +145,11 @@ class VQABatches(Dataset):
 class VQADataModule(pl.LightningDataModule):
     """Reads the cache that `butd.prepare` builds; for the synthetic set, builds it first."""
 
-    def __init__(self, *, shuffle_seed: int = 0, **data: Any) -> None:
+    def __init__(self, config: DataConfig | None = None, *, shuffle_seed: int = 0, **data: Any) -> None:
+        """`config`: a validated data config; or the data section's keys as keyword arguments
+        (`hydra.utils.instantiate(cfg.data)`), validated here."""
         super().__init__()
-        self.cfg = DataConfig.from_dict(data)
+        self.cfg = config if config is not None else DataConfig.from_dict(data)
         #: seeds the training order with the epoch (`EpochBatchSampler`); train passes `seed`
         self.shuffle_seed = shuffle_seed
         self._info: CacheInfo | None = None

@@ -1,15 +1,25 @@
-"""The official VQA metric's tables in a split's HDF5 file, written by prepare, read per batch.
+"""The official VQA accuracy of an answer on one question, and its tables in a split's HDF5 file.
 
-Why: training logs the official accuracy every epoch without any per-question Python. At
-prepare time each question gets the official accuracy of every vocabulary answer that can
-score on it; a batch then gathers the accuracy of the predicted answer, as the soft score
-is gathered from the targets.
+The accuracy is computed as the official evaluation code (HEAD a013f00) does. Per question,
+the answer and the 10 ground-truth (GT) answers first have newlines and tabs replaced by
+spaces and are stripped. Only when the GT answers are NOT all identical after that are the GT
+answers and the prediction normalised (punctuation, number words, articles, contractions, the
+same rules as `butd.data.answers` minus its final comma removal). The accuracy is then the
+mean, over the 10 leave-one-out subsets of the GT answers, of min(1, matches / 3), where an
+answer is left out by dict equality (answer text, confidence and id), as the official code
+compares them. `butd.evaluation.vqa_eval` aggregates it over a results file.
 
-Datasets of an annotated split (`{split}.h5`, written by `butd.data.cache`):
+Why tables: training logs the official accuracy every epoch without any per-question Python.
+At prepare time each question gets the official accuracy of every vocabulary answer that can
+score on it; a batch then gathers the accuracy of the predicted answer, as the soft score is
+gathered from the targets.
+
+Datasets of an annotated split (`{split}.h5`, written by `butd.preparation.build`):
 
 - `questions/gt_answers` str [Q, A]: the A (10 in VQA v2) annotator answers, as given;
 - `vqa_acc/offsets` int64 [Q+1], `vqa_acc/labels` int32 [nnz], `vqa_acc/scores` float32 [nnz]:
-  CSR of the official accuracy in (0, 1] of each answer label that scores on each question.
+  CSR (`butd.data.csr`) of the official accuracy in (0, 1] of each answer label that scores on
+  each question.
 
 With `questions/question_id`, `question_type` and `answer_type` these are all the official
 evaluation reads, so `annotations_from_cache` rebuilds its input from the cache alone.
@@ -23,8 +33,77 @@ from typing import Any
 import h5py
 import numpy as np
 
+from butd.data.answers import process_digit_article, process_punctuation
 from butd.errors import UserError
-from butd.evaluation import ANSWER_TYPES, VocabularyAccuracy
+
+#: answer types of VQA v2, as the official files spell them
+ANSWER_TYPES: tuple[str, ...] = ("yes/no", "number", "other")
+
+
+class ResultsError(UserError):
+    """Results or annotation contents the official evaluation would refuse."""
+
+
+def clean(text: str) -> str:
+    """Newlines and tabs to spaces, then strip: done to every answer before anything else."""
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def normalize(text: str) -> str:
+    """The evaluation's normalisation: punctuation, then digits/articles/contractions."""
+    return process_digit_article(process_punctuation(text))
+
+
+def question_accuracy(gt_answers: Sequence[Mapping[str, Any]], answer: str) -> float:
+    """Official accuracy in [0, 1] of `answer` against one question's GT answer dicts.
+
+    gt_answers: the annotation's `answers` list (dicts with at least an `answer` key).
+    """
+    gts = [{**g, "answer": clean(g["answer"])} for g in gt_answers]
+    res = clean(answer)
+    if len({g["answer"] for g in gts}) > 1:
+        gts = [{**g, "answer": normalize(g["answer"])} for g in gts]
+        res = normalize(res)
+    if not gts:
+        raise ResultsError("an annotation has no GT answers; the official metric needs them")
+    total = 0.0
+    for left_out in gts:
+        matches = sum(1 for g in gts if g != left_out and g["answer"] == res)
+        total += min(1.0, matches / 3)
+    return total / len(gts)
+
+
+class VocabularyAccuracy:
+    """The official accuracy of every answer in a fixed answer list against one question.
+
+    Used at prepare time so that training can log the official metric by a table lookup.
+    Only answers that match some GT answer (after the same cleaning and, for non-unanimous
+    GT, normalisation as `question_accuracy`) can score; they are found by dictionary lookups.
+    """
+
+    def __init__(self, answers: Sequence[str]) -> None:
+        self.answers = list(answers)
+        self._by_clean: dict[str, list[int]] = {}
+        self._by_normal: dict[str, list[int]] = {}
+        for label, a in enumerate(self.answers):
+            self._by_clean.setdefault(clean(a), []).append(label)
+            self._by_normal.setdefault(normalize(clean(a)), []).append(label)
+
+    def __call__(self, gt_answers: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+        """{label: accuracy in (0, 1]} for the labels that score on this question."""
+        gts = [clean(g["answer"]) for g in gt_answers]
+        if len(set(gts)) > 1:
+            keys, table = {normalize(g) for g in gts}, self._by_normal
+        else:
+            keys, table = set(gts), self._by_clean
+        out: dict[int, float] = {}
+        for key in sorted(keys):
+            labels = table.get(key, [])
+            if labels:
+                acc = question_accuracy(gt_answers, self.answers[labels[0]])
+                if acc > 0:
+                    out.update({label: acc for label in labels})
+        return dict(sorted(out.items()))
 
 
 def official_tables(
@@ -51,43 +130,6 @@ def answer_type_codes(answer_types: Sequence[str]) -> np.ndarray:
     """Index of each answer type in `ANSWER_TYPES` (yes/no 0, number 1, other 2), -1 otherwise."""
     code = {t: i for i, t in enumerate(ANSWER_TYPES)}
     return np.array([code.get(t, -1) for t in answer_types], np.int64)
-
-
-def _row_positions(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For CSR rows `idx`: each entry's output row, its column within the row, its position."""
-    starts, ends = offsets[idx], offsets[idx + 1]
-    lengths = ends - starts
-    rows = np.repeat(np.arange(len(idx)), lengths)
-    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return rows, cols, cols + np.repeat(starts, lengths)
-
-
-def csr_rows(
-    offsets: np.ndarray, labels: np.ndarray, values: np.ndarray, idx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows `idx` of a CSR table as a new CSR table."""
-    idx = np.asarray(idx, np.int64)
-    _, _, pos = _row_positions(offsets, idx)
-    new_offsets = np.zeros(len(idx) + 1, np.int64)
-    np.cumsum(offsets[idx + 1] - offsets[idx], out=new_offsets[1:])
-    return new_offsets, labels[pos], values[pos]
-
-
-def gather_rows(
-    offsets: np.ndarray, labels: np.ndarray, values: np.ndarray, idx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows `idx` of a CSR table as padded arrays, without a Python loop.
-
-    Returns labels int64 [len(idx), M] (padding -1) and values float32 [len(idx), M], where M is
-    the longest of the rows (at least 1).
-    """
-    rows, cols, pos = _row_positions(offsets, idx)
-    width = max(int(cols.max(initial=-1)) + 1, 1)
-    out_labels = np.full((len(idx), width), -1, np.int64)
-    out_values = np.zeros((len(idx), width), np.float32)
-    out_labels[rows, cols] = labels[pos]
-    out_values[rows, cols] = values[pos]
-    return out_labels, out_values
 
 
 def annotations_from_cache(h5: h5py.File) -> dict[str, Any]:

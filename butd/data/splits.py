@@ -16,24 +16,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from butd.data.csr import CSR, concat_csr
 from butd.data.official import answer_type_codes
 from butd.errors import UserError
-
-CSR = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def concat_csr(tables: Sequence[CSR]) -> CSR:
-    """CSR tables stacked row-wise."""
-    offsets = [tables[0][0][:1]]
-    base = 0
-    for t in tables:
-        offsets.append(t[0][1:] + base)
-        base += int(t[0][-1])
-    return (
-        np.concatenate(offsets).astype(np.int64),
-        np.concatenate([t[1] for t in tables]),
-        np.concatenate([t[2] for t in tables]),
-    )
 
 
 @dataclass

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from butd.data.config import FEATURE_STORES  # noqa: F401  (the values this module serves)
+from butd.config.data import FEATURE_STORES  # noqa: F401  (the values this module serves)
+from butd.data.csr import gather_rows, padded_targets
 from butd.memory import reuse_freed_memory
 
 
@@ -58,21 +59,6 @@ def choose_store(
     if need < headroom * _available_ram():
         return "ram"
     return "h5"
-
-
-def padded_targets(
-    offsets: np.ndarray, labels: np.ndarray, scores: np.ndarray, *, pad_label: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """CSR soft-score targets as a [Q, L] label table and a [Q, L] score table.
-
-    L is the most answers any question has (at most 10: one per annotator). Padding slots
-    point at `pad_label`, an extra column that is dropped after the scatter.
-    """
-    from butd.data.official import gather_rows
-
-    table_labels, table_scores = gather_rows(offsets, labels, scores, np.arange(len(offsets) - 1))
-    table_labels[table_labels < 0] = pad_label
-    return table_labels, table_scores
 
 
 class TensorSplit:
@@ -151,7 +137,6 @@ class TensorSplit:
         device: torch.device | str = "cpu",
     ) -> TensorSplit:
         """Read prepared `{split}.h5` files whole (only each image's first `use_boxes` boxes, if set)."""
-        from butd.data.official import gather_rows
         from butd.data.splits import SplitTables
 
         paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]

@@ -1,8 +1,9 @@
-"""BUTD model parts, the composed models, their config, and the reference-checkpoint bridge."""
+"""BUTD model parts, the composed models, `build_model` for a config, and the reference-checkpoint bridge."""
 
+from butd.config.model import ModelConfig
 from butd.models.attention import ATTENTIONS, build_attention
+from butd.models.build import build_model, count_parameters
 from butd.models.butd import BUTDModel, QuestionOnlyModel
-from butd.models.config import ModelConfig, build_model, count_parameters
 from butd.models.fc import ACTIVATIONS
 from butd.models.reference import from_reference, to_reference
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS: tuple[str, ...] = ("relu", "glu", "gated_tanh")
+from butd.config.model import ACTIVATIONS  # the names the config accepts
 
 
 class WeightNormLinear(nn.Module):

@@ -26,8 +26,8 @@ from typing import cast
 import torch
 from torch import nn
 
+from butd.models.build import ModelConfig, build_model
 from butd.models.butd import BUTDModel
-from butd.models.config import ModelConfig, build_model
 
 _PREFIXES: tuple[tuple[str, str], ...] = (
     ("w_emb.emb.", "w_emb.emb."),

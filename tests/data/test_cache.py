@@ -8,12 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
+from butd.config.data import DataConfig
 from butd.data.answers import compute_targets
-from butd.data.cache import MANIFEST, CacheError, load_cache, prepare
-from butd.data.config import DataConfig
-from butd.data.features import decode_row, iter_tsv
+from butd.data.cache import MANIFEST, CacheError, load_cache
 from butd.data.text import Vocabulary
 from butd.errors import UserError
+from butd.preparation.build import prepare
+from butd.preparation.features import decode_row, iter_tsv
 from tests.conftest import TINY_DATA, compose_train
 
 

@@ -6,12 +6,13 @@ import h5py
 import numpy as np
 import torch
 
+from butd.config.data import DataConfig
 from butd.data.cache import load_cache
-from butd.data.config import DataConfig
+from butd.data.csr import gather_rows
 from butd.data.datamodule import VQABatches
-from butd.data.official import annotations_from_cache, gather_rows
-from butd.evaluation import ANSWER_TYPES, question_accuracy, vqa_eval
-from butd.metrics import VQAAccuracy
+from butd.data.official import ANSWER_TYPES, annotations_from_cache, question_accuracy
+from butd.evaluation import vqa_eval
+from butd.training.metrics import VQAAccuracy
 from tests.conftest import TINY_DATA, compose_train
 
 

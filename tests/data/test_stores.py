@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from butd.config.data import DataConfig
 from butd.data.cache import load_cache
-from butd.data.config import DataConfig
+from butd.data.csr import padded_targets
 from butd.data.datamodule import VQABatches
 from butd.data.sampling import EpochBatchSampler
-from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, padded_targets
+from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store
 from tests.conftest import TINY_ADAPTIVE, TINY_DATA, compose_train
 
 

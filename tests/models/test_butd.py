@@ -82,17 +82,18 @@ def test_parameter_count_at_vqa_v2_size(attention: str, expected: int) -> None:
     ],
 )
 def test_config_validation_names_the_field(field: str, value: object) -> None:
-    cfg = ModelConfig(**{field: value})
-    with pytest.raises(ValueError, match=field):
-        cfg.validate()
-    with pytest.raises(ValueError, match=field):
-        build_model(cfg, ntoken=5, v_dim=4, num_answers=3)
+    with pytest.raises(ValueError, match=f"model.{field}="):
+        ModelConfig(**{field: value})
+    with pytest.raises(ValueError, match=f"model.{field}="):
+        ModelConfig.from_dict({field: value})
 
 
 def test_config_from_dict_rejects_unknown_keys() -> None:
     assert ModelConfig.from_dict({"num_hid": 8}) == ModelConfig(num_hid=8)
-    with pytest.raises(ValueError, match="num_hidden"):
+    with pytest.raises(ValueError, match=r"unknown model config key 'num_hidden'; valid keys: \[.*'num_hid'"):
         ModelConfig.from_dict({"num_hidden": 8})
+    with pytest.raises(ValueError, match="model.num_hid='wide' is invalid"):
+        ModelConfig.from_dict({"num_hid": "wide"})
 
 
 @pytest.mark.parametrize("attention", sorted(ATTENTIONS))

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from butd.metrics import vqa_bce_loss
 from butd.models import BUTDModel, from_reference
 from butd.models.reference import _PREFIXES, _rename, to_reference
+from butd.training.metrics import vqa_bce_loss
 
 CASES = ["newatt", "baseline0"]
 ATTENTION = {"newatt": "newatt", "baseline0": "concat"}

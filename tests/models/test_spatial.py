@@ -148,10 +148,10 @@ def test_question_only_ignores_use_spatial() -> None:
 
 
 def test_use_spatial_must_be_a_bool() -> None:
-    with pytest.raises(ValueError, match="model.use_spatial='yes'"):
-        ModelConfig.from_dict({"use_spatial": "yes"})
+    with pytest.raises(ValueError, match="model.use_spatial='maybe' is invalid"):
+        ModelConfig.from_dict({"use_spatial": "maybe"})
     with pytest.raises(ValueError, match="model.use_spatial=1 is invalid; expected true or false"):
-        ModelConfig(use_spatial=1).validate()  # type: ignore[arg-type]
+        ModelConfig(use_spatial=1)  # type: ignore[arg-type]
     assert ModelConfig.from_dict({"use_spatial": True}).use_spatial is True
     assert ModelConfig().use_spatial is False
 

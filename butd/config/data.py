@@ -1,0 +1,170 @@
+"""The data group's structured config: which raw files make which cache, with which settings.
+
+Registered with Hydra's ConfigStore as `data/base` (`butd.config.register`); every
+`conf/data/*.yaml` starts from it, so OmegaConf rejects a wrong type or an unknown key when the
+config is composed, and the defaults here (the reference's choices) are written once. The
+range checks are in `__post_init__`. Never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from butd.config.structured import to_typed
+from butd.errors import ConfigError
+
+BOX_SETS = ("fixed", "adaptive")
+#: `data.feature_store` values (`butd.data.stores`)
+FEATURE_STORES = ("h5", "ram", "gpu", "auto")
+
+#: the official VQA v2 file names (the synthetic and realistic sets are written under them too)
+VQA2_QUESTIONS = {
+    "train": "v2_OpenEnded_mscoco_train2014_questions.json",
+    "val": "v2_OpenEnded_mscoco_val2014_questions.json",
+    "test2015": "v2_OpenEnded_mscoco_test2015_questions.json",
+    "test-dev2015": "v2_OpenEnded_mscoco_test-dev2015_questions.json",
+}
+VQA2_ANNOTATIONS = {
+    "train": "v2_mscoco_train2014_annotations.json",
+    "val": "v2_mscoco_val2014_annotations.json",
+}
+
+
+@dataclass
+class DataConfig:
+    """Where the raw files are, where the cache goes, and the settings that shape the cache.
+
+    The defaults are VQA v2's official file layout and the reference's settings, quirks
+    included; a data config (`conf/data/*.yaml`) names its folders and feature files and
+    changes what differs.
+
+    Every field that changes the cache's content is recorded in its manifest
+    (`butd.data.cache.cache_settings`), so a cache made with other settings is refused rather
+    than misread.
+    """
+
+    #: what `hydra.utils.instantiate(cfg.data)` builds
+    _target_: str = "butd.data.datamodule.VQADataModule"
+    name: str = MISSING
+    raw_dir: str = MISSING
+    cache_dir: str = MISSING
+    #: split -> questions JSON (relative to raw_dir)
+    questions: dict[str, str] = field(default_factory=lambda: dict(VQA2_QUESTIONS))
+    #: split -> annotations JSON; splits without one (test) carry no targets
+    annotations: dict[str, str] = field(default_factory=lambda: dict(VQA2_ANNOTATIONS))
+    #: bottom-up feature TSVs; each image row goes to the split whose questions use it
+    features: list[str] = field(default_factory=list)
+    #: GloVe text file whose vectors initialise the word embedding; None: zeros
+    glove: str | None = None
+    emb_dim: int = 300
+    #: `fixed`: every image has exactly `num_boxes` boxes (the 36-box sets); `adaptive`: between
+    #: `min_boxes` and `num_boxes` (the 10-100 sets), padded per batch and masked in attention
+    boxes: str = "fixed"
+    num_boxes: int = 36
+    min_boxes: int = 10
+    #: boxes the model sees: the first K of the `num_boxes` stored per image, in the feature
+    #: file's order (the objects ablation); None: all of them. Not a cache setting.
+    use_boxes: int | None = None
+    min_answer_count: int = 9
+    max_question_len: int = 14
+    #: splits whose questions build the word vocabulary (reference quirk: it includes the test
+    #: questions, 19,901 words)
+    vocab_splits: list[str] = field(default_factory=lambda: ["train", "val", "test2015", "test-dev2015"])
+    #: splits whose annotations build the answer vocabulary
+    answer_splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    #: splits that get a processed file (questions with features, targets if annotated)
+    prepare_splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    #: reference quirk: the 10 annotator answers are counted unnormalised (`Two` never counts
+    #: toward `2`); True normalises them first (the fix)
+    normalize_annotator_answers: bool = False
+    #: None (the reference): a word outside the vocabulary is an error. A token such as UNK
+    #: (upper case, so no question word equals it): appended to the vocabulary, unseen words
+    #: map to it; the fix for vocab_splits=[train]
+    unknown_token: str | None = None
+    #: the prepared splits training reads, concatenated ([train, val] for a test submission)
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    val_split: str = "val"
+    #: conversion of the feature files: processes (None: every core) and bytes per work unit
+    prepare_workers: int | None = None
+    prepare_chunk_mb: float = 16.0
+    #: a corrupted feature row stops prepare (naming file, line and image); True skips and counts it
+    skip_bad_rows: bool = False
+    batch_size: int = 512
+    #: loader worker processes of the `h5` store (the tensor stores gather in the training process)
+    num_workers: int = 4
+    #: where features live while training: `h5` (read per batch), `ram` or `gpu` (whole
+    #: splits in float16 tensors, batches gathered by index), `auto` (gpu, ram, h5: the
+    #: first that fits)
+    feature_store: str = "auto"
+    #: generate the raw files and the cache when missing (the synthetic set does)
+    auto_prepare: bool = False
+    #: `butd.preparation.synthetic.SyntheticSpec` fields when the raw files are generated
+    synthetic: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        splits = set(self.questions)
+        for key in ("vocab_splits", "answer_splits", "prepare_splits"):
+            unknown = sorted(set(getattr(self, key)) - splits)
+            if unknown:
+                raise ConfigError(
+                    f"data.{key} names splits {unknown} that data.questions does not list "
+                    f"(known: {sorted(splits)})"
+                )
+        missing = sorted(set(self.answer_splits) - set(self.annotations))
+        if missing:
+            raise ConfigError(f"data.answer_splits {missing} have no entry in data.annotations")
+        if self.boxes not in BOX_SETS:
+            raise ConfigError(f"data.boxes={self.boxes!r} is invalid; expected one of {list(BOX_SETS)}")
+        if self.boxes == "adaptive" and not 0 < self.min_boxes <= self.num_boxes:
+            raise ConfigError(
+                f"data.min_boxes={self.min_boxes} must be between 1 and data.num_boxes={self.num_boxes} "
+                "(the adaptive sets have 10 to 100)"
+            )
+        if not self.train_splits:
+            raise ConfigError("data.train_splits is empty; name at least one prepared split, e.g. [train]")
+        if self.prepare_workers is not None and self.prepare_workers < 0:
+            raise ConfigError(
+                f"data.prepare_workers={self.prepare_workers!r} is invalid; expected null (every core), "
+                "0 (in this process) or a number of processes"
+            )
+        if self.unknown_token is not None and not self.unknown_token.strip():
+            raise ConfigError("data.unknown_token must be a non-empty word, or null for none")
+        for key in (
+            "num_boxes",
+            "min_answer_count",
+            "max_question_len",
+            "batch_size",
+            "emb_dim",
+            "prepare_chunk_mb",
+        ):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"data.{key}={getattr(self, key)!r} is invalid; expected an integer > 0")
+        if self.use_boxes is not None and not 0 < self.use_boxes <= self.num_boxes:
+            raise ConfigError(
+                f"data.use_boxes={self.use_boxes} must be between 1 and the {self.num_boxes} boxes "
+                "stored per image (data.num_boxes)"
+            )
+        if self.feature_store not in FEATURE_STORES:
+            raise ConfigError(
+                f"data.feature_store={self.feature_store!r} is invalid; "
+                f"expected one of {list(FEATURE_STORES)}"
+            )
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
+
+    @classmethod
+    def from_dict(cls, cfg: Any) -> DataConfig:
+        """Build from a composed `cfg.data` node or a mapping; a bad key or value is a ConfigError."""
+        return to_typed(cls, cfg, "data")
+
+    @property
+    def raw_path(self) -> Path:
+        return Path(self.raw_dir)
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir)

@@ -1,0 +1,110 @@
+"""The one wrapper every entry point runs through: configs registered, user errors printed.
+
+`@entry_point("train")` turns a job function `job(cfg) -> value` into the `main()` of
+`python -m butd.train`: it registers the structured configs and resolvers (`butd.config.register`)
+before Hydra composes anything, runs the job under `hydra.main`, and prints a user's mistake
+(`butd.errors.UserError`, also when Hydra's `instantiate` wrapped it) as one line,
+`error: ...`, with exit status 1; anything else is a bug and keeps its traceback.
+
+In a multirun a failing job is recorded instead: Hydra's sweepers stop a sweep at the first
+job that raises (and a `SystemExit` ends the whole process), so the job's error goes to
+`failure.json` in its folder and the job returns None. The basic sweeper goes on to the next
+point, the Optuna sweeper marks the trial failed and goes on, and `butd.report` lists the
+failure beside the finished runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from butd.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: the repository's `conf/` folder
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+T = TypeVar("T")
+
+FAILURE_FILE = "failure.json"
+
+
+def in_multirun() -> bool:
+    """True inside a job that Hydra launched with `-m` (or a config setting `hydra.mode`)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def job_dir() -> Path:
+    """The running job's output folder."""
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def user_error(err: BaseException) -> UserError | None:
+    """The UserError behind `err`, also when Hydra's `instantiate` wrapped it."""
+    while err is not None:
+        if isinstance(err, UserError):
+            return err
+        err = err.__cause__
+    return None
+
+
+def record_failure(err: BaseException, folder: Path | None = None) -> Path:
+    """Write `failure.json` (error type, message, traceback) into the job's folder; returns its path."""
+    folder = folder or job_dir()
+    cause = user_error(err)
+    folder.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "error": type(cause or err).__name__,
+        "message": str(cause or err),
+        "user_error": cause is not None,
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__)),
+    }
+    path = folder / FAILURE_FILE
+    path.write_text(json.dumps(record, indent=2))
+    if cause is not None:
+        log.error("job failed: %s (recorded in %s)", cause, path)
+    else:
+        log.error("job failed (recorded in %s)", path, exc_info=err)
+    return path
+
+
+def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callable[[], T | None]]:
+    """Decorate a job function with the config `conf/<config_name>.yaml`; see the module docstring."""
+
+    def decorate(job: Callable[[DictConfig], T]) -> Callable[[], T | None]:
+        @functools.wraps(job)
+        def task(cfg: DictConfig) -> T | None:
+            try:
+                return job(cfg)
+            except Exception as err:
+                if in_multirun():
+                    record_failure(err)
+                    return None
+                cause = user_error(err)
+                if cause is not None:
+                    raise SystemExit(f"error: {cause}") from None
+                raise
+
+        def main() -> T | None:
+            from butd.config import register
+
+            register()
+            run = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
+            return run()
+
+        main.job = job  # type: ignore[attr-defined]
+        return main
+
+    return decorate

@@ -1,0 +1,79 @@
+"""The model group's structured config: which model, which attention and activation, how wide.
+
+Registered with Hydra's ConfigStore as `model/base` (`butd.config.register`); every
+`conf/model/*.yaml` starts from it. The defaults are the reference's final model
+(baseline0_newatt). Never imports torch: `butd.models.build_model` turns it into a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from butd.config.structured import to_typed
+from butd.errors import ConfigError
+
+MODEL_NAMES: tuple[str, ...] = ("butd", "question_only")
+#: `butd.models.attention.ATTENTIONS` holds a module for each
+ATTENTION_TYPES: tuple[str, ...] = ("newatt", "concat")
+#: `butd.models.fc` implements each
+ACTIVATIONS: tuple[str, ...] = ("relu", "glu", "gated_tanh")
+
+
+@dataclass
+class ModelConfig:
+    """Model hyper-parameters; the defaults are the reference's baseline0_newatt.
+
+    ``att_dropout`` applies to the newatt attention only (the reference's concat has none).
+    The classifier's hidden width is ``classifier_hid_mult * num_hid``.
+    ``use_spatial`` appends each box's 6-d geometry to its object feature (see BUTDModel);
+    off, as in the reference, which reads the boxes but never uses them. The question-only
+    model ignores it.
+    """
+
+    name: str = "butd"
+    attention: str = "newatt"
+    activation: str = "relu"
+    num_hid: int = 1024
+    emb_dim: int = 300
+    emb_dropout: float = 0.0
+    att_dropout: float = 0.2
+    classifier_dropout: float = 0.5
+    classifier_hid_mult: int = 2
+    use_spatial: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        """Build from a composed `cfg.model` node or a mapping; a bad key or value is a ConfigError."""
+        return to_typed(cls, values, "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, as checkpoints store them."""
+        return asdict(self)
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad field."""
+        choices = {"name": MODEL_NAMES, "attention": ATTENTION_TYPES, "activation": ACTIVATIONS}
+        for field, valid in choices.items():
+            value = getattr(self, field)
+            if value not in valid:
+                raise ConfigError(f"model.{field}={value!r} is invalid; expected one of {list(valid)}")
+        for field in ("num_hid", "emb_dim", "classifier_hid_mult"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model.{field}={value!r} is invalid; expected a positive integer")
+        for field in ("emb_dropout", "att_dropout", "classifier_dropout"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"model.{field}={value!r} is invalid; expected a value in [0, 1)")
+        if not isinstance(self.use_spatial, bool):
+            raise ConfigError(f"model.use_spatial={self.use_spatial!r} is invalid; expected true or false")
+
+
+def model_config(node: Any) -> ModelConfig:
+    """The validated model config of a composed `cfg.model` (or a mapping)."""
+    return ModelConfig.from_dict(node)

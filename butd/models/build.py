@@ -1,0 +1,53 @@
+"""The one function that turns a model config (`butd.config.model.ModelConfig`) into a model."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from butd.config.model import ModelConfig
+from butd.models.attention import build_attention
+from butd.models.butd import SPATIAL_DIM, BUTDModel, QuestionOnlyModel
+from butd.models.classifier import Classifier
+from butd.models.fc import FCLayer
+from butd.models.language import QuestionEncoder, WordEmbedding
+
+
+def build_model(cfg: ModelConfig, *, ntoken: int, v_dim: int, num_answers: int) -> nn.Module:
+    """Assemble the model named by ``cfg`` for a vocabulary, feature size and answer set.
+
+    ntoken: words in the vocabulary (the padding row is added on top);
+    v_dim: object feature size (the box geometry's 6 are added on top with use_spatial);
+    num_answers: classifier outputs.
+    """
+    act = cfg.activation
+    w_emb = WordEmbedding(ntoken, cfg.emb_dim, dropout=cfg.emb_dropout)
+    q_encoder = QuestionEncoder(cfg.emb_dim, cfg.num_hid)
+    q_net = FCLayer(cfg.num_hid, cfg.num_hid, activation=act)
+    classifier = Classifier(
+        cfg.num_hid,
+        cfg.classifier_hid_mult * cfg.num_hid,
+        num_answers,
+        activation=act,
+        dropout=cfg.classifier_dropout,
+    )
+    if cfg.name == "question_only":
+        return QuestionOnlyModel(w_emb=w_emb, q_encoder=q_encoder, q_net=q_net, classifier=classifier)
+    obj_dim = v_dim + SPATIAL_DIM if cfg.use_spatial else v_dim
+    attention = build_attention(
+        cfg.attention, obj_dim, cfg.num_hid, cfg.num_hid, activation=act, dropout=cfg.att_dropout
+    )
+    v_net = FCLayer(obj_dim, cfg.num_hid, activation=act)
+    return BUTDModel(
+        w_emb=w_emb,
+        q_encoder=q_encoder,
+        attention=attention,
+        q_net=q_net,
+        v_net=v_net,
+        classifier=classifier,
+        use_spatial=cfg.use_spatial,
+    )
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (weight-norm g scalars included, like the reference count)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

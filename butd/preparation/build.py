@@ -1,0 +1,415 @@
+"""`prepare`: the raw files of a data config -> its processed cache (`butd.data.cache`).
+
+The text stage (questions and annotations -> vocabulary, answers, GloVe rows, per-split
+arrays), the feature conversion (`butd.preparation.convert`), and the commit that swaps a
+complete cache in. New files are written under `.partial` names and renamed only when every
+one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from butd import __version__
+from butd.config.data import DataConfig
+from butd.data.answers import answer_vocabulary, compute_targets
+from butd.data.cache import (
+    ANSWERS,
+    CACHE_FORMAT_VERSION,
+    GLOVE,
+    MANIFEST,
+    PARTIAL,
+    VOCAB,
+    CacheError,
+    CacheInfo,
+    cache_settings,
+    load_cache,
+    raw_files,
+    split_file,
+)
+from butd.data.csr import csr_from_rows, csr_rows
+from butd.data.official import official_tables
+from butd.data.text import UnknownWordError, Vocabulary, load_glove
+from butd.memory import return_freed_memory
+from butd.preparation.convert import STATE, BoxSpec, convert_features, splits_of_images
+from butd.preparation.sources import describe_missing
+
+log = logging.getLogger(__name__)
+
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+def _read_json(path: Path, *, key: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            content = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise CacheError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(content, dict) or key not in content:
+        raise CacheError(f"{path} has no '{key}' list; is it an official VQA v2 file?")
+    return content[key]
+
+
+def _progress(enabled: bool):
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
+        disable=not enabled,
+    )
+
+
+def _examples(ids: list[int], n: int = 3) -> str:
+    return ", ".join(str(i) for i in ids[:n]) + (", ..." if len(ids) > n else "")
+
+
+def check_agreement(questions: list[dict], annotations: list[dict], qfile: Path, afile: Path) -> None:
+    """Questions and annotations of one split must describe the same questions of the same images."""
+    q_image = {int(q["question_id"]): int(q["image_id"]) for q in questions}
+    a_image = {int(a["question_id"]): int(a["image_id"]) for a in annotations}
+    no_ann = sorted(set(q_image) - set(a_image))
+    no_q = sorted(set(a_image) - set(q_image))
+    other = sorted(i for i in set(q_image) & set(a_image) if q_image[i] != a_image[i])
+    problems = []
+    if no_ann:
+        problems.append(f"{len(no_ann):,} questions have no annotation (question_id {_examples(no_ann)})")
+    if no_q:
+        problems.append(f"{len(no_q):,} annotations have no question (question_id {_examples(no_q)})")
+    if other:
+        problems.append(
+            f"{len(other):,} questions have another image_id in the annotations "
+            f"(question_id {_examples(other)})"
+        )
+    if problems:
+        raise CacheError(
+            f"{qfile.name} ({len(q_image):,} questions) and {afile.name} ({len(a_image):,} annotations) "
+            "disagree:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + f"\nBoth files must be the same split of the same VQA release (in {qfile.parent}); "
+            "re-download the pair (see README, 'Real data')."
+        )
+
+
+@dataclass
+class SplitQuestions:
+    """Everything `prepare` stores per question of one split, as arrays (the JSON is not kept)."""
+
+    question_id: np.ndarray  # int64 [Q]
+    image_id: np.ndarray  # int64 [Q]
+    tokens: np.ndarray  # int32 [Q, T]
+    text: dict[str, np.ndarray]  # name -> str [Q] (or [Q, A] for gt_answers)
+    targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # CSR soft scores
+    accuracy: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # CSR official accuracies
+
+    def subset(self, idx: np.ndarray) -> SplitQuestions:
+        return SplitQuestions(
+            question_id=self.question_id[idx],
+            image_id=self.image_id[idx],
+            tokens=self.tokens[idx],
+            text={k: v[idx] for k, v in self.text.items()},
+            targets=None if self.targets is None else csr_rows(*self.targets, idx),
+            accuracy=None if self.accuracy is None else csr_rows(*self.accuracy, idx),
+        )
+
+    def write(self, h5: h5py.File, image_index: np.ndarray) -> None:
+        g = h5.create_group("questions")
+        g.create_dataset("question_id", data=self.question_id)
+        g.create_dataset("image_id", data=self.image_id)
+        g.create_dataset("image_index", data=image_index.astype(np.int32))
+        g.create_dataset("tokens", data=self.tokens)
+        for name, values in self.text.items():
+            g.create_dataset(name, data=values.astype(object), dtype=_STR)
+        h5.attrs["has_targets"] = self.targets is not None
+        for group, table in (("targets", self.targets), ("vqa_acc", self.accuracy)):
+            if table is not None:
+                t = h5.create_group(group)
+                for name, values in zip(("offsets", "labels", "scores"), table, strict=True):
+                    t.create_dataset(name, data=values)
+
+
+def _split_questions(
+    split: str,
+    qs: list[dict],
+    anns: list[dict] | None,
+    vocab: Vocabulary,
+    answers: list[str],
+    cfg: DataConfig,
+) -> SplitQuestions:
+    n = len(qs)
+    try:
+        tokens = np.array([vocab.encode(q["question"], max_len=cfg.max_question_len) for q in qs], np.int32)
+    except UnknownWordError as err:
+        raise CacheError(
+            f"a question of split '{split}' has the word {err.word!r}, which is not in the vocabulary "
+            f"built from data.vocab_splits={cfg.vocab_splits}. Set data.unknown_token=UNK to map "
+            "unseen words to an unknown token, or add the split to data.vocab_splits."
+        ) from None
+    out = SplitQuestions(
+        question_id=np.array([q["question_id"] for q in qs], np.int64),
+        image_id=np.array([q["image_id"] for q in qs], np.int64),
+        tokens=tokens.reshape(n, cfg.max_question_len),
+        text={"question": np.array([q["question"] for q in qs], dtype=object)},
+    )
+    if anns is None:
+        return out
+    by_qid = {int(a["question_id"]): a for a in anns}
+    anns = [by_qid[int(q["question_id"])] for q in qs]
+    for key in ("question_type", "answer_type", "multiple_choice_answer"):
+        out.text[key] = np.array([str(a.get(key, "")) for a in anns], dtype=object)
+    label_of = {a: i for i, a in enumerate(answers)}
+    targets = compute_targets(anns, answers, normalize_annotator_answers=cfg.normalize_annotator_answers)
+    out.targets = csr_from_rows([{label_of[a]: s for a, s in t.items()} for t in targets])
+    gt, accuracies = official_tables(anns, answers)
+    out.text["gt_answers"] = gt
+    out.accuracy = csr_from_rows(accuracies)
+    return out
+
+
+@dataclass
+class _Text:
+    vocab: Vocabulary
+    answers: list[str]
+    glove: np.ndarray
+    glove_found: int
+    splits: dict[str, SplitQuestions]
+
+
+def _text_stage(cfg: DataConfig) -> _Text:
+    """Questions and annotations -> vocabulary, answers, GloVe rows and per-split arrays."""
+    questions = {
+        s: _read_json(cfg.raw_path / cfg.questions[s], key="questions")
+        for s in dict.fromkeys([*cfg.vocab_splits, *cfg.prepare_splits])
+    }
+    annotated = [s for s in cfg.annotations if s in set(cfg.answer_splits) | set(cfg.prepare_splits)]
+    annotations = {s: _read_json(cfg.raw_path / cfg.annotations[s], key="annotations") for s in annotated}
+    for s in annotated:
+        if s in questions:
+            check_agreement(
+                questions[s],
+                annotations[s],
+                cfg.raw_path / cfg.questions[s],
+                cfg.raw_path / cfg.annotations[s],
+            )
+    words = Vocabulary()
+    for s in cfg.vocab_splits:
+        for q in questions[s]:
+            words.add_question(q["question"])
+    vocab = Vocabulary(words.idx2word, unknown_token=cfg.unknown_token)
+    answers = answer_vocabulary([a for s in cfg.answer_splits for a in annotations[s]], cfg.min_answer_count)
+    if not answers:
+        raise CacheError(
+            f"no answer occurs for at least data.min_answer_count={cfg.min_answer_count} "
+            f"questions in {cfg.answer_splits}; lower it for a small data set"
+        )
+    if cfg.glove:
+        glove, glove_found = load_glove(cfg.raw_path / cfg.glove, vocab.idx2word, cfg.emb_dim)
+    else:
+        glove, glove_found = np.zeros((len(vocab), cfg.emb_dim), np.float32), 0
+    splits = {
+        s: _split_questions(s, questions[s], annotations.get(s), vocab, answers, cfg)
+        for s in cfg.prepare_splits
+    }
+    return _Text(vocab, answers, glove, glove_found, splits)
+
+
+def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> CacheInfo:
+    """Build the cache for `cfg` from its raw files; a current cache is left alone.
+
+    New files are written under `.partial` names and renamed only when every one is
+    complete, so an interrupted run never damages an existing cache nor leaves one that loads.
+    An interrupted feature conversion keeps what it converted: the next run (forced or not)
+    continues it when the settings and the feature files are the same (delete
+    `convert.partial.json` to start over).
+    """
+    if not force:
+        try:
+            info = load_cache(cfg)
+        except CacheError:
+            pass
+        else:
+            log.info("cache at %s is complete and matches data=%s: nothing to do", info.root, cfg.name)
+            return info
+    missing = [p for p in raw_files(cfg) if not p.exists()]
+    if missing:
+        raise CacheError(
+            f"cannot prepare data={cfg.name}: raw files missing under {cfg.raw_path}:\n"
+            + "\n".join(describe_missing(missing, cfg.raw_path))
+            + "\nDownload the official VQA v2 files (see README, 'Real data')."
+        )
+    cfg.cache_path.mkdir(parents=True, exist_ok=True)
+    try:
+        _build(cfg, progress=progress)
+    except BaseException:
+        # the earlier cache stays as it was; of the new files only a resumable conversion stays
+        keep = {STATE} if (cfg.cache_path / STATE).is_file() else set()
+        if keep:
+            keep |= {split_file(cfg.cache_path, s).name + PARTIAL for s in cfg.prepare_splits}
+        for leftover in [*cfg.cache_path.glob("*" + PARTIAL), cfg.cache_path / STATE]:
+            if leftover.name not in keep:
+                leftover.unlink(missing_ok=True)
+        raise
+    return load_cache(cfg)
+
+
+def _build(cfg: DataConfig, *, progress: bool) -> None:
+    started = time.time()
+    root = cfg.cache_path
+    text = _text_stage(cfg)
+    return_freed_memory()  # the parsed JSON: not to be held through the conversion
+    wanted = {s: np.unique(text.splits[s].image_id) for s in cfg.prepare_splits}
+    feature_paths = [cfg.raw_path / f for f in cfg.features]
+    with _progress(progress) as bar:
+        task = bar.add_task(f"features -> {root}", total=None, note="")
+        result = convert_features(
+            feature_paths,
+            root,
+            splits_of_images(wanted),
+            boxes=BoxSpec.of(cfg),
+            settings=cache_settings(cfg),
+            workers=cfg.prepare_workers,
+            chunk_bytes=max(1, int(cfg.prepare_chunk_mb * 2**20)),
+            skip_bad_rows=cfg.skip_bad_rows,
+            progress=lambda done, total, note: bar.update(task, completed=done, total=total, note=note),
+        )
+    writers = result.writers
+    try:
+        split_counts: dict[str, Any] = {}
+        for s in cfg.prepare_splits:
+            w = writers[s]
+            if not w.num_images:
+                raise CacheError(
+                    f"no image of split '{s}' has features in {[str(p) for p in feature_paths]}; "
+                    "do data.features and data.questions belong together?"
+                )
+            w.finish()
+            for group in ("questions", "targets", "vqa_acc"):  # from an earlier, failed attempt
+                if group in w.h5:
+                    del w.h5[group]
+            split_counts[s] = _write_split_questions(w, text.splits[s], s)
+            w.h5.attrs["split"] = s
+            w.h5.attrs["format_version"] = CACHE_FORMAT_VERSION
+    finally:
+        for w in writers.values():
+            w.close()
+
+    manifest = {
+        "format_version": CACHE_FORMAT_VERSION,
+        "name": cfg.name,
+        "settings": cache_settings(cfg),
+        "sources": {str(p.relative_to(cfg.raw_path)): p.stat().st_size for p in raw_files(cfg)},
+        "counts": {
+            "ntoken": len(text.vocab),
+            "num_answers": len(text.answers),
+            "feature_dim": result.feature_dim,
+            "glove_words_found": text.glove_found,
+            "splits": split_counts,
+            "skipped_rows": result.skipped_rows,
+            "skipped_examples": result.skipped_examples,
+        },
+        "files": {},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "seconds": round(time.time() - started, 1),
+        "conversion": {
+            "seconds": round(result.seconds, 1),
+            "workers": result.workers,
+            "chunks": result.chunks,
+            "resumed_from_chunk": result.resumed_from_chunk,
+        },
+        "butd_version": __version__,
+    }
+    if result.skipped_rows:
+        log.warning("%d bad feature rows were skipped (data.skip_bad_rows=true)", result.skipped_rows)
+    _commit(root, list(writers), text, manifest)
+
+
+def _write_split_questions(w, questions: SplitQuestions, split: str) -> dict[str, Any]:
+    """The questions whose image has features, pointed at their image rows; the rest reported."""
+    ids = np.fromiter(w.row_of, np.int64, count=len(w.row_of))
+    rows = np.fromiter(w.row_of.values(), np.int64, count=len(w.row_of))
+    order = np.argsort(ids)
+    pos = np.clip(np.searchsorted(ids[order], questions.image_id), 0, len(ids) - 1)
+    found = ids[order][pos] == questions.image_id
+    kept = questions.subset(np.flatnonzero(found))
+    kept.write(w.h5, rows[order][pos[found]])
+    missing_images = np.unique(questions.image_id[~found])
+    if len(missing_images):
+        log.warning(
+            "split %s: %d questions dropped, their %d images have no features (image_id %s)",
+            split,
+            int((~found).sum()),
+            len(missing_images),
+            _examples(missing_images.tolist()),
+        )
+    counts = w.h5["images/counts"][:]
+    return {
+        "questions": int(found.sum()),
+        "dropped_questions": int((~found).sum()),
+        "images": w.num_images,
+        "images_without_features": len(missing_images),
+        "images_without_features_examples": missing_images[:5].tolist(),
+        "boxes": {"min": int(counts.min()), "mean": round(float(counts.mean()), 2), "max": int(counts.max())},
+    }
+
+
+def _commit(root: Path, splits: list[str], text: _Text, manifest: dict) -> None:
+    """Swap the new cache in: drop the old manifest, rename files, write the manifest last."""
+    partial = {
+        root / VOCAB: json.dumps(text.vocab.to_json(), ensure_ascii=False),
+        root / ANSWERS: json.dumps(text.answers, ensure_ascii=False),
+    }
+    for final, content in partial.items():
+        Path(str(final) + PARTIAL).write_text(content, encoding="utf-8")
+    with open(str(root / GLOVE) + PARTIAL, "wb") as fh:
+        np.save(fh, text.glove)
+    for s in splits:
+        path = Path(str(split_file(root, s)) + PARTIAL)
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        manifest["files"][split_file(root, s).name] = path.stat().st_size
+    (root / MANIFEST).unlink(missing_ok=True)
+    for final in [root / VOCAB, root / ANSWERS, root / GLOVE] + [split_file(root, s) for s in splits]:
+        os.replace(str(final) + PARTIAL, final)
+    (root / STATE).unlink(missing_ok=True)
+    tmp = root / (MANIFEST + PARTIAL)
+    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    os.replace(tmp, root / MANIFEST)
+
+
+def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
+    """Generate the raw files when the config describes a synthetic set and they are stale."""
+    if cfg.synthetic is None:
+        return
+    from butd.preparation.synthetic import SyntheticSpec, generate
+
+    spec_file = cfg.raw_path / "synthetic_spec.json"
+    wanted = json.dumps(cfg.synthetic, sort_keys=True)
+    if not spec_file.is_file() or spec_file.read_text() != wanted:
+        generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
+        spec_file.write_text(wanted)
+
+
+def ensure_prepared(cfg: DataConfig, *, progress: bool = True) -> CacheInfo:
+    """Raw files (if generated) and then the cache; both steps skip what is already current."""
+    ensure_raw(cfg, progress=progress)
+    return prepare(cfg, progress=progress)

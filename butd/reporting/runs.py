@@ -1,0 +1,191 @@
+"""Reading runs back from their folders, without W&B and without torch.
+
+A run folder is one that Hydra recorded: it holds `.hydra/overrides.yaml`. Its state:
+
+- `finished`: `metrics.json` with a best `val/score` (written at the end of a fit);
+- `failed`: `failure.json` (a multirun job that raised; see `butd.sweep`);
+- `unfinished`: neither, e.g. still running or killed; the CSV log says how far it got.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from butd.config.naming import clean_overrides, split_override
+
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+CONFIG = Path(".hydra") / "config.yaml"
+METRICS = "metrics.json"
+FAILURE = "failure.json"  # butd.training.sweep.FAILURE_FILE, without importing Hydra's runtime here
+CSV_LOG = Path("csv") / "metrics.csv"
+
+
+@dataclass
+class Run:
+    """One run folder and what its records say."""
+
+    path: Path
+    overrides: list[str]
+    status: str  # finished | failed | unfinished
+    metrics: dict[str, Any] = field(default_factory=dict)
+    #: why a run is not finished: the error, or how far its CSV log got
+    detail: str = ""
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.metrics.get("history") or [])
+
+    @property
+    def seed(self) -> str | None:
+        """The run's seed: its override, else the composed config's."""
+        for item in self.overrides:
+            key, value = split_override(item)
+            if key == "seed":
+                return value
+        config = self.path / CONFIG
+        if config.is_file():
+            seed = OmegaConf.load(config).get("seed")
+            return None if seed is None else str(seed)
+        return None
+
+    def best_row(self) -> dict[str, Any]:
+        """The history row of the best epoch (where per-epoch metrics such as accuracy live)."""
+        best = self.metrics.get("best_epoch")
+        return next((r for r in self.history if r.get("epoch") == best), {})
+
+    def value(self, key: str) -> float | None:
+        """A metric of the best epoch: top level of metrics.json first, else the best epoch's row."""
+        value = self.metrics.get(key)
+        if value is None:
+            value = self.best_row().get(key)
+        return None if value is None else float(value)
+
+    def mean_over_epochs(self, key: str) -> float | None:
+        values = [float(r[key]) for r in self.history if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+
+def _job_number(path: Path) -> int:
+    """Hydra's job number from the folder name (`3_model...` or `3`), for launch order."""
+    head = path.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every folder at or under `root` that Hydra recorded as a run, in launch order."""
+    dirs = {p.parent.parent for p in root.glob(f"**/{OVERRIDES}")}
+    return sorted(dirs, key=lambda p: (str(p.parent), _job_number(p), p.name))
+
+
+def _csv_progress(path: Path) -> str:
+    """How far a run's CSV log got: `2 validated epochs, last val/score 41.20`."""
+    log = path / CSV_LOG
+    if not log.is_file():
+        return "no metrics.json and no CSV log: not started, or killed before its first epoch"
+    with log.open(newline="") as f:
+        scores = [row for row in csv.DictReader(f) if row.get("val/score")]
+    if not scores:
+        return "no metrics.json; the CSV log has no validated epoch yet"
+    last = scores[-1]
+    return (
+        f"no metrics.json; the CSV log has {len(scores)} validated epochs, "
+        f"last val/score {float(last['val/score']):.2f}"
+    )
+
+
+def read_run(path: Path) -> Run:
+    overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(path / OVERRIDES)) or []]
+    failure = path / FAILURE
+    if failure.is_file():
+        record = json.loads(failure.read_text())
+        message = str(record.get("message", "")).strip().splitlines()
+        detail = f"{record.get('error', 'error')}: {message[0] if message else ''}"
+        return Run(path, overrides, "failed", detail=detail)
+    metrics_file = path / METRICS
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        if metrics.get("val/score") is not None:
+            return Run(path, overrides, "finished", metrics=metrics)
+        return Run(path, overrides, "unfinished", metrics=metrics, detail="metrics.json has no val/score")
+    return Run(path, overrides, "unfinished", detail=_csv_progress(path))
+
+
+def read_runs(roots: list[Path]) -> list[Run]:
+    """The runs under each root, in order; a run reachable from two roots is read once."""
+    seen: set[Path] = set()
+    runs = []
+    for root in roots:
+        for path in find_run_dirs(root):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                runs.append(read_run(path))
+    return runs
+
+
+#: overrides that are not part of a configuration: the seed is what a configuration's runs vary
+REPLICATE_KEYS = ("seed",)
+
+
+@dataclass
+class RunGroup:
+    """Runs that share every override but the seed."""
+
+    settings: dict[str, str]
+    runs: list[Run]
+
+    def values(self, key: str) -> list[float]:
+        return [v for v in (r.value(key) for r in self.runs) if v is not None]
+
+    def mean_std(self, key: str) -> tuple[float | None, float | None]:
+        values = self.values(key)
+        if not values:
+            return None, None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+    def mean_over_runs(self, per_run: list[float | None]) -> float | None:
+        values = [v for v in per_run if v is not None]
+        return statistics.fmean(values) if values else None
+
+    @property
+    def num_parameters(self) -> int | None:
+        counts = {r.metrics.get("num_parameters") for r in self.runs} - {None}
+        return int(next(iter(counts))) if len(counts) == 1 else None
+
+    @property
+    def epoch_seconds(self) -> float | None:
+        return self.mean_over_runs([r.mean_over_epochs("epoch_seconds") for r in self.runs])
+
+    @property
+    def questions_per_s(self) -> float | None:
+        return self.mean_over_runs([r.mean_over_epochs("train/questions_per_s") for r in self.runs])
+
+    @property
+    def seeds(self) -> list[str]:
+        return [r.seed or "?" for r in self.runs]
+
+
+def settings_of(run: Run) -> dict[str, str]:
+    """What a run's configuration is: its overrides less the noise and the seed (experiment kept)."""
+    pairs = (
+        split_override(o) for o in clean_overrides(run.overrides, drop=REPLICATE_KEYS, keep=["experiment"])
+    )
+    return dict(pairs)
+
+
+def group_runs(runs: list[Run]) -> list[RunGroup]:
+    """Finished runs grouped by configuration, in the order their first run was launched."""
+    groups: dict[tuple[tuple[str, str], ...], RunGroup] = {}
+    for run in runs:
+        if run.status != "finished":
+            continue
+        settings = settings_of(run)
+        key = tuple(sorted(settings.items()))
+        groups.setdefault(key, RunGroup(settings, [])).runs.append(run)
+    return list(groups.values())

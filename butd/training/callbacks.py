@@ -1,0 +1,305 @@
+"""Callbacks of a training run: its record on disk (metrics.json), what a comparison of runs
+needs (throughput, best score, size), a divergence stop, and RNG states that resume.
+
+Checkpointing callbacks live in `butd.training.checkpoints`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+
+from butd.errors import UserError
+
+
+def _floats(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k.startswith(prefixes) and not k.endswith("_step")}
+
+
+class MetricsJSON(pl.Callback):
+    """Keeps a per-epoch history and writes `metrics.json` in the run folder at the end of fit.
+
+    `metrics.json` holds the best `val/score`, the `val/upper_bound` of that epoch, the
+    last completed epoch (0-based, as Lightning counts), the parameter count and the
+    history. The history is part of the callback's checkpoint state, so a resumed run
+    still reports the epochs before the interruption.
+    """
+
+    def __init__(self, *, dirpath: str, monitor: str = "val/score") -> None:
+        self.path = Path(dirpath) / "metrics.json"
+        self.monitor = monitor
+        self.history: list[dict[str, float]] = []
+        self._epoch_started = time.time()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_started = time.time()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Validation at epoch end has already run, so train/* and val/* are both current.
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update(_floats(trainer.callback_metrics, ("train/", "val/")))
+        row["epoch_seconds"] = round(time.time() - self._epoch_started, 3)
+        self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
+
+    def summary(self, pl_module: pl.LightningModule) -> dict[str, Any]:
+        scored = [r for r in self.history if self.monitor in r]
+        best = max(scored, key=lambda r: r[self.monitor]) if scored else {}
+        return {
+            self.monitor: best.get(self.monitor),
+            "val/upper_bound": best.get("val/upper_bound"),
+            "best_epoch": best.get("epoch"),
+            "epoch": self.history[-1]["epoch"] if self.history else None,
+            "num_parameters": getattr(pl_module, "num_parameters", None),
+            "history": self.history,
+        }
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fast_dev_run:
+            return
+        summary = self.summary(pl_module)
+        for ckpt in trainer.checkpoint_callbacks:
+            if getattr(ckpt, "monitor", None) == self.monitor and ckpt.best_model_path:
+                summary["best_checkpoint"] = ckpt.best_model_path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.partial")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, self.path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+class RunStats(pl.Callback):
+    """Logs what a comparison of runs needs and the module does not log itself.
+
+    - `train/questions_per_s`: training throughput of the epoch (all processes together),
+      timed from the epoch's start to its last training batch, so validation is left out;
+    - `val/score_best`: the best `val/score` so far, so W&B's summary holds the best, not the last;
+    - `num_parameters` in the W&B summary, beside the config.
+    """
+
+    def __init__(self, *, monitor: str = "val/score") -> None:
+        self.monitor = monitor
+        self.best: float | None = None
+        self._started = time.perf_counter()
+        self._last_batch = self._started
+        self._questions = 0
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from pytorch_lightning.loggers import WandbLogger
+
+        count = getattr(pl_module, "num_parameters", None)
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger) and count is not None:
+                lg.experiment.summary["num_parameters"] = count
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = self._last_batch = time.perf_counter()
+        self._questions = 0
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._questions += len(batch["q"])
+        self._last_batch = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Epoch-end validation has run by now, so the monitored score is this epoch's.
+        seconds = self._last_batch - self._started
+        if self._questions and seconds > 0:
+            rate = self._questions / seconds
+            pl_module.log("train/questions_per_s", rate, sync_dist=True, reduce_fx="sum")
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is not None:
+            score = float(score)
+            self.best = score if self.best is None else max(self.best, score)
+        if self.best is not None:
+            pl_module.log(f"{self.monitor}_best", self.best, sync_dist=True)  # equal on every rank
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get("best")
+
+
+#: question ids quoted in the message; divergence.json holds them all
+_QUOTED_IDS = 20
+
+
+class DivergenceError(UserError):
+    """Training produced a non-finite loss or gradient; the message says where and what to try."""
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops training at the first non-finite loss or gradient norm, before the optimizer step.
+
+    Nothing of the diverged state is saved: the exception ends `fit` before any checkpoint
+    hook runs, so `last.ckpt` and the best checkpoint keep the state from before. The step,
+    the batch's question ids (those whose features are not finite singled out) and advice
+    go into the message and into `divergence.json` in the run folder.
+    """
+
+    def __init__(self, *, dirpath: str | None = None, check_gradients: bool = True) -> None:
+        self.path = Path(dirpath) / "divergence.json" if dirpath else None
+        self.check_gradients = check_gradients
+        self._batch: dict[str, Any] | None = None
+        self._batch_idx = -1
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._batch, self._batch_idx = batch, batch_idx
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        if not bool(torch.isfinite(loss.detach()).all()):
+            self._stop(trainer, f"the training loss is {loss.detach().float().item()}")
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        # With a gradient scaler (fp16) an overflow is routine: the scaler skips that step itself.
+        if not self.check_gradients or getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.stack([g.detach().norm() for g in grads]).norm()
+        if not bool(torch.isfinite(norm)):
+            self._stop(trainer, f"the gradient norm is {norm.item()}")
+
+    def _stop(self, trainer: pl.Trainer, what: str) -> None:
+        batch = self._batch if isinstance(self._batch, dict) else {}
+        ids = _ids(batch.get("question_id"))
+        bad_features = _ids_with_bad_features(batch)
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        kept = sorted({cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path})
+        record = {
+            "reason": what,
+            "global_step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "batch_idx": self._batch_idx,
+            "learning_rate": lr,
+            "question_ids": ids,
+            "question_ids_with_nonfinite_features": bad_features,
+            "checkpoints_kept": kept,
+        }
+        lines = [
+            f"training diverged at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {self._batch_idx}): {what}.",
+            f"Question ids of the batch: {_quote(ids)}.",
+        ]
+        if bad_features:
+            lines.append(
+                f"The image features of questions {_quote(bad_features)} are not finite: the data is "
+                "damaged; rebuild the cache (python -m butd.prepare ... force=true) or fix the feature file."
+            )
+        lines.append(
+            "Nothing of the diverged state was saved; the checkpoints on disk are from before it"
+            + (": " + ", ".join(kept) if kept else " (none yet)")
+            + "."
+        )
+        lr_hint = f"optim.optimizer.lr={lr:g} now, try {lr / 10:g}" if lr else "optim.optimizer.lr"
+        clip = trainer.gradient_clip_val
+        clip_hint = (
+            f"optim.clip_grad_norm={clip:g} now" if clip else "optim.clip_grad_norm is off now, try 0.25"
+        )
+        lines.append(
+            f"What to try: a lower learning rate ({lr_hint}); gradient clipping ({clip_hint}); a look at "
+            "the data of these questions (NaN/Inf features or targets). Then resume from a checkpoint "
+            "above with ckpt_path=PATH, or start again."
+        )
+        if self.path is not None and trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(record, indent=2))
+            lines.append(f"Details: {self.path}")
+        raise DivergenceError("\n".join(lines))
+
+
+def _ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(i) for i in torch.as_tensor(value).reshape(-1).tolist()]
+
+
+def _ids_with_bad_features(batch: dict[str, Any]) -> list[int]:
+    """Questions whose real boxes hold a non-finite feature or geometry; padded boxes (False in
+    the batch's optional `v_mask` [batch, k]) are left out: the model zeroes them unread."""
+    ids = batch.get("question_id")
+    mask = batch.get("v_mask")
+    bad = None
+    for key in ("v", "b"):
+        x = batch.get(key)
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
+            finite = torch.isfinite(x)
+            if isinstance(mask, torch.Tensor) and x.dim() == 3 and mask.shape == x.shape[:2]:
+                finite = finite | ~mask.to(device=x.device, dtype=torch.bool).unsqueeze(-1)
+            rows = ~finite.reshape(x.size(0), -1).all(dim=1)
+            bad = rows if bad is None else bad | rows
+    if ids is None or bad is None or not bool(bad.any()):
+        return []
+    return _ids(torch.as_tensor(ids)[bad.cpu()])
+
+
+def _quote(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:_QUOTED_IDS]))
+    return f"[{shown}, ... {len(ids)} in all]" if len(ids) > _QUOTED_IDS else f"[{shown}]"
+
+
+class RNGState(pl.Callback):
+    """Saves the random number generators with every checkpoint and restores them on resume.
+
+    Lightning restores weights, optimizer, loops and callback states but not the RNGs, so
+    a resumed run would draw other dropout masks than the uninterrupted one. The states are
+    taken when the checkpoint is written and put back when training starts again, the last
+    point before the next random draw. They are stored as tensors and plain values, so
+    the checkpoint still loads with `weights_only=True`.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = dict(state_dict) if state_dict else None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        py = state["python"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        cuda = state.get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)

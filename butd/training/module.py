@@ -1,0 +1,110 @@
+"""The LightningModule: the reference's training recipe around a model built from its config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torchmetrics import MeanMetric
+
+from butd.models import ModelConfig, build_model, count_parameters
+from butd.training.metrics import UpperBound, VQAScore, vqa_accuracy_metrics, vqa_accuracy_name, vqa_bce_loss
+
+
+class VQAModule(pl.LightningModule):
+    """Trains and validates a BUTD-family model with the reference loss and scores.
+
+    Everything needed to rebuild the model is in the hyper-parameters, so
+    `VQAModule.load_from_checkpoint(path)` works without the config; the vocabulary,
+    answer list and cache manifest ride along in `checkpoint["butd"]` (see `metadata`).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: ModelConfig | dict[str, Any],
+        ntoken: int,
+        v_dim: int,
+        num_answers: int,
+        optimizer: dict[str, Any],
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        # a validated config is kept as it is; a mapping (a checkpoint's hparams) is validated here
+        self.model_cfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
+        # checkpoints hold plain values only
+        self.save_hyperparameters(
+            {
+                "model": self.model_cfg.to_dict(),
+                "ntoken": ntoken,
+                "v_dim": v_dim,
+                "num_answers": num_answers,
+                "optimizer": optimizer,
+                "compile": compile,
+            }
+        )
+        self.model = build_model(self.model_cfg, ntoken=ntoken, v_dim=v_dim, num_answers=num_answers)
+        self.num_parameters = count_parameters(self.model)
+        self.train_loss = MeanMetric()
+        self.train_score = VQAScore()
+        self.val_score = VQAScore()
+        self.val_upper_bound = UpperBound()
+        #: the official VQA accuracy, overall and per answer type
+        self.val_vqa_acc = vqa_accuracy_metrics()
+        #: vocabulary words, answers and cache manifest, saved with every checkpoint
+        self.metadata: dict[str, Any] = {}
+
+    def configure_model(self) -> None:
+        # In place, so parameter names (and checkpoints) stay those of the eager model.
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            self.model.compile()
+            self._compiled = True
+
+    def forward(
+        self,
+        v: torch.Tensor,
+        q: torch.Tensor,
+        b: torch.Tensor | None = None,
+        v_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """v: [batch, k, v_dim], q: [batch, seq_len], b: [batch, k, 6], v_mask: [batch, k] bool
+        (False for padded boxes; None when every box is real) -> logits [batch, num_answers]."""
+        return self.model(v, q, b, v_mask)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
+        loss = vqa_bce_loss(logits, batch["target"])
+        size = batch["q"].size(0)
+        self.train_score.update(logits, batch["target"])
+        self.train_loss.update(loss.detach(), weight=size)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True, batch_size=size)
+        self.log(
+            "train/score", self.train_score, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
+        )
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
+        loss = vqa_bce_loss(logits, batch["target"])
+        size = batch["q"].size(0)
+        self.val_score.update(logits, batch["target"])
+        self.val_upper_bound.update(batch["target"])
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("val/score", self.val_score, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("val/upper_bound", self.val_upper_bound, on_epoch=True, batch_size=size)
+        if "acc_labels" in batch:
+            for key, metric in self.val_vqa_acc.items():
+                metric.update(logits, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
+                self.log(vqa_accuracy_name("val", key), metric, on_epoch=True, batch_size=size)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return instantiate(self.hparams.optimizer, _convert_="all")(params=self.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["butd"] = self.metadata
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.metadata = checkpoint.get("butd", {})

@@ -1,0 +1,101 @@
+"""The checks of a composed train config that its structured configs cannot make alone.
+
+Types, unknown keys and ranges are the structured configs' (`butd.config.data`,
+`butd.config.model`, `butd.config.training`); here are the checks that need more: the
+optimizer's arguments against the torch class it names, the seed, and K against the boxes the
+data on disk holds. Every error is a `ConfigError` naming the key, e.g.
+`optim.optimizer.lr=-1 is invalid; expected a number > 0`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from numbers import Real
+from typing import Any
+
+from omegaconf import DictConfig
+
+from butd.config.data import DataConfig
+from butd.config.model import ModelConfig
+from butd.config.structured import to_typed
+from butd.config.training import OptimConfig, SlurmConfig
+from butd.data.cache import stored_boxes
+from butd.errors import ConfigError
+
+#: range checks of the usual optimizer arguments: (test, what is expected)
+_OPTIM_RANGES: dict[str, tuple[Any, str]] = {
+    "lr": (lambda v: v > 0, "a number > 0"),
+    "eps": (lambda v: v > 0, "a number > 0"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "dampening": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "alpha": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+}
+
+
+def check_optimizer(optim: Any) -> None:
+    """`optim.optimizer` names a torch optimizer class, and only its arguments, in range (imports torch)."""
+    spec = to_typed(OptimConfig, optim or {}, "optim").optimizer
+    if not isinstance(spec, Mapping) or "_target_" not in spec:
+        raise ConfigError("optim.optimizer is missing or has no _target_ (e.g. torch.optim.Adamax)")
+    target = str(spec["_target_"])
+    module_name, _, class_name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"optim.optimizer._target_={target!r} cannot be imported ({err})") from err
+    import torch
+
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ConfigError(f"optim.optimizer._target_={target!r} is not a torch.optim.Optimizer class")
+    if spec.get("_partial_") is not True:
+        raise ConfigError("optim.optimizer._partial_ must be true: the parameters are passed in later")
+    params = inspect.signature(cls.__init__).parameters
+    accepted = {n for n, p in params.items() if n not in ("self", "params") and p.kind != p.VAR_KEYWORD}
+    for key, value in spec.items():
+        if key.startswith("_"):
+            continue
+        if key not in accepted:
+            raise ConfigError(
+                f"optim.optimizer.{key} is not an argument of {target}; valid: {sorted(accepted)}"
+            )
+        default = params[key].default
+        numeric = isinstance(default, Real) and not isinstance(default, bool)
+        if numeric and (isinstance(value, bool) or not isinstance(value, Real)):
+            raise ConfigError(f"optim.optimizer.{key}={value!r} is invalid; expected a number")
+        if key in _OPTIM_RANGES and isinstance(value, Real):
+            test, expected = _OPTIM_RANGES[key]
+            if not test(value):
+                raise ConfigError(f"optim.optimizer.{key}={value!r} is invalid; expected {expected}")
+        if key == "betas":
+            ok = (
+                isinstance(value, (list, tuple))
+                and len(value) == 2
+                and all(isinstance(b, Real) and not isinstance(b, bool) and 0 <= b < 1 for b in value)
+            )
+            if not ok:
+                raise ConfigError(
+                    f"optim.optimizer.betas={value!r} is invalid; expected two numbers in [0, 1)"
+                )
+
+
+def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig]:
+    """Every check that can run before data is read, each once: the data, model, optimizer and
+    SLURM sections, the seed, and K against the boxes stored on disk. Returns the typed data and
+    model configs the run uses."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed!r} is invalid; expected an integer in [0, 2**32)")
+    data = DataConfig.from_dict(cfg.data)
+    model = ModelConfig.from_dict(cfg.model)
+    check_optimizer(cfg.get("optim"))
+    to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
+    found = stored_boxes(data) if data.boxes == "fixed" else None
+    if found is not None and data.num_boxes > found[0]:
+        raise ConfigError(
+            f"data.num_boxes={data.num_boxes} is invalid: the data holds {found[0]} boxes per image "
+            f"({found[1]}); set data.num_boxes={found[0]}"
+        )
+    return data, model
