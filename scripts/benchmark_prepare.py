@@ -53,7 +53,12 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "single-process reader"
@@ -404,15 +409,20 @@ def label(workers: int) -> str:
     return f"butd, {workers} worker{'s' if workers != 1 else ''}"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse(argv)
-    from rich.console import Console
-    from rich.table import Table
+@dataclass
+class InputSet:
+    """One size's generated input: where it lives, its data config and its feature files."""
 
-    # a table this wide wraps at rich's default of 80 columns when the output is not a terminal
-    console = Console(width=None if sys.stdout.isatty() else 150)
-    cores = len(os.sched_getaffinity(0))
-    load = os.getloadavg()
+    images: int
+    work: Path
+    cfg: dict
+    feature_files: list[Path]
+    input_mb: float
+
+
+def print_setup(
+    console: Console, args: argparse.Namespace, cores: int, load: tuple[float, float, float]
+) -> None:
     console.print(
         f"sizes {args.images} images, {args.num_boxes} boxes"
         + (f" ({min(args.min_boxes, args.num_boxes)}..{args.num_boxes}, adaptive)" if args.adaptive else "")
@@ -420,91 +430,121 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.repeats} repeat(s); {cores} cores, load average {load[0]:.2f}; work dir {args.work_dir}",
         highlight=False,
     )
-    sizes = []
-    for n in args.images:
-        adaptive = f"-adaptive{args.min_boxes}" if args.adaptive else ""
-        work = args.work_dir / f"{n}img-{args.feature_dim}d-{args.num_boxes}b{adaptive}"
-        cfg = data_config(args, n, work)
-        t = time.perf_counter()
-        feature_files = ensure_input(cfg)
-        input_mb = sum(p.stat().st_size for p in feature_files) / MB
-        console.print(
-            f"input {n:,} images: {input_mb:,.0f} MB of TSV in {cfg['raw_dir']} "
-            f"(ready in {time.perf_counter() - t:.1f} s)",
-            highlight=False,
-        )
-        sizes.append((n, work, cfg, feature_files, input_mb))
 
+
+def input_set(console: Console, args: argparse.Namespace, images: int) -> InputSet:
+    """The set of this size, generated unless the work dir already holds it."""
+    adaptive = f"-adaptive{args.min_boxes}" if args.adaptive else ""
+    work = args.work_dir / f"{images}img-{args.feature_dim}d-{args.num_boxes}b{adaptive}"
+    cfg = data_config(args, images, work)
+    t = time.perf_counter()
+    feature_files = ensure_input(cfg)
+    input_mb = sum(p.stat().st_size for p in feature_files) / MB
+    console.print(
+        f"input {images:,} images: {input_mb:,.0f} MB of TSV in {cfg['raw_dir']} "
+        f"(ready in {time.perf_counter() - t:.1f} s)",
+        highlight=False,
+    )
+    return InputSet(images, work, cfg, feature_files, input_mb)
+
+
+def job_spec(method: str, workers: int | None, data: InputSet, out_dir: Path) -> tuple[dict, str]:
+    """What the subprocess is to run, and the method's name in the table."""
+    if method == "butd":
+        cfg = dict(data.cfg)
+        cfg.update(prepare_workers=workers, cache_dir=str(out_dir / "cache"))
+        return {"method": method, "data": cfg}, label(workers)
+    return {
+        "method": method,
+        "paths": [str(p) for p in data.feature_files],
+        "out_dir": str(out_dir),
+    }, BASELINE
+
+
+def convert_once(console: Console, method: str, workers: int | None, data: InputSet) -> dict:
+    """One conversion into an emptied output dir (deleted afterwards), measured and printed."""
+    out_dir = data.work / "out"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    spec, name = job_spec(method, workers, data, out_dir)
+    report = measure(spec, data.work / "job.json")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    report.update(method=name, images=data.images, input_mb=data.input_mb)
+    console.print(
+        f"  {data.images:>7,} images  {name:<28} {report['seconds']:7.1f} s "
+        f"(features {report['convert_seconds']:.1f} s)  peak RSS {report['peak_rss_mb']:7.0f} MB",
+        highlight=False,
+    )
+    return report
+
+
+def run_all(
+    console: Console, args: argparse.Namespace, sets: list[InputSet]
+) -> dict[tuple[int, str], list[dict]]:
+    """Every method at every size, alternately, `--repeats` times: (images, method) -> reports."""
     methods = [("butd", w) for w in args.workers] + [("baseline", None)]
     runs: dict[tuple[int, str], list[dict]] = {}
     for _ in range(args.repeats):
-        for n, work, cfg, feature_files, input_mb in sizes:
+        for data in sets:
             for method, workers in methods:
-                out_dir = work / "out"
-                shutil.rmtree(out_dir, ignore_errors=True)
-                out_dir.mkdir(parents=True)
-                if method == "butd":
-                    data = dict(cfg)
-                    data.update(prepare_workers=workers, cache_dir=str(out_dir / "cache"))
-                    job = {"method": method, "data": data}
-                    name = label(workers)
-                else:
-                    job = {
-                        "method": method,
-                        "paths": [str(p) for p in feature_files],
-                        "out_dir": str(out_dir),
-                    }
-                    name = BASELINE
-                report = measure(job, work / "job.json")
-                shutil.rmtree(out_dir, ignore_errors=True)
-                report.update(method=name, images=n, input_mb=input_mb)
-                runs.setdefault((n, name), []).append(report)
-                console.print(
-                    f"  {n:>7,} images  {name:<28} {report['seconds']:7.1f} s "
-                    f"(features {report['convert_seconds']:.1f} s)  peak RSS {report['peak_rss_mb']:7.0f} MB",
-                    highlight=False,
-                )
+                report = convert_once(console, method, workers, data)
+                runs.setdefault((data.images, report["method"]), []).append(report)
+    return runs
 
-    results = []
-    for (n, name), reports in runs.items():
-        seconds = statistics.median(r["seconds"] for r in reports)
-        first = reports[0]
-        results.append(
-            {
-                "images": n,
-                "method": name,
-                "workers": first["workers"],
-                "input_mb": round(first["input_mb"], 1),
-                "seconds": round(seconds, 2),
-                "convert_seconds": round(statistics.median(r["convert_seconds"] for r in reports), 2),
-                "images_per_s": round(n / seconds, 1),
-                "mb_per_s": round(first["input_mb"] / seconds, 1),
-                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in reports), 1),
-                "conversion_rise_mb": round(max(r["conversion_rise_mb"] for r in reports), 1),
-                "main_peak_rss_mb": round(max(r["hwm_mb"] for r in reports), 1),
-                "main_ru_maxrss_mb": round(max(r["maxrss_mb"] for r in reports), 1),
-                "worker_peak_rss_mb": round(max(r["worker_peak_rss_mb"] for r in reports), 1),
-                "processes": max(r["processes"] for r in reports),
-                "cpu_main_s": round(statistics.median(r["cpu_main_s"] for r in reports), 1),
-                "cpu_workers_s": round(statistics.median(r["cpu_workers_s"] for r in reports), 1),
-                "output_mb": round(first["output_mb"], 1),
-                "repeats": len(reports),
-            }
-        )
+
+def row(images: int, name: str, reports: list[dict]) -> dict:
+    """One table row: the median time and the largest memory of the repeats."""
+    seconds = statistics.median(r["seconds"] for r in reports)
+    first = reports[0]
+    return {
+        "images": images,
+        "method": name,
+        "workers": first["workers"],
+        "input_mb": round(first["input_mb"], 1),
+        "seconds": round(seconds, 2),
+        "convert_seconds": round(statistics.median(r["convert_seconds"] for r in reports), 2),
+        "images_per_s": round(images / seconds, 1),
+        "mb_per_s": round(first["input_mb"] / seconds, 1),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in reports), 1),
+        "conversion_rise_mb": round(max(r["conversion_rise_mb"] for r in reports), 1),
+        "main_peak_rss_mb": round(max(r["hwm_mb"] for r in reports), 1),
+        "main_ru_maxrss_mb": round(max(r["maxrss_mb"] for r in reports), 1),
+        "worker_peak_rss_mb": round(max(r["worker_peak_rss_mb"] for r in reports), 1),
+        "processes": max(r["processes"] for r in reports),
+        "cpu_main_s": round(statistics.median(r["cpu_main_s"] for r in reports), 1),
+        "cpu_workers_s": round(statistics.median(r["cpu_workers_s"] for r in reports), 1),
+        "output_mb": round(first["output_mb"], 1),
+        "repeats": len(reports),
+    }
+
+
+def rows(runs: dict[tuple[int, str], list[dict]]) -> list[dict]:
+    """The table's rows, each with its speedups over the single-process reader at its size."""
+    results = [row(n, name, reports) for (n, name), reports in runs.items()]
     by = {(r["images"], r["method"]): r for r in results}
     for r in results:
         base = by[r["images"], BASELINE]
         r["speedup"] = round(base["seconds"] / r["seconds"], 2)
         r["features_speedup"] = round(base["convert_seconds"] / r["convert_seconds"], 2)
-    small, large = args.images[0], args.images[-1]
+    return results
+
+
+def growth(results: list[dict], small: int, large: int) -> tuple[float, dict[str, dict[str, float]]]:
+    """How much the input grew from the smallest size to the largest, and each method's memory."""
+    by = {(r["images"], r["method"]): r for r in results}
     input_growth = by[large, BASELINE]["input_mb"] - by[small, BASELINE]["input_mb"]
-    growth = {
+    memory = {
         name: {
             key: round(by[large, name][key] - by[small, name][key], 1)
             for key in ("peak_rss_mb", "conversion_rise_mb")
         }
         for name in dict.fromkeys(r["method"] for r in results)
     }
+    return input_growth, memory
+
+
+def print_table(console: Console, args: argparse.Namespace, cores: int, results: list[dict]) -> None:
+    from rich.table import Table
 
     table = Table(title=f"Feature conversion, {cores} cores ({args.num_boxes} boxes x {args.feature_dim})")
     for col in (
@@ -538,6 +578,12 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['worker_peak_rss_mb']:,.0f}" if r["method"] != BASELINE else "",
         )
     console.print(table)
+
+
+def print_legend(
+    console: Console, small: int, large: int, input_growth: float, memory: dict[str, dict[str, float]]
+) -> None:
+    """What the columns mean, and how memory grew with the input."""
     console.print(
         "seconds: the whole run (butd: prepare, its text stage and fsync included); features s: the "
         "feature conversion alone; speedup: the reader's seconds over these. peak RSS: the largest "
@@ -547,11 +593,22 @@ def main(argv: list[str] | None = None) -> dict:
         "peak RSS / conversion MB grew by: "
         + "; ".join(
             f"{name} {g['peak_rss_mb']:+,.0f} / {g['conversion_rise_mb']:+,.0f} MB"
-            for name, g in growth.items()
+            for name, g in memory.items()
         ),
         highlight=False,
     )
-    result = {
+
+
+def summary(
+    args: argparse.Namespace,
+    cores: int,
+    load: tuple[float, float, float],
+    results: list[dict],
+    input_growth: float,
+    memory: dict[str, dict[str, float]],
+) -> dict:
+    """The JSON line: the setup, every row, and the growth (the load average read now, at the end)."""
+    return {
         "cores": cores,
         "load_average": [round(x, 2) for x in load],
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
@@ -559,13 +616,31 @@ def main(argv: list[str] | None = None) -> dict:
         "num_boxes": args.num_boxes,
         "adaptive": args.adaptive,
         "sizes": args.images,
-        "methods": list(growth),
+        "methods": list(memory),
         "runs": results,
         # the first --workers setting over the single-process reader, per size
         "speedup": {str(r["images"]): r["speedup"] for r in results if r["method"] == label(args.workers[0])},
         "input_growth_mb": round(input_growth, 1),
-        "memory_growth_mb": growth,
+        "memory_growth_mb": memory,
     }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(argv)
+    from rich.console import Console
+
+    # a table this wide wraps at rich's default of 80 columns when the output is not a terminal
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    cores = len(os.sched_getaffinity(0))
+    load = os.getloadavg()
+    print_setup(console, args, cores, load)
+    sets = [input_set(console, args, n) for n in args.images]
+    results = rows(run_all(console, args, sets))
+    small, large = args.images[0], args.images[-1]
+    input_growth, memory = growth(results, small, large)
+    print_table(console, args, cores, results)
+    print_legend(console, small, large, input_growth, memory)
+    result = summary(args, cores, load, results, input_growth, memory)
     print(json.dumps(result))
     return result
 

@@ -332,6 +332,50 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+@dataclass
+class ConversionState:
+    """How far a conversion got, saved as `STATE` so that a stopped run can be continued.
+
+    The JSON keys are the file's format: a file written by an earlier version still resumes.
+    """
+
+    key: dict[str, Any]  # what the output depends on; another key means another conversion
+    line_base: list[int]  # lines of each file before `next_chunk`, to number the rows
+    splits: dict[str, tuple[int, int]]  # split -> (images, boxes) written up to `next_chunk`
+    next_chunk: int = 0
+    skipped: int = 0  # bad rows skipped (data.skip_bad_rows)
+    examples: list[str] = field(default_factory=list)  # the first few of them, located
+
+    @classmethod
+    def start(cls, key: dict[str, Any], files: int, splits: Iterable[str]) -> ConversionState:
+        return cls(key=key, line_base=[0] * files, splits={s: (0, 0) for s in splits})
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "key": self.key,
+                "next_chunk": self.next_chunk,
+                "line_base": self.line_base,
+                "skipped": self.skipped,
+                "examples": self.examples,
+                "splits": {s: list(at) for s, at in self.splits.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ConversionState:
+        """Raises ValueError, KeyError or TypeError for a file that is not a progress record."""
+        d = json.loads(text)
+        return cls(
+            key=d["key"],
+            line_base=[int(n) for n in d["line_base"]],
+            splits={s: (int(images), int(boxes)) for s, (images, boxes) in d["splits"].items()},
+            next_chunk=int(d["next_chunk"]),
+            skipped=int(d["skipped"]),
+            examples=[str(e) for e in d["examples"]],
+        )
+
+
 def convert_features(
     paths: list[Path],
     out_dir: Path,
@@ -358,94 +402,25 @@ def convert_features(
     splits = sorted({s for ss in splits_of_image.values() for s in ss})
     feature_dim = probe_feature_dim(paths)
     chunks = plan_chunks(paths, chunk_bytes)
-    key = {
-        "settings": settings,
-        "sources": _source_key(paths),
-        "chunk_bytes": chunk_bytes,
-        "feature_dim": feature_dim,
-        "boxes": asdict(boxes),
-        "splits": {s: sum(s in ss for ss in splits_of_image.values()) for s in splits},
-    }
+    key = _conversion_key(paths, splits_of_image, splits, settings, chunk_bytes, feature_dim, boxes)
     state_path = out_dir / STATE
     partial = {s: out_dir / f"{s}.h5.partial" for s in splits}
     state = None if fresh else _resumable_state(state_path, key, partial)
-    writers: dict[str, SplitWriter] = {}
-    try:
-        for s in splits:
-            at = None if state is None else tuple(state["splits"][s])
-            writers[s] = SplitWriter(
-                partial[s], feature_dim=feature_dim, chunk_rows=boxes.num_boxes, resume_at=at
-            )
-    except (OSError, KeyError):  # a partial file the last run left damaged: start over
-        for w in writers.values():
-            w.close()
-        state, writers = (
-            None,
-            {s: SplitWriter(partial[s], feature_dim=feature_dim, chunk_rows=boxes.num_boxes) for s in splits},
-        )
-    if state is None:
-        state = {"key": key, "next_chunk": 0, "line_base": [0] * len(paths), "skipped": 0, "examples": []}
-        state["splits"] = {s: [0, 0] for s in splits}
-    first = state["next_chunk"]
+    writers, state = _open_writers(partial, state, key, len(paths), feature_dim, boxes.num_boxes)
+    first = state.next_chunk
     if first:
         log.info("resuming the feature conversion at chunk %d of %d", first, len(chunks))
 
-    total = sum(c.end - c.start for c in chunks)
-    done = sum(c.end - c.start for c in chunks[:first])
+    run = _Writing(paths, splits_of_image, writers, state, state_path, skip_bad_rows)
     initargs = ([str(p) for p in paths], frozenset(splits_of_image), boxes, feature_dim)
     pool = _pool(workers, initargs)
     if pool is None:
         _init_worker(*initargs)
-    last_save = time.time()
-
-    def save() -> None:
-        for w in writers.values():
-            w.flush()
-        state["splits"] = {s: [w.num_images, w.num_boxes] for s, w in writers.items()}
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(tmp, state_path)
-
     try:
-        pending: deque = deque()
-        todo = iter(chunks[first:])
-        window = max(1, workers) * IN_FLIGHT_PER_WORKER
-
-        def submit() -> bool:
-            chunk = next(todo, None)
-            if chunk is None:
-                return False
-            pending.append((chunk, pool.submit(decode_chunk, chunk) if pool else None))
-            return True
-
-        while len(pending) < window and submit():
-            pass
-        while pending:
-            chunk, future = pending.popleft()
-            decoded = _result(future) if future is not None else decode_chunk(chunk)
-            _write_chunk(chunk, decoded, paths, writers, splits_of_image, state, skip_bad_rows)
-            state["line_base"][chunk.file] += decoded.lines
-            state["next_chunk"] = chunk.index + 1
-            done += chunk.end - chunk.start
-            submit()
-            if progress is not None:
-                images = sum(w.num_images for w in writers.values())
-                note = f"{images:,} images" + (
-                    f", {state['skipped']:,} bad rows skipped" if state["skipped"] else ""
-                )
-                progress(done, total, note)
-            if time.time() - last_save > CHECKPOINT_EVERY_S:
-                save()
-                last_save = time.time()
-        save()
+        dispatch = _Dispatch(chunks[first:], pool, max(1, workers) * IN_FLIGHT_PER_WORKER)
+        _write_in_order(run, dispatch, chunks, progress)
     except BaseException:
-        # keep what was converted up to the last complete chunk, for the next run to resume
-        try:
-            save()
-        except Exception:  # the files themselves are the problem (disk full): start over next time
-            state_path.unlink(missing_ok=True)
-        for w in writers.values():
-            w.close()
+        run.abandon()
         raise
     finally:
         if pool is not None:
@@ -453,13 +428,124 @@ def convert_features(
     return ConvertResult(
         feature_dim=feature_dim,
         writers=writers,
-        skipped_rows=state["skipped"],
-        skipped_examples=state["examples"],
+        skipped_rows=state.skipped,
+        skipped_examples=state.examples,
         seconds=time.time() - started,
         resumed_from_chunk=first,
         chunks=len(chunks),
         workers=workers,
     )
+
+
+def _conversion_key(
+    paths: list[Path],
+    splits_of_image: dict[int, list[str]],
+    splits: list[str],
+    settings: dict[str, Any],
+    chunk_bytes: int,
+    feature_dim: int,
+    boxes: BoxSpec,
+) -> dict[str, Any]:
+    """Everything the partial files depend on: a recorded conversion resumes only if it matches."""
+    return {
+        "settings": settings,
+        "sources": _source_key(paths),
+        "chunk_bytes": chunk_bytes,
+        "feature_dim": feature_dim,
+        "boxes": asdict(boxes),
+        "splits": {s: sum(s in ss for ss in splits_of_image.values()) for s in splits},
+    }
+
+
+def _resumable_state(state_path: Path, key: dict, partial: dict[str, Path]) -> ConversionState | None:
+    if not state_path.is_file():
+        return None
+    try:
+        state = ConversionState.from_json(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if state.key != json.loads(json.dumps(key)) or not all(p.is_file() for p in partial.values()):
+        log.info("discarding a partial conversion made with other settings or source files")
+        return None
+    return state
+
+
+def _open_writers(
+    partial: dict[str, Path],
+    state: ConversionState | None,
+    key: dict[str, Any],
+    files: int,
+    feature_dim: int,
+    chunk_rows: int,
+) -> tuple[dict[str, SplitWriter], ConversionState]:
+    """Reopen the partial files where `state` left them, or, without one, start them anew."""
+    writers: dict[str, SplitWriter] = {}
+    try:
+        for s, path in partial.items():
+            at = None if state is None else state.splits[s]
+            writers[s] = SplitWriter(path, feature_dim=feature_dim, chunk_rows=chunk_rows, resume_at=at)
+    except (OSError, KeyError):  # a partial file the last run left damaged: start over
+        for w in writers.values():
+            w.close()
+        state, writers = (
+            None,
+            {s: SplitWriter(p, feature_dim=feature_dim, chunk_rows=chunk_rows) for s, p in partial.items()},
+        )
+    if state is None:
+        state = ConversionState.start(key, files, partial)
+    return writers, state
+
+
+class _Dispatch:
+    """Hands chunks to the workers, a bounded number in flight, and takes them back in file order.
+
+    Without a pool (no workers) a chunk is decoded in this process when it is taken.
+    """
+
+    def __init__(self, chunks: list[Chunk], pool: Any, window: int) -> None:
+        self.todo = iter(chunks)
+        self.pool = pool
+        self.pending: deque[tuple[Chunk, Any]] = deque()
+        while len(self.pending) < window and self.submit():
+            pass
+
+    def submit(self) -> bool:
+        """Send the next chunk to a worker; False when none is left."""
+        chunk = next(self.todo, None)
+        if chunk is None:
+            return False
+        self.pending.append((chunk, self.pool.submit(decode_chunk, chunk) if self.pool else None))
+        return True
+
+    def take(self) -> tuple[Chunk, Decoded] | None:
+        """The oldest chunk in flight, decoded (waiting for it); None when all were taken."""
+        if not self.pending:
+            return None
+        chunk, future = self.pending.popleft()
+        return chunk, _result(future) if future is not None else decode_chunk(chunk)
+
+
+def _write_in_order(
+    run: _Writing,
+    dispatch: _Dispatch,
+    chunks: list[Chunk],
+    progress: Callable[[int, int, str], None] | None,
+) -> None:
+    """Write every chunk as it comes back, with a new one sent out for each, and save the progress."""
+    total = sum(c.end - c.start for c in chunks)
+    done = sum(c.end - c.start for c in chunks[: run.state.next_chunk])
+    last_save = time.time()
+    while (item := dispatch.take()) is not None:
+        chunk, decoded = item
+        run.write(chunk, decoded)
+        done += chunk.end - chunk.start
+        dispatch.submit()
+        if progress is not None:
+            progress(done, total, run.note())
+        if time.time() - last_save > CHECKPOINT_EVERY_S:
+            run.save()
+            last_save = time.time()
+    run.save()
 
 
 def _result(future: Any) -> Decoded:
@@ -476,59 +562,84 @@ def _result(future: Any) -> Decoded:
         ) from err
 
 
-def _resumable_state(state_path: Path, key: dict, partial: dict[str, Path]) -> dict | None:
-    if not state_path.is_file():
-        return None
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if state.get("key") != json.loads(json.dumps(key)) or not all(p.is_file() for p in partial.values()):
-        log.info("discarding a partial conversion made with other settings or source files")
-        return None
-    return state
+@dataclass
+class _Writing:
+    """The main process's side: decoded chunks into the split files, and the record of how far."""
 
+    paths: list[Path]
+    splits_of_image: dict[int, list[str]]
+    writers: dict[str, SplitWriter]
+    state: ConversionState
+    state_path: Path
+    skip_bad_rows: bool
 
-def _write_chunk(
-    chunk: Chunk,
-    d: Decoded,
-    paths: list[Path],
-    writers: dict[str, SplitWriter],
-    splits_of_image: dict[int, list[str]],
-    state: dict,
-    skip_bad_rows: bool,
-) -> None:
-    path, base = paths[chunk.file], state["line_base"][chunk.file]
-    bad = [BadRow(reason, image_id).located(path, base + line) for line, image_id, reason in d.bad]
-    # an image seen before is a bad row too (the first one is kept)
-    firsts: list[int] = []
-    seen: set[int] = set()
-    for j, image_id in enumerate(d.image_id.tolist()):
-        if image_id in seen or any(image_id in writers[s].row_of for s in splits_of_image[image_id]):
-            bad.append(
-                BadRow("appears a second time in the feature files", image_id).located(
-                    path, base + int(d.line[j])
+    def write(self, chunk: Chunk, d: Decoded) -> None:
+        """Append the chunk's new, valid images to the splits that use them (the next chunk in order)."""
+        firsts = self._check(chunk, d)
+        for split, writer in self.writers.items():
+            take = [j for j in firsts if split in self.splits_of_image[int(d.image_id[j])]]
+            writer.append(d, np.asarray(take, np.int64))
+        self.state.line_base[chunk.file] += d.lines
+        self.state.next_chunk = chunk.index + 1
+
+    def _check(self, chunk: Chunk, d: Decoded) -> list[int]:
+        """The chunk's images to write; its bad rows stop the run, or are counted and skipped."""
+        path, base = self.paths[chunk.file], self.state.line_base[chunk.file]
+        bad = [BadRow(reason, image_id).located(path, base + line) for line, image_id, reason in d.bad]
+        # an image seen before is a bad row too (the first one is kept)
+        firsts: list[int] = []
+        seen: set[int] = set()
+        for j, image_id in enumerate(d.image_id.tolist()):
+            if image_id in seen or any(
+                image_id in self.writers[s].row_of for s in self.splits_of_image[image_id]
+            ):
+                bad.append(
+                    BadRow("appears a second time in the feature files", image_id).located(
+                        path, base + int(d.line[j])
+                    )
                 )
-            )
-        else:
-            firsts.append(j)
-            seen.add(image_id)
-    if bad:
-        if not skip_bad_rows:
-            converted = sum(w.num_images for w in writers.values())
-            raise ConversionError(
-                f"{bad[0]}\nThis row cannot be converted. Replace the file (an interrupted download or "
-                "unzip?), or set data.skip_bad_rows=true to skip such rows (they are counted and "
-                f"reported). The {converted:,} images converted so far are kept: running prepare "
-                "again continues from this chunk."
-            )
-        state["skipped"] += len(bad)
-        state["examples"] = (state["examples"] + bad)[:5]
-        for message in bad:
-            log.warning("skipped %s", message)
-    for split, writer in writers.items():
-        take = [j for j in firsts if split in splits_of_image[int(d.image_id[j])]]
-        writer.append(d, np.asarray(take, np.int64))
+            else:
+                firsts.append(j)
+                seen.add(image_id)
+        if bad:
+            if not self.skip_bad_rows:
+                raise ConversionError(
+                    f"{bad[0]}\nThis row cannot be converted. Replace the file (an interrupted download or "
+                    "unzip?), or set data.skip_bad_rows=true to skip such rows (they are counted and "
+                    f"reported). The {self.images():,} images converted so far are kept: running prepare "
+                    "again continues from this chunk."
+                )
+            self.state.skipped += len(bad)
+            self.state.examples = (self.state.examples + bad)[:5]
+            for message in bad:
+                log.warning("skipped %s", message)
+        return firsts
+
+    def images(self) -> int:
+        return sum(w.num_images for w in self.writers.values())
+
+    def note(self) -> str:
+        """The progress bar's note: images written, and bad rows skipped if any."""
+        skipped = self.state.skipped
+        return f"{self.images():,} images" + (f", {skipped:,} bad rows skipped" if skipped else "")
+
+    def save(self) -> None:
+        """Flush the files, then record that they hold everything before `next_chunk`."""
+        for w in self.writers.values():
+            w.flush()
+        self.state.splits = {s: (w.num_images, w.num_boxes) for s, w in self.writers.items()}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(self.state.to_json(), encoding="utf-8")
+        os.replace(tmp, self.state_path)
+
+    def abandon(self) -> None:
+        """After an error: keep what was converted up to the last complete chunk, for the next run."""
+        try:
+            self.save()
+        except Exception:  # the files themselves are the problem (disk full): start over next time
+            self.state_path.unlink(missing_ok=True)
+        for w in self.writers.values():
+            w.close()
 
 
 def splits_of_images(wanted: dict[str, Iterable[int]]) -> dict[int, list[str]]:
