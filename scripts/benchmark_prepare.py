@@ -1,11 +1,11 @@
 """Feature conversion speed and peak memory of butd's `prepare` against a single-process reader.
 
-The input is a generated set in the official VQA v2 formats (`butd.data.synthetic`, the real
+The input is a generated set in the official VQA v2 formats (`butd.preparation.synthetic`, the real
 shapes by default: 36 boxes of 2048 float32 features per image, base64 in a TSV, about 0.39 MB
 of text per image; `--adaptive` gives 10-100 boxes). It is generated once per size into
 `--work-dir` and reused while its spec is the same. At each size two things convert it:
 
-- butd: `butd.data.cache.prepare` of the whole data config (`conf/data/realistic.yaml`, sizes
+- butd: `butd.preparation.build.prepare` of the whole data config (`conf/data/realistic.yaml`, sizes
   overridden): the text stage, the streaming parallel feature conversion (worker processes
   decode byte ranges, check every row and convert it to float16, the main process writes
   train, val, test2015 and test-dev2015 files with boxes and spatial features), the
@@ -328,8 +328,9 @@ def data_config(args: argparse.Namespace, images: int, work: Path) -> dict:
     A plain dict: `DataConfig` is built in the subprocess, so this process never imports torch
     (a subprocess's ru_maxrss starts at the size of the process that launched it).
     """
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
+
+    from butd.config import compose
 
     overrides = [
         f"data={'realistic_adaptive' if args.adaptive else 'realistic'}",
@@ -341,8 +342,7 @@ def data_config(args: argparse.Namespace, images: int, work: Path) -> dict:
     ]
     if args.adaptive:
         overrides.append(f"data.synthetic.min_boxes={min(args.min_boxes, args.num_boxes)}")
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("prepare", overrides=overrides)
+    cfg = compose("prepare", overrides)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.pop("_target_", None)
     return data

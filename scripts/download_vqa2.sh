@@ -2,7 +2,7 @@
 # Download the official VQA v2 raw files that butd's data configs use (conf/data/vqa2*.yaml)
 # into the raw dir, by groups. Run with no argument for the groups, their sizes and the options.
 #
-# The archive table below lists the same archives, members and sizes as butd/data/sources.py;
+# The archive table below lists the same archives, members and sizes as butd/preparation/sources.py;
 # tests/data/test_sources.py checks that the two agree.
 set -euo pipefail
 

@@ -55,22 +55,17 @@ TINY_ADAPTIVE = [
 
 def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log_dir: Path | None = None):
     """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs."""
-    from hydra import compose, initialize_config_dir
+    from butd.config import compose
 
-    from butd.config import register
-
-    register()  # the structured configs and resolvers, as every entry point does first
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                *overrides,
-                f"paths.data_dir={data_dir}",
-                f"paths.output_dir={output_dir}",
-                f"paths.log_dir={log_dir or output_dir.parent}",
-            ],
-        )
+    return compose(
+        "train",
+        [
+            *overrides,
+            f"paths.data_dir={data_dir}",
+            f"paths.output_dir={output_dir}",
+            f"paths.log_dir={log_dir or output_dir.parent}",
+        ],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -118,17 +113,9 @@ def tiny_cfg(tiny_data_dir, tmp_path):
 
 def compose_job(config_name: str, overrides: list[str], *, data_dir: Path, output_dir: Path):
     """Another entry point's primary config (evaluate, predict, ...), paths pointed at tmp dirs."""
-    from hydra import compose, initialize_config_dir
+    from butd.config import compose
 
-    from butd.config import register
-
-    register()  # the structured configs and resolvers, as every entry point does first
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            config_name,
-            overrides=[*overrides, f"paths.data_dir={data_dir}", f"paths.output_dir={output_dir}"],
-        )
+    return compose(config_name, [*overrides, f"paths.data_dir={data_dir}", f"paths.output_dir={output_dir}"])
 
 
 @pytest.fixture(scope="session")

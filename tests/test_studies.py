@@ -1,16 +1,15 @@
 """The study configs: ablation grids, the Optuna search, SLURM and DDP, composed with Hydra."""
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from butd.config import compose
 from butd.config.data import DataConfig
 from butd.config.model import model_config
 from butd.errors import ConfigError
 from butd.training.sweep import check_multirun_devices
-from tests.conftest import CONF_DIR
 
 STUDIES = [
     "ablation_activation",
@@ -23,12 +22,7 @@ STUDIES = [
 
 def compose_all(overrides: list[str]):
     """The train config with its `hydra` node, as a launched job sees it."""
-    from butd.config import register
-
-    register()
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[*overrides, "paths.output_dir=/tmp/x"], return_hydra_config=True)
+    return compose("train", [*overrides, "paths.output_dir=/tmp/x"], return_hydra_config=True)
 
 
 def grid(cfg) -> dict[str, list[str]]:

@@ -8,12 +8,19 @@ here imports torch, so a config error or `--help` answers before torch loads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
 
 from butd.config.data import DataConfig
 from butd.config.model import ModelConfig
 from butd.config.resolvers import register_resolvers
 from butd.config.training import OptimConfig, SlurmConfig
+
+#: the repository's `conf/` folder
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 #: group -> the schema its YAML files start from (`defaults: [base, _self_]`)
 SCHEMAS: dict[str, type] = {
@@ -32,4 +39,26 @@ def register() -> None:
         store.store(group=group, name="base", node=schema)
 
 
-__all__ = ["SCHEMAS", "DataConfig", "ModelConfig", "OptimConfig", "SlurmConfig", "register"]
+def compose(
+    config_name: str, overrides: Sequence[str] = (), *, return_hydra_config: bool = False
+) -> DictConfig:
+    """`conf/<config_name>.yaml` with `overrides`, as the entry point of that name composes it
+    (for tests, scripts and notebooks; Hydra's compose API, schemas and resolvers registered)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+__all__ = [
+    "CONF_DIR",
+    "SCHEMAS",
+    "compose",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "SlurmConfig",
+    "register",
+]

@@ -32,9 +32,6 @@ from butd.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: the repository's `conf/` folder
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
 T = TypeVar("T")
 
 FAILURE_FILE = "failure.json"
@@ -98,7 +95,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Calla
                 raise
 
         def main() -> T | None:
-            from butd.config import register
+            from butd.config import CONF_DIR, register
 
             register()
             run = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)

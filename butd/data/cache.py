@@ -7,7 +7,7 @@ Layout of `data.cache_dir`:
 - `vocab.json`, `answers.json`: the word vocabulary and the answer list (label order).
 - `glove.npy`: float32 [ntoken, emb_dim] embedding initialisation (zeros for words GloVe lacks).
 - `{split}.h5`: one file per prepared split, self-contained:
-  - `images/`: the boxes of every image one row per box (`butd.data.convert`):
+  - `images/`: the boxes of every image one row per box (`butd.preparation.convert`):
     `features` float16 [B, D], `boxes` float32 [B, 4], `spatial` float32 [B, 6],
     `box_offsets` int64 [N+1], `counts` int64 [N], `image_id` int64 [N], `size` float32 [N, 2]
   - `questions/question_id`, `image_id` int64 [Q], `image_index` int32 [Q] (row in images/),

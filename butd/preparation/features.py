@@ -4,7 +4,7 @@ A row of the official TSV is `image_id, image_w, image_h, num_boxes, boxes, feat
 tab-separated, where the last two are base64 of float32 arrays [num_boxes, 4] and
 [num_boxes, feature_dim]. The 36-box sets have the same count on every row; the adaptive sets
 have 10 to 100. Rows are decoded one at a time, so a file of any size streams
-(`butd.data.convert` spreads them over processes).
+(`butd.preparation.convert` spreads them over processes).
 """
 
 from __future__ import annotations

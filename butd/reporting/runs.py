@@ -3,7 +3,7 @@
 A run folder is one that Hydra recorded: it holds `.hydra/overrides.yaml`. Its state:
 
 - `finished`: `metrics.json` with a best `val/score` (written at the end of a fit);
-- `failed`: `failure.json` (a multirun job that raised; see `butd.sweep`);
+- `failed`: `failure.json` (a multirun job that raised; see `butd.config.entry`);
 - `unfinished`: neither, e.g. still running or killed; the CSV log says how far it got.
 """
 
