@@ -56,8 +56,16 @@ TINY_ADAPTIVE = [
 ]
 
 
-def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log_dir: Path | None = None):
-    """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs."""
+def compose_train(
+    overrides: list[str],
+    *,
+    data_dir: Path,
+    output_dir: Path,
+    log_dir: Path | None = None,
+    return_hydra_config: bool = False,
+):
+    """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs
+    (with its `hydra` section, sweeper and launcher, when `return_hydra_config`)."""
     from hydra import compose, initialize_config_dir
 
     import butd.config  # noqa: F401  (registers resolvers)
@@ -71,6 +79,7 @@ def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log
                 f"paths.output_dir={output_dir}",
                 f"paths.log_dir={log_dir or output_dir.parent}",
             ],
+            return_hydra_config=return_hydra_config,
         )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from butd.data.config import DataConfig
 from butd.errors import ConfigError
@@ -61,11 +62,56 @@ def test_use_spatial_override_composes_and_trains(tiny_cfg):
         build(tiny_cfg(["model.use_spatial=maybe"]))
 
 
+def test_experiment_list_is_not_empty():
+    assert "quickstart" in EXPERIMENTS and len(EXPERIMENTS) >= 2
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment, tmp_path):
-    cfg = compose_train([f"experiment={experiment}"], data_dir=tmp_path, output_dir=tmp_path / "r")
-    DataConfig.from_dict(cfg.data)  # validates the data section
-    instantiate(cfg.optim.optimizer)
+    """Composing `experiment=X` gives the default config with X's group overrides (its `defaults`)
+    and then X's own keys on top, nothing else; X's sweep grid names keys of that config, and each
+    of its values composes and lands there; the data section validates; the optimiser builds."""
+
+    def compose(overrides, **kwargs):
+        return compose_train(overrides, data_dir=tmp_path, output_dir=tmp_path / "r", **kwargs)
+
+    raw = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
+    groups = {k.removeprefix("override /"): v for entry in raw.get("defaults", []) for k, v in entry.items()}
+    own = OmegaConf.masked_copy(raw, [k for k in raw if k not in ("defaults", "hydra")])
+    cfg = compose([f"experiment={experiment}"], return_hydra_config=True)
+
+    assert cfg.task_name == experiment and experiment in cfg.tags
+    expected = OmegaConf.merge(compose([f"{g}={o}" for g, o in groups.items()]), own)
+    composed = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    assert OmegaConf.to_container(composed) == OmegaConf.to_container(expected)
+    for group, option in groups.items():
+        assert cfg.hydra.runtime.choices[group] == option
+
+    grid = OmegaConf.select(raw, "hydra.sweeper.params")
+    if grid is not None:
+        assert grid and cfg.hydra.sweeper.params == grid
+        grid = {key: str(values).split(",") for key, values in grid.items()}
+        for key in grid:
+            assert (CONF_DIR / key).is_dir() or OmegaConf.select(
+                cfg, key, default=KeyError
+            ) is not KeyError, key
+        # every value of every axis once: point i takes each axis's i-th value (the last one past its end)
+        for i in range(max(len(values) for values in grid.values())):
+            point = {key: values[min(i, len(values) - 1)] for key, values in grid.items()}
+            composed = compose(
+                [f"experiment={experiment}", *(f"{k}={v}" for k, v in point.items())],
+                return_hydra_config=True,
+            )
+            for key, value in point.items():
+                if (CONF_DIR / key).is_dir():  # a config group: Hydra chose that option
+                    assert composed.hydra.runtime.choices[key] == value
+                else:
+                    assert str(OmegaConf.select(composed, key)) == value
+
+    assert DataConfig.from_dict(cfg.data).name == cfg.data.name  # validates the data section
+    optimizer = instantiate(cfg.optim.optimizer)([torch.nn.Parameter(torch.zeros(3))])
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    assert optimizer.defaults["lr"] == cfg.optim.optimizer.lr
 
 
 def test_unknown_activation_lists_the_valid_ones(tiny_cfg):
