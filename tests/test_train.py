@@ -91,10 +91,9 @@ def test_every_experiment_composes(experiment, tmp_path):
     if grid is not None:
         assert grid and cfg.hydra.sweeper.params == grid
         grid = {key: str(values).split(",") for key, values in grid.items()}
-        for key in grid:
-            assert (CONF_DIR / key).is_dir() or OmegaConf.select(
-                cfg, key, default=KeyError
-            ) is not KeyError, key
+        for key in grid:  # a config group, or a key of the composed config
+            missing = OmegaConf.select(cfg, key, default=KeyError) is KeyError
+            assert (CONF_DIR / key).is_dir() or not missing, f"the sweep names {key}, not in the config"
         # every value of every axis once: point i takes each axis's i-th value (the last one past its end)
         for i in range(max(len(values) for values in grid.values())):
             point = {key: values[min(i, len(values) - 1)] for key, values in grid.items()}
