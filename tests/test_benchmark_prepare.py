@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # the conversion benchmark script as a subprocess
 
 TINY = ["--images", "40", "80", "--feature-dim", "64", "--num-boxes", "6", "--min-answer-count", "2"]
 

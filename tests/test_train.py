@@ -129,6 +129,7 @@ def test_fast_dev_run_through_the_composed_config(tiny_cfg):
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()  # fast_dev_run writes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "store"), [("newatt", "ram"), ("concat", "h5"), ("question_only", "auto")])
 def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model, store):
     """Two real epochs write metrics.json and checkpoints; a resume runs the third epoch only."""

@@ -260,6 +260,7 @@ def _group_files(*names: str):
     return [s for s in SOURCES.values() if s.group in names]
 
 
+@pytest.mark.slow
 @needs_tools
 def test_download_unpacks_only_the_needed_files_and_a_rerun_fetches_nothing(tmp_path):
     mirror, raw = _mirror(tmp_path / "mirror"), tmp_path / "raw"
@@ -285,6 +286,7 @@ def test_download_unpacks_only_the_needed_files_and_a_rerun_fetches_nothing(tmp_
     assert "MISSING" not in again.stdout
 
 
+@pytest.mark.slow
 @needs_tools
 def test_a_file_of_the_wrong_size_is_fetched_again_and_zips_can_be_kept(tmp_path):
     mirror, raw = _mirror(tmp_path / "mirror"), tmp_path / "raw"
@@ -301,6 +303,7 @@ def test_a_file_of_the_wrong_size_is_fetched_again_and_zips_can_be_kept(tmp_path
     assert "zip kept" in run.stdout
 
 
+@pytest.mark.slow
 @needs_tools
 def test_an_interrupted_download_continues_where_it_stopped(tmp_path):
     mirror, raw = _mirror(tmp_path / "mirror"), tmp_path / "raw"
@@ -320,6 +323,7 @@ def test_an_interrupted_download_continues_where_it_stopped(tmp_path):
     assert not (raw / "downloads" / f"{name}.part").exists()
 
 
+@pytest.mark.slow
 @needs_tools
 def test_too_little_disk_space_stops_before_downloading(tmp_path):
     mirror, raw = _mirror(tmp_path / "mirror"), tmp_path / "raw"
