@@ -288,6 +288,7 @@ def test_truncated_checkpoint_is_a_clear_error_and_another_checkpoint_resumes(ti
     assert [r["epoch"] for r in resumed["history"]] == [0, 1]
 
 
+@pytest.mark.slow
 def test_truncated_hdf5_cache_names_the_file_and_the_rebuild_command(tiny_data_dir, tmp_path):
     data_dir = own_data(tiny_data_dir, tmp_path)
     cache = data_dir / "synthetic" / "cache"
@@ -309,6 +310,7 @@ def test_truncated_hdf5_cache_names_the_file_and_the_rebuild_command(tiny_data_d
     assert summary["history"][0]["val/score"] is not None
 
 
+@pytest.mark.slow
 def test_nan_features_stop_the_run_naming_the_questions_and_keep_the_checkpoints(tiny_data_dir, tmp_path):
     data_dir = own_data(tiny_data_dir, tmp_path)
     logs = tmp_path / "logs"

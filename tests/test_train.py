@@ -162,6 +162,7 @@ def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model, store)
     assert resumed["history"][:2] == metrics["history"]
 
 
+@pytest.mark.slow
 def test_ckpt_path_last_finds_the_newest_run(tiny_cfg):
     train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=1"], run="first"))
     resumed = train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=2", "ckpt_path=last"], run="second"))
@@ -173,6 +174,7 @@ def test_missing_ckpt_path_is_a_clear_error(tiny_cfg):
         train(tiny_cfg(["ckpt_path=nowhere.ckpt"]))
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_cfg):
     keys = ("train/loss_epoch", "train/score", "val/loss", "val/score")
     runs = [
