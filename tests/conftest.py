@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 
-# tests/conftest.py -> parents[1] is the repo root; the oracles sit beside it in shared/.
-GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+# The oracles are committed with the tests, so a fresh clone has them.
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+# Where they were copied from: shared/golden beside the checkout, when it is there
+# (tests/test_golden.py checks that the two copies agree).
+SHARED_GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 
 @pytest.fixture(scope="session")
@@ -13,8 +16,8 @@ def golden_dir() -> Path:
     """Folder of golden JSON/pt files; a missing folder is a hard failure, never a skip."""
     if not GOLDEN_DIR.is_dir():
         pytest.fail(
-            f"golden oracle folder not found at {GOLDEN_DIR}; tests need the shared/golden "
-            "checkout next to the repository",
+            f"golden oracle folder not found at {GOLDEN_DIR}; it is part of the repository "
+            "(restore it with git checkout -- tests/golden)",
             pytrace=False,
         )
     return GOLDEN_DIR
@@ -53,8 +56,16 @@ TINY_ADAPTIVE = [
 ]
 
 
-def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log_dir: Path | None = None):
-    """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs."""
+def compose_train(
+    overrides: list[str],
+    *,
+    data_dir: Path,
+    output_dir: Path,
+    log_dir: Path | None = None,
+    return_hydra_config: bool = False,
+):
+    """The real `train` config composed with Hydra's compose API, paths pointed at tmp dirs
+    (with its `hydra` section, sweeper and launcher, when `return_hydra_config`)."""
     from butd.config import compose
 
     return compose(
@@ -65,6 +76,7 @@ def compose_train(overrides: list[str], *, data_dir: Path, output_dir: Path, log
             f"paths.output_dir={output_dir}",
             f"paths.log_dir={log_dir or output_dir.parent}",
         ],
+        return_hydra_config=return_hydra_config,
     )
 
 

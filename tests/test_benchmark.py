@@ -9,6 +9,8 @@ import torch
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # the benchmark script as a subprocess
+
 TINY = [
     "--batch-size",
     "16",

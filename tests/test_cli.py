@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY_DATA
+
+pytestmark = pytest.mark.slow  # the CLI as subprocesses
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:

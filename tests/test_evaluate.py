@@ -117,6 +117,7 @@ def test_a_checkpoint_that_does_not_fit_the_cache_says_which_part(tiny_run, tiny
     assert alignment.token_map[0] == len(ckpt.vocab) - 1 and alignment.token_map[-1] == ckpt.vocab.padding_idx
 
 
+@pytest.mark.slow
 def test_evaluate_from_the_command_line(tiny_run, tiny_data_dir, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "butd.evaluate", f"ckpt_path={tiny_run['ckpt']}", "split=val", "trainer=cpu"],

@@ -16,6 +16,8 @@ from butd.preparation.build import ensure_prepared
 from butd.train import train
 from tests.conftest import compose_train
 
+pytestmark = pytest.mark.slow  # generates and trains on files of the real shapes (2048-d features)
+
 SMALL = [
     "data.synthetic.num_train_images=24",
     "data.synthetic.num_val_images=8",

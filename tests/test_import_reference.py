@@ -86,6 +86,7 @@ def test_files_that_do_not_belong_together_are_refused(golden_dir, tmp_path):
         import_reference(**files, out=tmp_path / "x.ckpt", optimizer=ADAMAX)
 
 
+@pytest.mark.slow
 def test_an_imported_checkpoint_in_python2_order_evaluates_like_the_original(
     tiny_run, tiny_data_dir, tmp_path
 ):

@@ -80,6 +80,7 @@ def test_bad_requests_are_explained(tiny_run, tiny_data_dir, tmp_path):
         _predict(tiny_run, tiny_data_dir, tmp_path, "split=val", "image_id=7")
 
 
+@pytest.mark.slow
 def test_predict_from_the_command_line_names_the_results_file(tiny_run, tiny_data_dir, tmp_path):
     run = subprocess.run(
         [

@@ -31,6 +31,7 @@ def grid(cfg) -> dict[str, list[str]]:
     return {k: list(parser.parse_override(f"{k}={v}").sweep_string_iterator()) for k, v in params.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_grid_point_of_a_study_composes_into_a_valid_config(study):
     cfg = compose_all([f"experiment={study}"])

@@ -13,6 +13,8 @@ from butd.report import main as report
 from tests.conftest import TINY_DATA
 from tests.test_cli import _run
 
+pytestmark = pytest.mark.slow  # sweeps, Optuna, DDP and SLURM as subprocesses
+
 #: the tiny set on top of experiment=quickstart (which picks data=synthetic itself)
 TINY = [o for o in TINY_DATA if o != "data=synthetic"]
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from butd.config.data import DataConfig
 from butd.errors import ConfigError
@@ -62,11 +63,55 @@ def test_use_spatial_override_composes_and_trains(tiny_cfg):
         tiny_cfg(["model.use_spatial=maybe"])
 
 
+def test_experiment_list_is_not_empty():
+    assert "quickstart" in EXPERIMENTS and len(EXPERIMENTS) >= 2
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment, tmp_path):
-    cfg = compose_train([f"experiment={experiment}"], data_dir=tmp_path, output_dir=tmp_path / "r")
-    DataConfig.from_dict(cfg.data)  # validates the data section
-    instantiate(cfg.optim.optimizer)
+    """Composing `experiment=X` gives the default config with X's group overrides (its `defaults`)
+    and then X's own keys on top, nothing else; X's sweep grid names keys of that config, and each
+    of its values composes and lands there; the data section validates; the optimiser builds."""
+
+    def compose(overrides, **kwargs):
+        return compose_train(overrides, data_dir=tmp_path, output_dir=tmp_path / "r", **kwargs)
+
+    raw = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
+    groups = {k.removeprefix("override /"): v for entry in raw.get("defaults", []) for k, v in entry.items()}
+    own = OmegaConf.masked_copy(raw, [k for k in raw if k not in ("defaults", "hydra")])
+    cfg = compose([f"experiment={experiment}"], return_hydra_config=True)
+
+    assert cfg.task_name == experiment and experiment in cfg.tags
+    expected = OmegaConf.merge(compose([f"{g}={o}" for g, o in groups.items()]), own)
+    composed = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    assert OmegaConf.to_container(composed) == OmegaConf.to_container(expected)
+    for group, option in groups.items():
+        assert cfg.hydra.runtime.choices[group] == option
+
+    grid = OmegaConf.select(raw, "hydra.sweeper.params")
+    if grid is not None:
+        assert grid and cfg.hydra.sweeper.params == grid
+        grid = {key: str(values).split(",") for key, values in grid.items()}
+        for key in grid:  # a config group, or a key of the composed config
+            missing = OmegaConf.select(cfg, key, default=KeyError) is KeyError
+            assert (CONF_DIR / key).is_dir() or not missing, f"the sweep names {key}, not in the config"
+        # every value of every axis once: point i takes each axis's i-th value (the last one past its end)
+        for i in range(max(len(values) for values in grid.values())):
+            point = {key: values[min(i, len(values) - 1)] for key, values in grid.items()}
+            composed = compose(
+                [f"experiment={experiment}", *(f"{k}={v}" for k, v in point.items())],
+                return_hydra_config=True,
+            )
+            for key, value in point.items():
+                if (CONF_DIR / key).is_dir():  # a config group: Hydra chose that option
+                    assert composed.hydra.runtime.choices[key] == value
+                else:
+                    assert str(OmegaConf.select(composed, key)) == value
+
+    assert DataConfig.from_dict(cfg.data).name == cfg.data.name  # validates the data section
+    optimizer = instantiate(cfg.optim.optimizer)([torch.nn.Parameter(torch.zeros(3))])
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    assert optimizer.defaults["lr"] == cfg.optim.optimizer.lr
 
 
 def test_unknown_activation_lists_the_valid_ones(tiny_cfg):
@@ -85,6 +130,7 @@ def test_fast_dev_run_through_the_composed_config(tiny_cfg):
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()  # fast_dev_run writes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "store"), [("newatt", "ram"), ("concat", "h5"), ("question_only", "auto")])
 def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model, store):
     """Two real epochs write metrics.json and checkpoints; a resume runs the third epoch only."""
@@ -117,6 +163,7 @@ def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model, store)
     assert resumed["history"][:2] == metrics["history"]
 
 
+@pytest.mark.slow
 def test_ckpt_path_last_finds_the_newest_run(tiny_cfg):
     train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=1"], run="first"))
     resumed = train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=2", "ckpt_path=last"], run="second"))
@@ -128,6 +175,7 @@ def test_missing_ckpt_path_is_a_clear_error(tiny_cfg):
         train(tiny_cfg(["ckpt_path=nowhere.ckpt"]))
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tiny_cfg):
     keys = ("train/loss_epoch", "train/score", "val/loss", "val/score")
     runs = [

@@ -78,6 +78,7 @@ def test_more_boxes_than_the_data_holds_is_refused_naming_both(tiny_data_dir, tm
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_the_command_line_prints_the_message_not_a_traceback(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "butd.train", "experiment=quickstart", "model.num_hid=-3", "logger=csv"],

@@ -56,6 +56,7 @@ def _corrupt_line(tsv, line_no: int) -> int:
     return int(fields[0])
 
 
+@pytest.mark.slow
 def test_parallel_conversion_equals_in_process(data_copy):
     one = _cfg(data_copy, "data.prepare_workers=0", SMALL_CHUNKS)
     two = _cfg(data_copy, "data.prepare_workers=2", SMALL_CHUNKS, f"data.cache_dir={data_copy}/cache2")
@@ -100,6 +101,7 @@ def test_bad_row_stops_with_its_location_and_a_rerun_continues(data_copy):
     _assert_same_files(cfg.cache_path, fresh.cache_path, cfg.prepare_splits)
 
 
+@pytest.mark.slow
 def test_interrupted_conversion_resumes_to_the_same_files(data_copy, tmp_path):
     cfg = _cfg(data_copy)
     paths = [cfg.raw_path / f for f in cfg.features]

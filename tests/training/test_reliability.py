@@ -108,6 +108,7 @@ def cli_args(data_dir: Path, logs: Path, run: str, extra: list[str] = ()) -> lis
     ]
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_with_ckpt_path_last_to_the_same_metrics(tiny_data_dir, tmp_path):
     logs = tmp_path / "logs"
     killed_dir = logs / "train" / "runs" / "killed"
@@ -145,6 +146,7 @@ def test_sigkilled_run_resumes_with_ckpt_path_last_to_the_same_metrics(tiny_data
     assert straight["val/score"] == resumed["val/score"] and straight["best_epoch"] == resumed["best_epoch"]
 
 
+@pytest.mark.slow
 def test_slurm_requeue_signal_saves_requeues_and_the_requeued_job_resumes(
     tiny_data_dir, tmp_path, monkeypatch
 ):
@@ -210,6 +212,7 @@ class _Unpicklable:
         raise RuntimeError("this object cannot be pickled")
 
 
+@pytest.mark.slow
 def test_a_kill_in_the_middle_of_a_checkpoint_write_leaves_the_previous_file(tmp_path):
     io = AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"
@@ -264,6 +267,7 @@ def test_resumed_run_keeps_the_best_score_of_the_earlier_folder(tmp_path):
     assert plain_cb.best_model_score is None
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_a_clear_error_and_another_checkpoint_resumes(tiny_data_dir, tmp_path):
     logs = tmp_path / "logs"
     train(cfg_for(tiny_data_dir, logs, "first", ["trainer.max_epochs=1"]))
@@ -286,6 +290,7 @@ def test_truncated_checkpoint_is_a_clear_error_and_another_checkpoint_resumes(ti
     assert [r["epoch"] for r in resumed["history"]] == [0, 1]
 
 
+@pytest.mark.slow
 def test_truncated_hdf5_cache_names_the_file_and_the_rebuild_command(tiny_data_dir, tmp_path):
     data_dir = own_data(tiny_data_dir, tmp_path)
     cache = data_dir / "synthetic" / "cache"
@@ -307,6 +312,7 @@ def test_truncated_hdf5_cache_names_the_file_and_the_rebuild_command(tiny_data_d
     assert summary["history"][0]["val/score"] is not None
 
 
+@pytest.mark.slow
 def test_nan_features_stop_the_run_naming_the_questions_and_keep_the_checkpoints(tiny_data_dir, tmp_path):
     data_dir = own_data(tiny_data_dir, tmp_path)
     logs = tmp_path / "logs"
@@ -369,6 +375,7 @@ class CrashInValidation(pl.Callback):
             raise Crash(f"crash in the validation of epoch {self.epoch}")
 
 
+@pytest.mark.slow
 def test_crash_between_the_last_step_and_the_validation_of_an_epoch(tiny_data_dir, tmp_path):
     """The last step checkpoint of an epoch is the one before its last batch, so the resumed run
     validates that epoch and records it instead of skipping to the next one."""
