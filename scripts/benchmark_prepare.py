@@ -199,12 +199,12 @@ def measure(job: dict, job_file: Path) -> dict:
 
 
 def run_butd(data: dict) -> dict:
-    import butd.data.cache as cache
+    import butd.preparation.build as build
     from butd.config.data import DataConfig
 
     cfg = DataConfig.from_dict(data)
     window: dict[str, float] = {}
-    convert = cache.convert_features
+    convert = build.convert_features
 
     def timed_convert(*args, **kwargs):  # the feature conversion's start and end, for its memory
         window["convert_started"] = time.time()
@@ -213,9 +213,9 @@ def run_butd(data: dict) -> dict:
         finally:
             window["convert_ended"] = time.time()
 
-    cache.convert_features = timed_convert
+    build.convert_features = timed_convert
     started = time.perf_counter()
-    info = cache.prepare(cfg, force=True, progress=False)
+    info = build.prepare(cfg, force=True, progress=False)
     seconds = time.perf_counter() - started
     manifest = json.loads((cfg.cache_path / "manifest.json").read_text(encoding="utf-8"))
     return {

@@ -380,7 +380,10 @@ def test_crash_between_the_last_step_and_the_validation_of_an_epoch(tiny_data_di
     """The last step checkpoint of an epoch is the one before its last batch, so the resumed run
     validates that epoch and records it instead of skipping to the next one."""
     logs = tmp_path / "logs"
-    crash = ["+callbacks.crash._target_=tests.test_reliability.CrashInValidation", "+callbacks.crash.epoch=2"]
+    crash = [
+        "+callbacks.crash._target_=tests.training.test_reliability.CrashInValidation",
+        "+callbacks.crash.epoch=2",
+    ]
     with pytest.raises(Crash):
         train(cfg_for(tiny_data_dir, logs, "crashed", ["trainer.max_epochs=4", *crash]))
     last = logs / "train" / "runs" / "crashed" / "checkpoints" / "last.ckpt"
