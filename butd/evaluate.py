@@ -14,22 +14,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import h5py
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from butd.config.entry import entry_point
-from butd.data.official import ANSWER_TYPES, annotations_from_cache
+from butd.config.output import report_written
+from butd.data.official import ANSWER_TYPES
 from butd.errors import UserError
-from butd.evaluation import vqa_eval
-from butd.evaluation.inference import open_checkpoint_and_cache, run_split, soft_scores, write_json
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the evaluation; returns what metrics.json holds."""
+    # torch and the checkpoint load here, after Hydra has checked the command line
+    import h5py
+
+    from butd.data.official import annotations_from_cache
+    from butd.evaluation import vqa_eval
+    from butd.evaluation.inference import open_checkpoint_and_cache, run_split, soft_scores, write_json
+
     ckpt, data, info = open_checkpoint_and_cache(cfg)
     split = str(cfg.split)
     with h5py.File(info.split_path(split), "r") as f:
@@ -96,7 +101,8 @@ def main(cfg: DictConfig) -> float:
     console = Console()
     for table in tables(metrics):
         console.print(table)
-    console.print(f"predictions.json and metrics.json written to {cfg.paths.output_dir}")
+    out = Path(cfg.paths.output_dir)
+    report_written([out / "predictions.json", out / "metrics.json"])
     return metrics["official"]["overall"]
 
 

@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from butd.config.entry import entry_point
+from butd.config.output import report_written
+from butd.data.text import tokenize
 from butd.errors import ConfigError
-from butd.evaluation.inference import (
-    Answer,
-    answer,
-    answer_row,
-    find_image,
-    open_checkpoint_and_cache,
-    run_split,
-    write_json,
-)
+
+# the checkpoint and torch load inside the functions, after the arguments are checked
+if TYPE_CHECKING:
+    from butd.evaluation.inference import Answer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +36,8 @@ def results_name(split: str) -> str:
 
 def predict_split(cfg: DictConfig, console: Console) -> Path:
     """Write the results file for every question of `cfg.split`; returns its path."""
+    from butd.evaluation.inference import open_checkpoint_and_cache, run_split, write_json
+
     ckpt, data, info = open_checkpoint_and_cache(cfg)
     split = str(cfg.split)
     _, qids, labels, _ = run_split(cfg, ckpt, data, info, split)
@@ -52,30 +51,57 @@ def predict_split(cfg: DictConfig, console: Console) -> Path:
             f"[bold red]warning:[/] {dropped:,} questions of {split} had no image features when the "
             "cache was prepared and are not answered; EvalAI refuses incomplete results"
         )
-    console.print(f"{len(results):,} answers for {data.name} {split} written to {path}")
+    console.print(f"{len(results):,} answers for {data.name} {split}")
+    report_written([path])
     return path
 
 
 def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
     """Answer one question about one image; prints and returns the answers."""
+    from butd.evaluation.inference import (
+        answer,
+        answer_row,
+        find_image,
+        max_question_len,
+        open_checkpoint_and_cache,
+        write_json,
+    )
+
     ckpt, data, info = open_checkpoint_and_cache(cfg)
     image = find_image(info, int(cfg.image_id))
     result = answer(ckpt, image, str(cfg.question), top_k=int(cfg.top_k))
     console.print(answer_table(result, image_id=image.image_id, split=image.split))
+    words, max_len = tokenize(result.question), max_question_len(ckpt)
+    if len(words) > max_len:
+        console.print(
+            f"[yellow]note:[/] the question has {len(words)} words; the model reads the first {max_len} "
+            f"({' '.join(words[:max_len])!r}), the rest is left out"
+        )
     if result.unknown_words:
         console.print(
             f"[yellow]not in the vocabulary, left out:[/] {', '.join(result.unknown_words)} "
             f"(the model read: {' '.join(w for w in _words(result) if w not in result.unknown_words)!r})"
         )
     row = answer_row(result)
-    write_json(Path(cfg.paths.output_dir) / "answer.json", {"image_id": image.image_id, **row})
+    path = write_json(Path(cfg.paths.output_dir) / "answer.json", {"image_id": image.image_id, **row})
+    report_written([path])
     return row
 
 
 def _words(result: Answer) -> list[str]:
-    from butd.data.text import tokenize
-
     return tokenize(result.question)
+
+
+def check_question_args(cfg: DictConfig) -> None:
+    """`top_k` a positive integer and a question with words, before the checkpoint loads."""
+    top_k = cfg.top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} is invalid; expected an integer >= 1 (how many answers to show)")
+    if not tokenize(str(cfg.question)):
+        raise ConfigError(
+            f"question={cfg.question!r} has no words to answer; give one, e.g. "
+            'question="what color is the bus?"'
+        )
 
 
 def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
@@ -100,6 +126,7 @@ def predict(cfg: DictConfig, console: Console) -> Any:
             "say what to answer: split=test-dev2015 (every question of a split), or "
             'image_id=ID question="what color is the bus?"'
         )
+    check_question_args(cfg)
     return predict_question(cfg, console)
 
 

@@ -8,24 +8,27 @@ python -m butd.train -m model.activation=relu,glu,gated_tanh
 from __future__ import annotations
 
 import logging
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from butd.config.data import DataConfig
 from butd.config.entry import entry_point
 from butd.config.model import ModelConfig
-from butd.data.datamodule import VQADataModule
-from butd.data.stores import split_nbytes
+from butd.config.output import report_written
 from butd.errors import UserError
 from butd.training import sweep
-from butd.training.callbacks import MetricsJSON
-from butd.training.checkpoints import resolve_ckpt_path, trainer_setup
-from butd.training.module import VQAModule
 from butd.training.validate import validate_train_config
+
+# torch and Lightning load inside the functions below, after the config is checked, so that
+# `--help`, `--cfg job` and a config error answer before `import torch` (seconds) happens.
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from butd.data.datamodule import VQADataModule
+    from butd.training.module import VQAModule
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ def build(
     `data_cfg` and `model_cfg`: the sections already validated (`validate_train_config`); read
     from `cfg` when not given.
     """
+    from butd.data.datamodule import VQADataModule
+    from butd.training.module import VQAModule
+
     data_cfg = data_cfg or DataConfig.from_dict(cfg.data)
     model_cfg = model_cfg or ModelConfig.from_dict(cfg.model)
     datamodule = VQADataModule(data_cfg, shuffle_seed=cfg.seed)
@@ -73,7 +79,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
     sweep.check_multirun_devices(cfg)
     data_cfg, model_cfg = validate_train_config(cfg)  # before any data is read, each section once
-    pl.seed_everything(cfg.seed, workers=True)
+    import pytorch_lightning as pl
+    import torch
+
+    from butd.training.callbacks import MetricsJSON
+    from butd.training.checkpoints import resolve_ckpt_path, trainer_setup
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued or resolve_ckpt_path(
         cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
@@ -100,13 +112,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
+    report_written(written_files(trainer, record))
     return record.summary(module) if record is not None else {}
+
+
+def written_files(trainer: pl.Trainer, record: Any) -> list[Any]:
+    """What a fit left on disk: metrics.json, the checkpoints, the CSV log, the W&B run folder."""
+    paths = [record.path if record is not None else None]
+    paths += [c.best_model_path for c in trainer.checkpoint_callbacks]
+    for lg in trainer.loggers:
+        # W&B's run files (`_experiment`: reading `experiment` would start a run after it finished)
+        experiment_dir = getattr(getattr(lg, "_experiment", None), "dir", None)
+        log_dir = getattr(lg, "log_dir", None)  # the CSV logger's metrics.csv folder
+        paths.append(Path(experiment_dir).parent if isinstance(experiment_dir, str) else log_dir)
+    return paths
 
 
 def out_of_memory_advice(
     cfg: DictConfig, datamodule: VQADataModule, module: VQAModule, err: Exception
 ) -> str:
     """What did not fit, with the sizes involved and the settings that shrink them."""
+    from butd.data.stores import split_nbytes
+
     info = datamodule.info
     splits = list(dict.fromkeys([*cfg.data.train_splits, cfg.data.val_split]))
     held = sum(split_nbytes(info.split_path(s)) for s in splits) / 2**30

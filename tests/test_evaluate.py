@@ -133,4 +133,5 @@ def test_evaluate_from_the_command_line(tiny_run, tiny_data_dir, tmp_path):
     assert f"{metrics['official']['overall']:.2f}" in run.stdout
     for heading in ("overall", "yes/no", "number", "other", "per question type", "soft score"):
         assert heading in run.stdout
-    assert "predictions.json and metrics.json written to" in run.stdout
+    for name in ("predictions.json", "metrics.json"):
+        assert f"wrote {(out / name).resolve()}" in run.stdout

@@ -31,10 +31,11 @@ def _predict(tiny_run, tiny_data_dir, tmp_path, *overrides):
     return predict(cfg, console), console.export_text()
 
 
-def test_results_file_answers_every_test_dev_question_once(tiny_run, tiny_data_dir, tmp_path):
+def test_results_file_answers_every_test_dev_question_once(tiny_run, tiny_data_dir, tmp_path, caplog):
+    caplog.set_level("INFO", logger="butd")
     path, text = _predict(tiny_run, tiny_data_dir, tmp_path, "split=test-dev2015")
     assert path == tmp_path / "vqa_OpenEnded_mscoco_test-dev2015_butd_results.json"
-    assert f"written to {path}" in text.replace("\n", "")
+    assert f"wrote {path.resolve()}" in caplog.text
     results = json.loads(path.read_text())
     data = _data(tiny_data_dir)
     questions = json.loads((data.raw_path / data.questions["test-dev2015"]).read_text())["questions"]
@@ -101,7 +102,7 @@ def test_predict_from_the_command_line_names_the_results_file(tiny_run, tiny_dat
     (path,) = (tmp_path / "outputs" / "predict" / "runs").glob(
         "*/vqa_OpenEnded_mscoco_test2015_butd_results.json"
     )
-    assert f"written to {path}" in run.stdout
+    assert f"wrote {path.resolve()}" in run.stdout
     with h5py.File(load_cache(_data(tiny_data_dir)).split_path("test2015")) as f:
         assert len(json.loads(path.read_text())) == len(f["questions/question_id"]) > 0
 

@@ -28,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from butd.config.output import quiet_libraries, whole_lines
 from butd.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ def user_error(err: BaseException) -> UserError | None:
     return None
 
 
-def record_failure(err: BaseException, folder: Path | None = None) -> Path:
-    """Write `failure.json` (error type, message, traceback) into the job's folder; returns its path."""
+def record_failure(err: BaseException, folder: Path | None = None, *, quiet: bool = False) -> Path:
+    """Write `failure.json` (error type, message, traceback) into the job's folder; returns its path.
+
+    `quiet`: log nothing (a single run prints the error itself)."""
     folder = folder or job_dir()
     cause = user_error(err)
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,6 +73,8 @@ def record_failure(err: BaseException, folder: Path | None = None) -> Path:
     }
     path = folder / FAILURE_FILE
     path.write_text(json.dumps(record, indent=2))
+    if quiet:
+        return path
     if cause is not None:
         log.error("job failed: %s (recorded in %s)", cause, path)
     else:
@@ -83,12 +88,17 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Calla
     def decorate(job: Callable[[DictConfig], T]) -> Callable[[], T | None]:
         @functools.wraps(job)
         def task(cfg: DictConfig) -> T | None:
+            quiet_libraries(verbose=bool(cfg.get("verbose", False)))
             try:
                 return job(cfg)
             except Exception as err:
                 if in_multirun():
                     record_failure(err)
                     return None
+                # a single run's folder says why it failed too, so `butd.report` lists it as failed
+                # (with the reason) rather than as unfinished
+                if HydraConfig.initialized():
+                    record_failure(err, quiet=True)
                 cause = user_error(err)
                 if cause is not None:
                     raise SystemExit(f"error: {cause}") from None
@@ -97,6 +107,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Calla
         def main() -> T | None:
             from butd.config import CONF_DIR, register
 
+            whole_lines()
             register()
             run = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
             return run()

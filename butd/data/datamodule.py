@@ -157,12 +157,18 @@ class VQADataModule(pl.LightningDataModule):
         self._store: str | None = None
         self._train_sampler: EpochBatchSampler | None = None
         self._resume_position: dict[str, int] | None = None
+        self._prepared = False
 
     def prepare_data(self) -> None:
+        # `butd.train` prepares before it builds the model and Lightning calls this again in `fit`:
+        # check the cache (and log its state) once per datamodule
+        if self._prepared:
+            return
         if self.cfg.auto_prepare:
             ensure_prepared(self.cfg)
         else:
             load_cache(self.cfg)
+        self._prepared = True
 
     @property
     def info(self) -> CacheInfo:

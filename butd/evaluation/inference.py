@@ -144,14 +144,19 @@ class Answer:
     attention: np.ndarray | None
 
 
+def max_question_len(ckpt: Checkpoint) -> int:
+    """How many tokens the checkpoint's model reads (its data's `max_question_len`, 14 by default)."""
+    settings = (ckpt.module.metadata.get("data") or {}).get("settings", {})
+    return int(settings.get("max_question_len", DEFAULT_MAX_LEN))
+
+
 def encode(ckpt: Checkpoint, question: str) -> tuple[list[int], list[str]]:
     """Token ids (front-padded) and the unknown words, which are dropped.
 
     The reference vocabulary has no unknown token, so an unknown word cannot be encoded; it is
     left out (or mapped to the unknown token when the vocabulary has one) and reported.
     """
-    settings = (ckpt.module.metadata.get("data") or {}).get("settings", {})
-    max_len = int(settings.get("max_question_len", DEFAULT_MAX_LEN))
+    max_len = max_question_len(ckpt)
     vocab = ckpt.vocab
     tokens = tokenize(question)
     unknown = [t for t in tokens if t not in vocab]

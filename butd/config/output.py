@@ -1,0 +1,87 @@
+"""What a command prints: whole lines in a log or a pipe, no library noise, the files it wrote.
+
+Every entry point runs these through `butd.config.entry.entry_point`:
+- `whole_lines()`: Rich (progress bars, tables) wraps at 80 columns when stdout is not a
+  terminal, which breaks paths mid-name in a SLURM log or behind `| tee`; a wide COLUMNS stops it.
+- `quiet_libraries()`: the lines every run printed and nobody reads (Lightning's accelerator
+  lines and logger tip, torch's `LeafSpec` deprecation, W&B's start banner and its ~30 lines
+  of sparklines), silenced at their source by logger filters, warning filters scoped to the
+  known messages and W&B's own `quiet` setting. `verbose=true` on the command line keeps them.
+- `report_written(paths)`: one line per file written, with its full path, at the end.
+
+Nothing here imports torch or Lightning: the filters attach to logger names before those load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: the width Rich assumes when stdout is a file or a pipe: wide enough for any path
+PIPE_COLUMNS = 1000
+
+#: logger name -> starts of the messages dropped from it (Lightning logs these on every run)
+NOISE: dict[str, tuple[str, ...]] = {
+    "pytorch_lightning.utilities.rank_zero": (
+        "GPU available:",
+        "TPU available:",
+        "HPU available:",
+        "💡 Tip:",
+    ),
+}
+
+#: (warning category, regex of the message) of the library warnings every run printed
+NOISE_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+)
+
+
+class _DropPrefixes(logging.Filter):
+    """Drops the records of one logger whose message starts with one of `prefixes`."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefixes)
+
+
+def whole_lines() -> None:
+    """No forced 80-column wrapping when stdout is not a terminal (an explicit COLUMNS wins)."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = str(PIPE_COLUMNS)
+
+
+def quiet_libraries(*, verbose: bool = False) -> None:
+    """Silence the known library noise, unless `verbose` (idempotent)."""
+    if verbose:
+        return
+    for name, prefixes in NOISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropPrefixes) for f in logger.filters):
+            logger.addFilter(_DropPrefixes(prefixes))
+    for category, message in NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    # W&B's own setting: no banner, no history sparklines, no summary at the end of a run;
+    # its warnings and errors still print. An explicit WANDB_QUIET wins.
+    os.environ.setdefault("WANDB_QUIET", "true")
+
+
+def report_written(paths: Iterable[Path | str | None]) -> list[Path]:
+    """Log `wrote PATH` for each file or folder written (absolute, in the order given, once each)."""
+    written: list[Path] = []
+    for path in paths:
+        if path is None or str(path) == "":
+            continue
+        full = Path(path).resolve()
+        if full not in written and full.exists():
+            written.append(full)
+            log.info("wrote %s", full)
+    return written
