@@ -83,3 +83,61 @@ def test_prepare_names_a_bad_row_then_skips_it_when_asked(tmp_path):
     assert "1 bad feature rows skipped" in " ".join(skipped.stdout.split())  # the summary wraps
     manifest = json.loads((cfg.cache_path / "manifest.json").read_text())
     assert manifest["conversion"]["resumed_from_chunk"] > 0 and manifest["counts"]["skipped_rows"] == 1
+
+
+#: lines every run printed before they were silenced (`butd.config.output`)
+NOISE = (
+    "GPU available",
+    "TPU available",
+    "💡 Tip",
+    "LeafSpec",
+    "anonymous setting",
+    "Run history",
+    "Run summary",
+    "Seed set to",
+    "Total params",
+)
+
+
+def test_a_config_error_answers_before_torch_loads_and_leaves_a_failed_run(tmp_path):
+    from butd.reporting.runs import read_runs
+
+    logs = tmp_path / "logs"
+    args = ["-X", "importtime", "-m", "butd.train", "model.activation=swish", f"paths.log_dir={logs}"]
+    run = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        "error: model.activation='swish' is invalid; expected one of ['relu', 'glu', 'gated_tanh']"
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert "hydra" in imported and not imported & {"torch", "pytorch_lightning", "lightning_fabric"}
+    (failed,) = read_runs([logs])
+    assert failed.status == "failed" and "model.activation='swish' is invalid" in failed.detail
+
+
+def test_a_piped_run_is_quiet_and_names_its_files_on_whole_lines(tiny_data_dir, tmp_path):
+    logs = tmp_path / ("a_folder_name_long_enough_that_an_80_column_wrap_would_cut_every_path_in_it_" * 2)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "WANDB_SILENT", "WANDB_QUIET")}
+    args = [*TINY_DATA, "model.num_hid=16", "trainer.accelerator=cpu", f"paths.data_dir={tiny_data_dir}"]
+    run = subprocess.run(
+        [sys.executable, "-m", "butd.train", *args, "trainer.max_epochs=1", f"paths.log_dir={logs}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    output = run.stdout + run.stderr
+    assert [n for n in NOISE if n in output] == []
+    assert output.count("matches data=synthetic: nothing to do") == 1  # the cache checked once
+    (out,) = (logs / "train" / "runs").iterdir()
+    lines = run.stdout.splitlines()
+    for path in (out / "metrics.json", out / "checkpoints" / "last.ckpt", out / "csv"):
+        assert any(line.endswith(f"wrote {path.resolve()}") for line in lines), path
+    (bar,) = [line for line in lines if line.startswith("Epoch 0/0")]
+    assert "val/score" in bar  # the progress bar's metrics on its own line, not wrapped
+
+    # verbose=true brings the libraries' own lines back
+    verbose = subprocess.run(
+        [sys.executable, "-m", "butd.train", *args, "debug=fdr", "verbose=true", f"paths.log_dir={logs}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "GPU available" in verbose.stdout + verbose.stderr

@@ -125,3 +125,33 @@ def test_vqa2_test_data_config_prepares_the_test_splits_from_the_test_features(t
 
 def _vqa2(tmp_path) -> DataConfig:
     return DataConfig.from_dict(compose_train(["data=vqa2"], data_dir=tmp_path, output_dir=tmp_path).data)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["top_k=0"], "top_k=0 is invalid; expected an integer >= 1"),
+        (["top_k=-3"], "top_k=-3 is invalid; expected an integer >= 1"),
+        (["question=' ? '"], "has no words to answer"),
+    ],
+)
+def test_bad_question_arguments_are_named_before_the_checkpoint_loads(tmp_path, overrides, message):
+    # the checkpoint does not exist: the argument check must come first
+    cfg = compose_job(
+        "predict",
+        [f"ckpt_path={tmp_path / 'absent.ckpt'}", "image_id=1", "question='what color?'", *overrides],
+        data_dir=tmp_path,
+        output_dir=tmp_path,
+    )
+    with pytest.raises(ConfigError, match=message):
+        predict(cfg, Console(record=True, width=120))
+
+
+def test_a_question_longer_than_the_model_reads_is_noted(tiny_run, tiny_data_dir, tmp_path):
+    with h5py.File(load_cache(_data(tiny_data_dir)).split_path("val")) as f:
+        image_id = int(f["images/image_id"][0])
+    words = " ".join(f"what{i}" for i in range(5)) + " " + " ".join(["color"] * 15)
+    _, text = _predict(tiny_run, tiny_data_dir, tmp_path, f"image_id={image_id}", f"question='{words}'")
+    assert "the question has 20 words; the model reads the first 14" in " ".join(text.split())
+    _, text = _predict(tiny_run, tiny_data_dir, tmp_path, f"image_id={image_id}", "question='what color'")
+    assert "the model reads the first" not in text

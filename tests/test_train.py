@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from butd.config.data import DataConfig
 from butd.errors import ConfigError
+from butd.reporting.runs import read_runs
 from butd.train import build, train
 from butd.training.module import VQAModule
 from tests.conftest import CONF_DIR, compose_train
@@ -166,8 +167,17 @@ def test_fit_validates_checkpoints_and_resumes(tiny_cfg, tmp_path, model, store)
 @pytest.mark.slow
 def test_ckpt_path_last_finds_the_newest_run(tiny_cfg):
     train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=1"], run="first"))
-    resumed = train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=2", "ckpt_path=last"], run="second"))
+    second = tiny_cfg(["model.num_hid=16", "trainer.max_epochs=2", "ckpt_path=last"], run="second")
+    resumed = train(second)
     assert [r["epoch"] for r in resumed["history"]] == [0, 1]
+    # the lineage rides in the checkpoint, so the report counts the two folders as one run
+    runs = Path(second.paths.output_dir).parent
+    for name in ("first", "second"):  # what Hydra's launcher writes beside a command-line run
+        (runs / name / ".hydra").mkdir()
+        (runs / name / ".hydra" / "overrides.yaml").write_text("- model.num_hid=16\n")
+    assert resumed["lineage"] == [str((runs / "first").resolve()), str((runs / "second").resolve())]
+    statuses = [(r.path.name, r.status) for r in read_runs([runs])]
+    assert statuses == [("first", "resumed"), ("second", "finished")]
 
 
 def test_missing_ckpt_path_is_a_clear_error(tiny_cfg):

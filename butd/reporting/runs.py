@@ -4,7 +4,10 @@ A run folder is one that Hydra recorded: it holds `.hydra/overrides.yaml`. Its s
 
 - `finished`: `metrics.json` with a best `val/score` (written at the end of a fit);
 - `failed`: `failure.json` (a multirun job that raised; see `butd.config.entry`);
-- `unfinished`: neither, e.g. still running or killed; the CSV log says how far it got.
+- `unfinished`: neither, e.g. still running or killed; the CSV log says how far it got;
+- `unreadable`: a record that cannot be read (damaged JSON or YAML); listed with its path;
+- `resumed`: a run that a later run resumed (`ckpt_path=...`): the later run's `metrics.json`
+  names it in its `lineage` and holds its epochs, so the two count as one run.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from butd.config.naming import clean_overrides, split_override
@@ -33,7 +37,7 @@ class Run:
 
     path: Path
     overrides: list[str]
-    status: str  # finished | failed | unfinished
+    status: str  # finished | failed | unfinished | unreadable | resumed
     metrics: dict[str, Any] = field(default_factory=dict)
     #: why a run is not finished: the error, or how far its CSV log got
     detail: str = ""
@@ -101,24 +105,44 @@ def _csv_progress(path: Path) -> str:
 
 
 def read_run(path: Path) -> Run:
+    """The run in `path`; an unreadable record makes an `unreadable` run that names the file."""
+    try:
+        return _read_run(path)
+    except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError is a ValueError
+        return Run(path, [], "unreadable", detail=f"cannot read its record: {err}")
+
+
+def _read_run(path: Path) -> Run:
     overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(path / OVERRIDES)) or []]
     failure = path / FAILURE
     if failure.is_file():
-        record = json.loads(failure.read_text())
+        record = _json(failure)
         message = str(record.get("message", "")).strip().splitlines()
         detail = f"{record.get('error', 'error')}: {message[0] if message else ''}"
         return Run(path, overrides, "failed", detail=detail)
     metrics_file = path / METRICS
     if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+        metrics = _json(metrics_file)
         if metrics.get("val/score") is not None:
             return Run(path, overrides, "finished", metrics=metrics)
         return Run(path, overrides, "unfinished", metrics=metrics, detail="metrics.json has no val/score")
     return Run(path, overrides, "unfinished", detail=_csv_progress(path))
 
 
+def _json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`; a damaged file is a ValueError that names it."""
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} holds a {type(record).__name__}, not a JSON object")
+    return record
+
+
 def read_runs(roots: list[Path]) -> list[Run]:
-    """The runs under each root, in order; a run reachable from two roots is read once."""
+    """The runs under each root, in order; a run reachable from two roots is read once, and a
+    run that a later one resumed is marked `resumed` (see `mark_resumed`)."""
     seen: set[Path] = set()
     runs = []
     for root in roots:
@@ -126,6 +150,21 @@ def read_runs(roots: list[Path]) -> list[Run]:
             if path.resolve() not in seen:
                 seen.add(path.resolve())
                 runs.append(read_run(path))
+    return mark_resumed(runs)
+
+
+def mark_resumed(runs: list[Run]) -> list[Run]:
+    """Mark each run whose folder is in another run's `lineage` (before that run's own) as
+    `resumed`: its epochs are in the resuming run's record, and it is not a second seed."""
+    successor: dict[Path, Path] = {}
+    for run in runs:
+        lineage = [Path(d) for d in run.metrics.get("lineage") or []]
+        for earlier in lineage[:-1]:
+            successor[earlier.resolve()] = run.path
+    for run in runs:
+        later = successor.get(run.path.resolve())
+        if later is not None and later.resolve() != run.path.resolve():
+            run.status, run.detail = "resumed", f"resumed by {later}"
     return runs
 
 

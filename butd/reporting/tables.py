@@ -12,6 +12,7 @@ Files written into the sweep folder (or `--out`):
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,11 +115,10 @@ def nothing_found(roots: list[Path], runs: list[Run]) -> str:
             f"no runs under {where}: looked for run folders holding {OVERRIDES} (Hydra's record of a "
             f"run) with a {METRICS}; give a sweep folder such as outputs/<task>/multiruns/<date>"
         )
-    counts = {s: sum(r.status == s for r in runs) for s in ("failed", "unfinished")}
+    counts = ", ".join(f"{n} {status}" for status, n in Counter(r.status for r in runs).items())
     return (
         f"no finished runs under {where}: looked for {METRICS} with a val/score in the "
-        f"{len(runs)} run folders found ({counts['failed']} failed, {counts['unfinished']} unfinished):\n"
-        + problems_markdown(runs)
+        f"{len(runs)} run folders found ({counts}):\n" + problems_markdown(runs)
     )
 
 

@@ -38,6 +38,9 @@ class MetricsJSON(pl.Callback):
         self.path = Path(dirpath) / "metrics.json"
         self.monitor = monitor
         self.history: list[dict[str, float]] = []
+        #: the run folders of this run, the first one first: a resumed run inherits its
+        #: predecessors' through the checkpoint, so `butd.report` counts them as one run
+        self.lineage: list[str] = [str(self.path.parent.resolve())]
         self._epoch_started = time.time()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -61,6 +64,7 @@ class MetricsJSON(pl.Callback):
             "best_epoch": best.get("epoch"),
             "epoch": self.history[-1]["epoch"] if self.history else None,
             "num_parameters": getattr(pl_module, "num_parameters", None),
+            "lineage": self.lineage,
             "history": self.history,
         }
 
@@ -78,10 +82,12 @@ class MetricsJSON(pl.Callback):
         os.replace(tmp, self.path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
+        return {"history": self.history, "lineage": self.lineage}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+        here = str(self.path.parent.resolve())
+        self.lineage = [d for d in state_dict.get("lineage", []) if d != here] + [here]
 
 
 class RunStats(pl.Callback):
