@@ -1,0 +1,173 @@
+"""Regenerate the README's measured figures, so they cannot drift from what the code does.
+
+    python scripts/readme_figures.py                        # print the blocks, change nothing
+    python scripts/readme_figures.py --write README.md      # replace the blocks in README.md
+    python scripts/readme_figures.py --parts quickstart,tests,ablation --write README.md
+
+Each part is a block of the README between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`:
+- `quickstart`: `experiment=quickstart` with `model=newatt` and `model=question_only` (best
+  `val/score`, the official accuracy per answer type, upper bound, wall time);
+- `ablation`: the activation study on the quick start (`experiment=[quickstart,ablation_activation]`)
+  through `butd.report` (9 runs: about half an hour on 2 cores);
+- `tests`: the number of tests, all and the fast tier (`pytest --collect-only`).
+Every block states the date, the machine and the thread count it was measured with: the scores of
+a CPU run depend on the thread count (the order of float sums changes).
+Extra Hydra overrides (after `--`) go to every training run, e.g. a smaller set for a quick check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PARTS = ("quickstart", "ablation", "tests")
+TYPES = ("yes/no", "number", "other")
+
+
+def machine() -> str:
+    """`2-core Intel(R) Xeon(R) ..., 1 thread (OMP_NUM_THREADS=1)`: what the figures depend on."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        model = names[0] if names else model
+    threads = os.environ.get("OMP_NUM_THREADS")
+    thread_text = f"{threads} thread{'s' if threads != '1' else ''} (OMP_NUM_THREADS={threads})"
+    if threads is None:
+        thread_text = f"{os.cpu_count()} threads (OMP_NUM_THREADS unset: torch uses every core)"
+    return f"{os.cpu_count()}-core {model}, {thread_text}"
+
+
+def stamp() -> str:
+    return f"Measured on {dt.date.today().isoformat()}, {machine()}, by `scripts/readme_figures.py`."
+
+
+def train(overrides: list[str], log_dir: Path, name: str) -> tuple[dict, float]:
+    """One `python -m butd.train` run in `log_dir/name`; its metrics.json and wall seconds."""
+    run_dir = log_dir / name
+    started = time.monotonic()
+    cmd = [
+        sys.executable,
+        "-m",
+        "butd.train",
+        *overrides,
+        f"paths.log_dir={log_dir}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - started
+    return json.loads((run_dir / "metrics.json").read_text()), seconds
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def quickstart(log_dir: Path, extra: list[str]) -> str:
+    rows = [
+        "| model | best `val/score` | `val/vqa_acc` (yes/no, number, other) | upper bound | wall time |",
+        "|---|---|---|---|---|",
+    ]
+    for model, label in (("newatt", "BUTD, width 256"), ("question_only", "no image")):
+        metrics, seconds = train(["experiment=quickstart", f"model={model}", *extra], log_dir, model)
+        best = next(r for r in metrics["history"] if r["epoch"] == metrics["best_epoch"])
+        per_type = ", ".join(_fmt(best.get(f"val/vqa_acc/{t.replace('/', '_')}")) for t in TYPES)
+        rows.append(
+            f"| `model={model}` ({label}) | {_fmt(metrics['val/score'])} (epoch {metrics['best_epoch']}) "
+            f"| {_fmt(best.get('val/vqa_acc'))} ({per_type}) | {_fmt(metrics['val/upper_bound'])} "
+            f"| {seconds:.0f} s |"
+        )
+    return "\n".join([stamp(), "", *rows])
+
+
+def ablation(log_dir: Path, extra: list[str]) -> str:
+    sweep = log_dir / "ablation"
+    cmd = [sys.executable, "-m", "butd.train", "-m", "experiment=[quickstart,ablation_activation]", *extra,
+           f"paths.log_dir={log_dir}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    report = subprocess.run(
+        [sys.executable, "-m", "butd.report", str(sweep), "--out", str(log_dir / "report")],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    table = report.stdout.split("\n\n", 1)[0].strip()
+    return "\n".join([stamp(), "", table])
+
+
+def tests(tests_dir: Path) -> str:
+    def count(*args: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", *args, str(tests_dir)],
+            cwd=REPO, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        found = re.search(r"(\d+)(?:/\d+)? tests? (?:collected|selected)", out)
+        if found is None:
+            raise SystemExit(f"error: cannot find the test count in pytest's output:\n{out[-2000:]}")
+        return int(found.group(1))
+
+    everything, fast = count(), count("-m", "not slow")
+    return "\n".join(
+        [
+            "```bash",
+            f"python -m pytest -q                  # everything, on CPU ({everything} tests)",
+            f'python -m pytest -q -m "not slow"    # the fast tier for development ({fast} tests)',
+            "```",
+            f"Counted on {dt.date.today().isoformat()} by `scripts/readme_figures.py`.",
+        ]
+    )
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """`text` with the block `name` replaced by `body`; a missing block is an error naming it."""
+    start, end = f"<!-- figures:{name} -->", f"<!-- /figures:{name} -->"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"error: the README has no block {start} ... {end}; add the two markers first")
+    return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text, count=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra: list[str] = []
+    if "--" in argv:
+        extra, argv = argv[argv.index("--") + 1 :], argv[: argv.index("--")]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="quickstart,tests", help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--write", type=Path, metavar="README", help="replace the blocks in this file")
+    parser.add_argument("--log-dir", type=Path, default=REPO / "outputs" / "readme_figures")
+    parser.add_argument("--tests-dir", type=Path, default=REPO / "tests")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
+
+    print(machine())
+    stamp_dir = args.log_dir / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    makers = {
+        "quickstart": lambda: quickstart(stamp_dir / "quickstart", extra),
+        "ablation": lambda: ablation(stamp_dir, extra),
+        "tests": lambda: tests(args.tests_dir),
+    }
+    blocks = {name: makers[name]() for name in parts}
+    for name, body in blocks.items():
+        print(f"<!-- figures:{name} -->\n{body}\n<!-- /figures:{name} -->")
+    if args.write is not None:
+        text = args.write.read_text()
+        for name, body in blocks.items():
+            text = replace_block(text, name, body)
+        args.write.write_text(text)
+        print(f"wrote {args.write.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
