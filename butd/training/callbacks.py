@@ -154,63 +154,161 @@ class DivergenceError(UserError):
 
 
 class DivergenceGuard(pl.Callback):
-    """Stops training at the first non-finite loss or gradient norm, before the optimizer step.
+    """Stops training at the first non-finite loss or gradient norm; nothing diverged is ever saved.
 
-    Nothing of the diverged state is saved: the exception ends `fit` before any checkpoint
-    hook runs, so `last.ckpt` and the best checkpoint keep the state from before. The step,
-    the batch's question ids (those whose features are not finite singled out) and advice
-    go into the message and into `divergence.json` in the run folder.
+    By default (`strict=False`) a step only records its loss, the gradient norm that clipping
+    computed and which rows of its batch hold non-finite features, all as device tensors; they are
+    read together at intervals: on the steps where Lightning writes logs, at the end of each
+    epoch's training, before validation and before any checkpoint is written (the exception
+    then ends `fit` before the file exists). So a step never waits for the device, a diverged
+    run wastes at most `trainer.log_every_n_steps` steps, and the report still names the first
+    bad step and its question ids. `strict=True` checks every step before the optimizer step,
+    reading the device twice per step: for debugging.
+
+    The step, the batch's question ids (those whose features are not finite singled out) and
+    advice go into the message and into `divergence.json` in the run folder.
     """
 
-    def __init__(self, *, dirpath: str | None = None, check_gradients: bool = True) -> None:
+    def __init__(
+        self, *, dirpath: str | None = None, check_gradients: bool = True, strict: bool = False
+    ) -> None:
         self.path = Path(dirpath) / "divergence.json" if dirpath else None
         self.check_gradients = check_gradients
+        self.strict = strict
         self._batch: dict[str, Any] | None = None
         self._batch_idx = -1
+        self._step = 0
+        #: steps not yet checked: where each ran and its device values
+        self._pending: list[dict[str, Any]] = []
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self._batch, self._batch_idx = batch, batch_idx
+        self._batch, self._batch_idx, self._step = batch, batch_idx, trainer.global_step
+
+    def _checks_gradients(self, trainer: pl.Trainer) -> bool:
+        # With a gradient scaler (fp16) an overflow is routine: the scaler skips that step itself.
+        return self.check_gradients and getattr(trainer.precision_plugin, "scaler", None) is None
 
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
     ) -> None:
-        if not bool(torch.isfinite(loss.detach()).all()):
+        if self.strict and not bool(torch.isfinite(loss.detach()).all()):
             self._stop(trainer, f"the training loss is {loss.detach().float().item()}")
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        # With a gradient scaler (fp16) an overflow is routine: the scaler skips that step itself.
-        if not self.check_gradients or getattr(trainer.precision_plugin, "scaler", None) is not None:
+        if not self.strict or not self._checks_gradients(trainer):
             return
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if not grads:
-            return
-        norm = torch.stack([g.detach().norm() for g in grads]).norm()
-        if not bool(torch.isfinite(norm)):
+        norm = _grad_norm(pl_module)
+        if norm is not None and not bool(torch.isfinite(norm)):
             self._stop(trainer, f"the gradient norm is {norm.item()}")
 
-    def _stop(self, trainer: pl.Trainer, what: str) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.strict:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        norm = None
+        if self._checks_gradients(trainer):
+            # the norm gradient clipping computed (VQAModule), else one of our own
+            norm = getattr(pl_module, "grad_norm", None)
+            norm = norm if isinstance(norm, torch.Tensor) else _grad_norm(pl_module)
+        batch = batch if isinstance(batch, dict) else {}
+        self._pending.append(
+            {
+                "step": self._step,
+                "epoch": trainer.current_epoch,
+                "batch_idx": batch_idx,
+                "loss": loss.detach() if isinstance(loss, torch.Tensor) else None,
+                "norm": norm.detach() if isinstance(norm, torch.Tensor) else None,
+                "question_id": batch.get("question_id"),
+                "bad_rows": _bad_feature_rows(batch),
+            }
+        )
+        connector = getattr(trainer, "_logger_connector", None)
+        if getattr(connector, "should_update_logs", True):
+            self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.check(trainer)
+
+    def check(self, trainer: pl.Trainer) -> None:
+        """Reads the pending steps' values (one device read) and stops at the first non-finite one."""
+        pending, self._pending = self._pending, []
+        values = [(p["loss"], p["norm"]) for p in pending]
+        flags = [
+            torch.stack([torch.isfinite(x).all() for x in pair if x is not None]).all()
+            for pair in values
+            if any(x is not None for x in pair)
+        ]
+        if not flags or bool(torch.stack(flags).all()):
+            return
+        first = next(p for p in pending if not _finite(p["loss"]) or not _finite(p["norm"]))
+        if not _finite(first["loss"]):
+            what = f"the training loss is {first['loss'].float().item()}"
+        else:
+            what = f"the gradient norm is {first['norm'].item()}"
+        bad = first["bad_rows"]
+        ids = _ids(first["question_id"])
+        bad_ids = (
+            [] if bad is None or first["question_id"] is None else _masked_ids(first["question_id"], bad)
+        )
+        self._stop(
+            trainer,
+            what,
+            step=first["step"],
+            epoch=first["epoch"],
+            batch_idx=first["batch_idx"],
+            ids=ids,
+            bad_features=bad_ids,
+        )
+
+    def _stop(
+        self,
+        trainer: pl.Trainer,
+        what: str,
+        *,
+        step: int | None = None,
+        epoch: int | None = None,
+        batch_idx: int | None = None,
+        ids: list[int] | None = None,
+        bad_features: list[int] | None = None,
+    ) -> None:
+        """Writes the record and raises; without `step` etc., about the batch in hand (strict mode)."""
         batch = self._batch if isinstance(self._batch, dict) else {}
-        ids = _ids(batch.get("question_id"))
-        bad_features = _ids_with_bad_features(batch)
+        step = trainer.global_step if step is None else step
+        epoch = trainer.current_epoch if epoch is None else epoch
+        batch_idx = self._batch_idx if batch_idx is None else batch_idx
+        ids = _ids(batch.get("question_id")) if ids is None else ids
+        bad_features = _ids_with_bad_features(batch) if bad_features is None else bad_features
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        kept = sorted({cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.best_model_path})
+        # (a save this check interrupted has set its path but written nothing)
+        kept = sorted(
+            {p for cb in trainer.checkpoint_callbacks if (p := cb.best_model_path) and Path(p).exists()}
+        )
         record = {
             "reason": what,
-            "global_step": trainer.global_step,
-            "epoch": trainer.current_epoch,
-            "batch_idx": self._batch_idx,
+            "global_step": step,
+            "epoch": epoch,
+            "batch_idx": batch_idx,
             "learning_rate": lr,
             "question_ids": ids,
             "question_ids_with_nonfinite_features": bad_features,
             "checkpoints_kept": kept,
         }
         lines = [
-            f"training diverged at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
-            f"batch {self._batch_idx}): {what}.",
+            f"training diverged at global step {step} (epoch {epoch}, batch {batch_idx}): {what}.",
             f"Question ids of the batch: {_quote(ids)}.",
         ]
         if bad_features:
@@ -246,23 +344,42 @@ def _ids(value: Any) -> list[int]:
     return [int(i) for i in torch.as_tensor(value).reshape(-1).tolist()]
 
 
-def _ids_with_bad_features(batch: dict[str, Any]) -> list[int]:
-    """Questions whose real boxes hold a non-finite feature or geometry; padded boxes (False in
-    the batch's optional `v_mask` [batch, k]) are left out: the model zeroes them unread."""
-    ids = batch.get("question_id")
+def _finite(x: torch.Tensor | None) -> bool:
+    return x is None or bool(torch.isfinite(x).all())
+
+
+def _grad_norm(pl_module: pl.LightningModule) -> torch.Tensor | None:
+    grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else None
+
+
+def _bad_feature_rows(batch: dict[str, Any]) -> torch.Tensor | None:
+    """[batch] bool on the batch's device: rows whose real boxes hold a non-finite feature or
+    geometry; padded boxes (False in the optional `v_mask` [batch, k]) are left out, the model
+    zeroes them unread. One reduction per tensor, summed in float32 (a NaN or Inf survives the
+    sum), never read here."""
     mask = batch.get("v_mask")
     bad = None
     for key in ("v", "b"):
         x = batch.get(key)
         if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
-            finite = torch.isfinite(x)
             if isinstance(mask, torch.Tensor) and x.dim() == 3 and mask.shape == x.shape[:2]:
-                finite = finite | ~mask.to(device=x.device, dtype=torch.bool).unsqueeze(-1)
-            rows = ~finite.reshape(x.size(0), -1).all(dim=1)
+                x = x.masked_fill(~mask.to(device=x.device, dtype=torch.bool).unsqueeze(-1), 0)
+            rows = ~torch.isfinite(x.reshape(x.size(0), -1).sum(dim=1, dtype=torch.float32))
             bad = rows if bad is None else bad | rows
+    return bad
+
+
+def _masked_ids(ids: Any, rows: torch.Tensor) -> list[int]:
+    return _ids(torch.as_tensor(ids)[rows.cpu()])
+
+
+def _ids_with_bad_features(batch: dict[str, Any]) -> list[int]:
+    """Question ids of `_bad_feature_rows` (reads the device: for reports only)."""
+    ids, bad = batch.get("question_id"), _bad_feature_rows(batch)
     if ids is None or bad is None or not bool(bad.any()):
         return []
-    return _ids(torch.as_tensor(ids)[bad.cpu()])
+    return _masked_ids(ids, bad)
 
 
 def _quote(ids: list[int]) -> str:

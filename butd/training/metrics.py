@@ -35,9 +35,10 @@ class _MeanOverQuestions(Metric):
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def _add(self, per_question: torch.Tensor) -> None:
+    def _add(self, per_question: torch.Tensor, count: torch.Tensor | int | None = None) -> None:
+        """`count`: how many questions `per_question` stands for (its length when None)."""
         self.total += per_question.double().sum()
-        self.count += per_question.numel()
+        self.count += per_question.numel() if count is None else count
 
     def compute(self) -> torch.Tensor:
         return (100.0 * self.total / self.count.clamp(min=1)).float()
@@ -78,9 +79,34 @@ class VQAAccuracy(_MeanOverQuestions):
     ) -> None:
         pred = logits.detach().argmax(dim=1, keepdim=True)
         acc = ((acc_labels == pred) * acc_values).sum(dim=1)
-        if self.answer_type is not None:
-            acc = acc[answer_type == self.answer_type]
-        self._add(acc)
+        if self.answer_type is None:
+            self._add(acc)
+            return
+        # a mask product, not `acc[mask]`: boolean indexing waits for the device to count
+        mine = answer_type == self.answer_type
+        self._add(acc * mine, count=mine.sum())
+
+
+class WeightedMean(Metric):
+    """Mean of per-batch values weighted by batch size, updated without reading the device.
+
+    torchmetrics' `MeanMetric` turns a Python weight into a tensor and checks for NaN with a
+    host read on every update; a non-finite loss here is the divergence guard's business.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("weight", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, weight: int) -> None:
+        self.total += value.detach().double() * weight
+        self.weight += weight
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.weight.clamp(min=1)).float()
 
 
 def vqa_accuracy_metrics() -> torch.nn.ModuleDict:

@@ -411,21 +411,28 @@ class _SqrtAtZero(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_a_non_finite_gradient_stops_before_the_optimizer_step(tmp_path):
-    batches = [{"v": torch.ones(2, 3), "question_id": torch.tensor([7, 8])}]
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_non_finite_gradient_stops_naming_its_step(tmp_path, strict):
+    """Strict: before the optimizer step. Deferred (the default): read at the next interval (here
+    the 3rd step, log_every_n_steps=3), still naming step 0 and its batch."""
+    batches = [{"v": torch.ones(2, 3), "question_id": torch.tensor([7 + 2 * i, 8 + 2 * i])} for i in range(5)]
     module = _SqrtAtZero()
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=1,
         logger=False,
+        log_every_n_steps=3,
         enable_progress_bar=False,
         enable_checkpointing=False,
-        callbacks=[DivergenceGuard(dirpath=str(tmp_path))],
+        callbacks=[DivergenceGuard(dirpath=str(tmp_path), strict=strict)],
     )
     with pytest.raises(DivergenceError, match=r"global step 0 .*the gradient norm is nan") as err:
         trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     assert "Question ids of the batch: [7, 8]" in str(err.value)
-    assert torch.equal(module.w.detach(), torch.ones(3)), "the optimizer step must not have run"
+    if strict:
+        assert torch.equal(module.w.detach(), torch.ones(3)), "the optimizer step must not have run"
+    else:
+        assert trainer.global_step == 3, "stopped at the first interval"
 
 
 def test_non_finite_values_in_padded_boxes_are_not_reported_as_damaged_data():
