@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable
@@ -76,6 +77,41 @@ def _unreadable(path: Path, err: BaseException) -> CheckpointError:
     )
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A file that asks to import code when loaded (a crafted or foreign pickle): never loaded."""
+
+
+def _weights_only_refusal(path: Path, err: BaseException) -> CheckpointError | None:
+    """torch's refusal of a file that holds more than tensors and plain values, as a butd message.
+
+    torch's own message advises loading with `weights_only=False`; butd never does, since such a
+    file can run code when loaded, so the advice is dropped and the offending global kept.
+    """
+    text = str(err)
+    found = re.search(r"(?:Unsupported global|GLOBAL|Trying to call reduce)[^\n]*", text)
+    if "Weights only load failed" not in text or found is None:
+        return None  # damaged or not a pickle at all: `_unreadable` says so
+    reason = found.group(0).strip()[:200]
+    return UnsafeCheckpointError(
+        f"refused to load {path}: it holds objects beyond tensors and plain values ({reason}). "
+        "butd loads checkpoints with weights_only=True, because such a file can run code when "
+        "loaded; use a checkpoint written by butd, or convert the original's with "
+        "`python -m butd.import_reference`"
+    )
+
+
+def load_weights_only(path: str | Path, map_location: Any = "cpu") -> Any:
+    """`torch.load` that builds tensors and plain values only, whatever the torch version or the
+    `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` variable say (an explicit `weights_only=True` wins over it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch reports a refused or damaged file in many ways
+        raise (_weights_only_refusal(path, err) or _unreadable(path, err)) from err
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO with atomic local writes and a `CheckpointError` for unreadable files."""
 
@@ -94,9 +130,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not Path(path).is_file() and "://" not in str(path):
             raise CheckpointError(f"checkpoint {path}: no such file")
         try:
-            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+            # never anything but weights_only: a resumed checkpoint must not run code either
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=True)
         except Exception as err:  # torch reports a damaged file in many ways
-            raise _unreadable(Path(path), err) from err
+            raise (_weights_only_refusal(Path(path), err) or _unreadable(Path(path), err)) from err
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             raise _unreadable(Path(path), ValueError("no 'state_dict' entry: not a Lightning checkpoint"))
         return checkpoint
