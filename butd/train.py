@@ -23,7 +23,7 @@ from butd.data.stores import split_nbytes
 from butd.errors import UserError
 from butd.training import sweep
 from butd.training.callbacks import MetricsJSON
-from butd.training.checkpoints import resolve_ckpt_path, trainer_setup
+from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
 from butd.training.module import VQAModule
 from butd.training.validate import validate_train_config
 
@@ -80,6 +80,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
+    if not requeued:  # checked against the command and the cache before Lightning loads it
+        ckpt_path = choose_resume(
+            cfg.ckpt_path,
+            log_dir=cfg.paths.log_dir,
+            task_name=cfg.task_name,
+            max_epochs=cfg.trainer.get("max_epochs"),
+            hparams=dict(module.hparams),
+            metadata=module.metadata,
+            data_config=module.metadata["data_config"],
+        )
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
