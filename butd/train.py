@@ -19,6 +19,7 @@ from butd.config.data import DataConfig
 from butd.config.entry import entry_point
 from butd.config.model import ModelConfig
 from butd.data.datamodule import VQADataModule
+from butd.data.locks import cache_lock
 from butd.data.stores import split_nbytes
 from butd.errors import UserError
 from butd.training import sweep
@@ -103,7 +104,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     failed = True
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with cache_lock(datamodule.info.root, exclusive=False):  # no prepare rewrites it meanwhile
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
