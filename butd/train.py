@@ -8,6 +8,7 @@ python -m butd.train -m model.activation=relu,glu,gated_tanh
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from butd.config.data import DataConfig
-from butd.config.entry import entry_point
+from butd.config.entry import entry_point, in_multirun, record_failure
 from butd.config.model import ModelConfig
 from butd.data.datamodule import VQADataModule
 from butd.data.locks import cache_lock
@@ -26,6 +27,7 @@ from butd.training import sweep
 from butd.training.callbacks import MetricsJSON
 from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
 from butd.training.module import VQAModule
+from butd.training.signals import InterruptCheckpoint, interrupted
 from butd.training.validate import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
+    callbacks.append(InterruptCheckpoint(dirpath=Path(cfg.paths.output_dir) / "checkpoints"))
     loggers = _instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
@@ -109,10 +112,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
+    except BaseException:
+        stop = interrupted(callbacks)
+        if stop is None:
+            raise
+        message = stop.message(trainer, _overrides())
+        log.error("%s", message)
+        if in_multirun():
+            record_failure(RuntimeError(message))
+        raise SystemExit(stop.exit_code()) from None
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
     return record.summary(module) if record is not None else {}
+
+
+def _overrides() -> list[str]:
+    """This run's command-line overrides (empty under the compose API)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def out_of_memory_advice(
