@@ -24,9 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from butd.config.entry import entry_point
 from butd.data.text import Vocabulary
-from butd.errors import UserError
+from butd.errors import CheckpointError, UserError
+from butd.evaluation.checkpoint import load_checkpoint
 from butd.models import count_parameters, from_reference
 from butd.models.reference import reference_config
+from butd.training.checkpoints import load_weights_only
 from butd.training.module import VQAModule
 
 
@@ -46,15 +48,29 @@ def _text(value: Any, *, path: Path) -> str:
     raise ReferenceFileError(f"{path}: expected strings, found {type(value).__name__} {value!r}")
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds only what pickle's own opcodes make (lists, dicts, tuples, strings, numbers).
+
+    The reference's pickles hold nothing else, so every import a file asks for (`os.system`
+    through `__reduce__`, any class) is refused before it is looked up: nothing in the file runs.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(
+            f"it asks to import {module}.{name}; the reference's pickles hold only lists, dicts and "
+            "strings, and a pickle that imports can run code, so it was not loaded"
+        )
+
+
 def load_py2_pickle(path: str | Path) -> Any:
-    """Unpickle a file written by Python 2 or 3; py2 `str` objects come back as bytes."""
+    """Unpickle a file written by Python 2 or 3 (plain types only); py2 `str` objects come back as bytes."""
     path = Path(path)
     if not path.is_file():
         raise ReferenceFileError(f"{path}: no such file")
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as err:
+            return _PlainUnpickler(fh, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as err:
         raise ReferenceFileError(f"{path} is not a readable pickle: {err}") from err
 
 
@@ -94,8 +110,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ReferenceFileError(f"checkpoint={path}: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for foreign files
+        state = load_weights_only(path)
+    except CheckpointError as err:
         raise ReferenceFileError(f"checkpoint={path} is not a torch state dict: {err}") from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -170,7 +186,7 @@ def main(cfg: DictConfig) -> None:
         data_config=OmegaConf.to_container(cfg.data, resolve=False),
         max_question_len=int(cfg.data.max_question_len),
     )
-    module = VQAModule.load_from_checkpoint(path, map_location="cpu")
+    module = load_checkpoint(path).module
     print(
         f"butd checkpoint written to {path}: {module.model_cfg.attention} attention, "
         f"{count_parameters(module.model):,} parameters, {module.hparams['ntoken']:,} words, "

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from butd.config.data import DataConfig
-from butd.config.entry import entry_point
+from butd.config.entry import entry_point, in_multirun, record_failure
 from butd.config.model import ModelConfig
 from butd.config.output import report_written
 from butd.errors import UserError
@@ -82,8 +82,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
+    from butd.data.locks import cache_lock
     from butd.training.callbacks import MetricsJSON
-    from butd.training.checkpoints import resolve_ckpt_path, trainer_setup
+    from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
+    from butd.training.signals import InterruptCheckpoint, interrupted
 
     pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
     trainer_kwargs, requeued = trainer_setup(cfg)
@@ -92,8 +94,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
+    if not requeued:  # checked against the command and the cache before Lightning loads it
+        ckpt_path = choose_resume(
+            cfg.ckpt_path,
+            log_dir=cfg.paths.log_dir,
+            task_name=cfg.task_name,
+            max_epochs=cfg.trainer.get("max_epochs"),
+            hparams=dict(module.hparams),
+            metadata=module.metadata,
+            data_config=module.metadata["data_config"],
+        )
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
+    callbacks.append(InterruptCheckpoint(dirpath=Path(cfg.paths.output_dir) / "checkpoints"))
     loggers = _instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
@@ -105,10 +118,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     failed = True
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with cache_lock(datamodule.info.root, exclusive=False):  # no prepare rewrites it meanwhile
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
+    except BaseException:
+        stop = interrupted(callbacks)
+        if stop is None:
+            raise
+        message = stop.message(trainer, _overrides())
+        log.error("%s", message)
+        if in_multirun():
+            record_failure(RuntimeError(message))
+        raise SystemExit(stop.exit_code()) from None
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
@@ -126,6 +149,13 @@ def written_files(trainer: pl.Trainer, record: Any) -> list[Any]:
         log_dir = getattr(lg, "log_dir", None)  # the CSV logger's metrics.csv folder
         paths.append(Path(experiment_dir).parent if isinstance(experiment_dir, str) else log_dir)
     return paths
+
+
+def _overrides() -> list[str]:
+    """This run's command-line overrides (empty under the compose API)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def out_of_memory_advice(

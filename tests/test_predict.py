@@ -11,7 +11,7 @@ from rich.console import Console
 
 from butd.config.data import DataConfig
 from butd.data.cache import load_cache
-from butd.errors import ConfigError
+from butd.errors import ConfigError, UserError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.evaluation.inference import ImageNotFoundError, encode
 from butd.predict import predict
@@ -155,3 +155,24 @@ def test_a_question_longer_than_the_model_reads_is_noted(tiny_run, tiny_data_dir
     assert "the question has 20 words; the model reads the first 14" in " ".join(text.split())
     _, text = _predict(tiny_run, tiny_data_dir, tmp_path, f"image_id={image_id}", "question='what color'")
     assert "the model reads the first" not in text
+
+
+def test_a_checkpoints_data_paths_are_read_never_written(tiny_run, tmp_path):
+    """A checkpoint whose saved data config points at someone's raw files: predict reads there
+    (and finds no cache) but generates nothing over them."""
+    import torch
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    questions = victim / "v2_OpenEnded_mscoco_train2014_questions.json"
+    questions.write_text('{"questions": "original"}')
+    raw = torch.load(tiny_run["ckpt"], map_location="cpu", weights_only=True)
+    assert raw["butd"]["data_config"]["auto_prepare"] is True  # the synthetic set prepares itself
+    raw["butd"]["data_config"].update(raw_dir=str(victim), cache_dir=str(victim / "cache"))
+    torch.save(raw, tmp_path / "moved.ckpt")
+    args = [f"ckpt_path={tmp_path / 'moved.ckpt'}", "trainer.accelerator=cpu", "split=val"]
+    cfg = compose_job("predict", args, data_dir=tmp_path / "data", output_dir=tmp_path / "out")
+    with pytest.raises(UserError, match=r"cache"):
+        predict(cfg, Console(record=True, width=120))
+    assert questions.read_text() == '{"questions": "original"}'
+    assert sorted(p.name for p in victim.iterdir()) == [questions.name]

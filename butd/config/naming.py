@@ -83,6 +83,23 @@ def job_dirname(num: int | str, overrides: Iterable[str]) -> str:
     return f"{num}_{name}" if name else str(num)
 
 
+def folder_name(key: str, value: Any) -> str:
+    """`value` when it names one folder inside the log folder; else the process stops with an error.
+
+    Names from the command line become path parts (`task_name` in `hydra.run.dir`): `../x`, `a/b`
+    or an absolute path would put a run outside `paths.log_dir`. Hydra resolves its run folder
+    before any job code runs and prints a resolver's exception as a traceback, so this exits
+    (`SystemExit`, status 1) with one line instead.
+    """
+    name = str(value)
+    if not name or name in (".", "..") or not re.fullmatch(r"[\w.,=+-]+", name):
+        raise SystemExit(
+            f"error: {key}={name!r} cannot name a folder inside paths.log_dir; use letters, digits "
+            f"and . _ - (no /, no '..'), e.g. {key}=my_study"
+        )
+    return name
+
+
 def run_tags(tags: Iterable[str], overrides: Iterable[str]) -> list[str]:
     """The experiment's tags plus one per override of this run, so W&B can filter on each axis."""
     out = [str(t) for t in tags]
@@ -117,11 +134,13 @@ def _resolve_job_dirname(num: Any, overrides: Any) -> str:
 
 
 def register_resolvers() -> None:
-    """`${butd.run_name:NAME}`, `${butd.run_tags:${tags}}` and `${butd.job_dirname:NUM,OVERRIDES}`."""
+    """`${butd.run_name:NAME}`, `${butd.run_tags:${tags}}`, `${butd.job_dirname:NUM,OVERRIDES}` and
+    `${butd.folder_name:KEY,VALUE}`."""
     for name, fn in {
         "butd.run_name": _resolve_run_name,
         "butd.run_tags": _resolve_run_tags,
         "butd.job_dirname": _resolve_job_dirname,
+        "butd.folder_name": folder_name,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

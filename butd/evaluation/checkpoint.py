@@ -22,6 +22,7 @@ from butd.config.data import DataConfig
 from butd.data.cache import CacheInfo
 from butd.data.text import Vocabulary
 from butd.errors import CheckpointError, ConfigError
+from butd.training.checkpoints import UnsafeCheckpointError, load_weights_only
 from butd.training.module import VQAModule
 
 
@@ -51,8 +52,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
     try:
-        module = VQAModule.load_from_checkpoint(path, map_location="cpu")
-    except Exception as err:  # torch/Lightning raise many types for a foreign file
+        raw = load_weights_only(path)
+        module = VQAModule(**raw[VQAModule.CHECKPOINT_HYPER_PARAMS_KEY])
+        module.load_state_dict(raw["state_dict"])
+        module.on_load_checkpoint(raw)
+    except UnsafeCheckpointError:
+        raise  # a file that would run code: refused, with why
+    except Exception as err:  # a foreign file fails in many ways
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         raise CheckpointError(
             f"ckpt_path={path} is not a butd checkpoint ({type(err).__name__}: {reason}); for a "
@@ -75,7 +81,9 @@ def data_config(cfg: DictConfig, ckpt: Checkpoint) -> DataConfig:
     """The data config given on the command line (`data=NAME`), else the checkpoint's own.
 
     The checkpoint's section is resolved against this run's `paths`, so a run moved to another
-    machine finds its data under that machine's `paths.data_dir`.
+    machine finds its data under that machine's `paths.data_dir`. Its locations are hints for
+    reading only: a file must not choose where data is written, so nothing is prepared or
+    generated from them (`auto_prepare` off); name the data on the command line to prepare it.
     """
     if cfg.get("data") is None:
         if ckpt.data_config is None:
@@ -83,7 +91,7 @@ def data_config(cfg: DictConfig, ckpt: Checkpoint) -> DataConfig:
                 f"{ckpt.path} does not record which data it was trained on; name it, e.g. data=vqa2"
             )
         with open_dict(cfg):
-            cfg.data = ckpt.data_config
+            cfg.data = {**ckpt.data_config, "auto_prepare": False}
     return DataConfig.from_dict(cfg.data)
 
 

@@ -37,6 +37,7 @@ from butd.data.cache import (
     split_file,
 )
 from butd.data.csr import csr_from_rows, csr_rows
+from butd.data.locks import cache_lock
 from butd.data.official import official_tables
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.memory import return_freed_memory
@@ -240,8 +241,14 @@ def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> C
     complete, so an interrupted run never damages an existing cache nor leaves one that loads.
     An interrupted feature conversion keeps what it converted: the next run (forced or not)
     continues it when the settings and the feature files are the same (delete
-    `convert.partial.json` to start over).
+    `convert.partial.json` to start over). The cache folder is locked meanwhile: a second
+    prepare (or a training) waits for this one, then finds the cache current.
     """
+    with cache_lock(cfg.cache_path, exclusive=True):
+        return _prepare_locked(cfg, force=force, progress=progress)
+
+
+def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInfo:
     if not force:
         try:
             info = load_cache(cfg)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 from collections.abc import Callable
@@ -76,6 +77,41 @@ def _unreadable(path: Path, err: BaseException) -> CheckpointError:
     )
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A file that asks to import code when loaded (a crafted or foreign pickle): never loaded."""
+
+
+def _weights_only_refusal(path: Path, err: BaseException) -> CheckpointError | None:
+    """torch's refusal of a file that holds more than tensors and plain values, as a butd message.
+
+    torch's own message advises loading with `weights_only=False`; butd never does, since such a
+    file can run code when loaded, so the advice is dropped and the offending global kept.
+    """
+    text = str(err)
+    found = re.search(r"(?:Unsupported global|GLOBAL|Trying to call reduce)[^\n]*", text)
+    if "Weights only load failed" not in text or found is None:
+        return None  # damaged or not a pickle at all: `_unreadable` says so
+    reason = found.group(0).strip()[:200]
+    return UnsafeCheckpointError(
+        f"refused to load {path}: it holds objects beyond tensors and plain values ({reason}). "
+        "butd loads checkpoints with weights_only=True, because such a file can run code when "
+        "loaded; use a checkpoint written by butd, or convert the original's with "
+        "`python -m butd.import_reference`"
+    )
+
+
+def load_weights_only(path: str | Path, map_location: Any = "cpu") -> Any:
+    """`torch.load` that builds tensors and plain values only, whatever the torch version or the
+    `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` variable say (an explicit `weights_only=True` wins over it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch reports a refused or damaged file in many ways
+        raise (_weights_only_refusal(path, err) or _unreadable(path, err)) from err
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO with atomic local writes and a `CheckpointError` for unreadable files."""
 
@@ -94,9 +130,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not Path(path).is_file() and "://" not in str(path):
             raise CheckpointError(f"checkpoint {path}: no such file")
         try:
-            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+            # never anything but weights_only: a resumed checkpoint must not run code either
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=True)
         except Exception as err:  # torch reports a damaged file in many ways
-            raise _unreadable(Path(path), err) from err
+            raise (_weights_only_refusal(Path(path), err) or _unreadable(Path(path), err)) from err
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             raise _unreadable(Path(path), ValueError("no 'state_dict' entry: not a Lightning checkpoint"))
         return checkpoint
@@ -244,6 +281,128 @@ def trainer_setup(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
         folder,
     )
     return kwargs, None
+
+
+#: data settings that change what a resumed run computes (the cache itself is compared by its
+#: vocabulary and answers); paths, workers and the feature store may change between runs
+RESUME_DATA_KEYS: tuple[str, ...] = (
+    "boxes",
+    "use_boxes",
+    "max_question_len",
+    "train_splits",
+    "val_split",
+    "batch_size",
+)
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(f"{prefix}.{k}", v))
+        return out
+    return {prefix: value}
+
+
+def resume_differences(
+    checkpoint: dict[str, Any],
+    *,
+    hparams: dict[str, Any],
+    metadata: dict[str, Any],
+    data_config: dict[str, Any],
+) -> list[str]:
+    """What differs between a checkpoint and the run about to resume from it, one phrase each.
+
+    `hparams`, `metadata` and `data_config`: the fresh module's hyper-parameters and metadata and
+    the command's data section (unresolved, as checkpoints store it). Empty when they fit.
+    """
+    diffs: list[str] = []
+    saved = _flat("", {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k != "compile"})
+    now = _flat("", {k: v for k, v in hparams.items() if k != "compile"})
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            name = key.lstrip(".").replace("optimizer.", "optim.optimizer.", 1)
+            diffs.append(f"{name} ({saved.get(key)!r} in the checkpoint, {now.get(key)!r} now)")
+    meta = checkpoint.get("butd") or {}
+    if not meta.get("vocab") or not meta.get("answers"):
+        diffs.append("vocabulary and answers (the checkpoint has none, so its labels cannot be checked)")
+    else:
+        if meta["vocab"] != metadata.get("vocab"):
+            diffs.append("vocabulary (the checkpoint's words or their order differ from the cache's)")
+        if meta["answers"] != metadata.get("answers"):
+            same = sorted(meta["answers"]) == sorted(metadata.get("answers") or [])
+            diffs.append(
+                "answers (" + ("the same answers in another order" if same else "another answer list") + ")"
+            )
+    saved_data = meta.get("data_config") or {}
+    for key in RESUME_DATA_KEYS:
+        if key in saved_data and saved_data[key] != data_config.get(key):
+            diffs.append(f"data.{key} ({saved_data[key]!r} in the checkpoint, {data_config.get(key)!r} now)")
+    return diffs
+
+
+def epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Epochs whose training and validation the checkpoint includes."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return 0
+
+
+def choose_resume(
+    ckpt_path: str | None,
+    *,
+    log_dir: str | Path,
+    task_name: str,
+    max_epochs: int | None,
+    **expected: Any,
+) -> str | None:
+    """The checkpoint to resume from, checked against the run before Lightning loads it.
+
+    `ckpt_path=last`: the newest `last.ckpt` of the task whose settings match (`expected`: the
+    keyword arguments of `resume_differences`); the others are skipped and counted. A path: that
+    checkpoint, refused with one line naming what differs. A finished run is refused with the
+    override that extends it.
+    """
+    path = resolve_ckpt_path(ckpt_path, log_dir=log_dir, task_name=task_name)
+    if path is None:
+        return None
+    if str(ckpt_path) == "last":
+        found = sorted(
+            Path(log_dir, task_name).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        )[::-1]
+        skipped: list[tuple[Path, list[str]]] = []
+        for candidate in found:
+            # an unreadable one stops the search: falling back past it would resume older work silently
+            diffs = resume_differences(load_weights_only(candidate), **expected)
+            if not diffs:
+                path = str(candidate)
+                break
+            skipped.append((candidate, diffs))
+        else:
+            newest, diffs = skipped[0]
+            raise ConfigError(
+                f"ckpt_path=last: none of the {len(found)} last.ckpt under {Path(log_dir, task_name)} "
+                f"was made with this command's settings; the newest, {newest}, differs in: "
+                f"{'; '.join(diffs)}. Give ckpt_path=PATH, or start afresh with ckpt_path=null"
+            )
+        note = f" (skipped {len(skipped)} newer made with other settings)" if skipped else ""
+        log.info("ckpt_path=last: resuming from %s%s", path, note)
+    checkpoint = load_weights_only(path)
+    diffs = resume_differences(checkpoint, **expected)
+    if diffs:
+        raise CheckpointError(
+            f"cannot resume from {path}: it differs from this run in {'; '.join(diffs)}. Resume with the "
+            "settings it was made with, or start afresh with ckpt_path=null"
+        )
+    done = epochs_done(checkpoint)
+    if max_epochs is not None and max_epochs >= 0 and done >= max_epochs:
+        raise CheckpointError(
+            f"cannot resume from {path}: it has finished its {done} epochs "
+            f"(trainer.max_epochs={max_epochs}); to train it on, give a larger trainer.max_epochs, "
+            f"e.g. trainer.max_epochs={done + max_epochs}"
+        )
+    return path
 
 
 def resolve_ckpt_path(ckpt_path: str | None, *, log_dir: str | Path, task_name: str) -> str | None:

@@ -159,4 +159,5 @@ class VQAModule(pl.LightningModule):
         checkpoint["butd"] = self.metadata
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.metadata = checkpoint.get("butd", {})
+        # a checkpoint without metadata never empties the fresh module's (later checkpoints keep it)
+        self.metadata = checkpoint.get("butd") or self.metadata

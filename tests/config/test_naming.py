@@ -1,6 +1,8 @@
 """Run names, tags and sweep folder names made from a job's overrides."""
 
-from butd.config.naming import MAX_DIRNAME, clean_overrides, job_dirname, run_name, run_tags
+import pytest
+
+from butd.config.naming import MAX_DIRNAME, clean_overrides, folder_name, job_dirname, run_name, run_tags
 
 JOB = [
     "experiment=ablation_activation",
@@ -43,3 +45,13 @@ def test_tags_add_one_per_override_to_the_experiment_tags():
         "trainer.max_time=00:01:00:00",
     ]
     assert all(len(t) <= 64 for t in run_tags([], [f"model.name={'x' * 100}"]))
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "/abs", "..", "", "x y"])
+def test_a_task_name_that_leaves_the_log_folder_is_refused(name):
+    with pytest.raises(SystemExit, match=r"task_name=.* cannot name a folder inside paths.log_dir"):
+        folder_name("task_name", name)
+
+
+def test_ordinary_task_names_pass():
+    assert folder_name("task_name", "ablation_width-2") == "ablation_width-2"

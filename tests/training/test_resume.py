@@ -1,0 +1,115 @@
+"""Resuming cannot mislead: a checkpoint is checked against the command and the cache before
+Lightning loads it, `ckpt_path=last` skips checkpoints made with other settings, and a finished
+run says how to extend it."""
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from butd.errors import CheckpointError, ConfigError
+from butd.train import build
+from butd.training.checkpoints import choose_resume
+from butd.training.module import VQAModule
+from tests.conftest import TINY_DATA, compose_train
+
+RUN = ["trainer.accelerator=cpu", "logger=csv", "model.num_hid=32"]
+
+
+def _cfg(tiny_data_dir: Path, logs: Path, overrides: list[str] = ()):
+    return compose_train([*TINY_DATA, *RUN, *overrides], data_dir=tiny_data_dir,
+                         output_dir=logs / "train" / "runs" / "new", log_dir=logs)  # fmt: skip
+
+
+def _choose(cfg, ckpt_path: str):
+    """`choose_resume` exactly as `butd.train` calls it, for the module the command builds."""
+    module, _ = build(cfg)
+    return choose_resume(
+        ckpt_path,
+        log_dir=cfg.paths.log_dir,
+        task_name=cfg.task_name,
+        max_epochs=cfg.trainer.max_epochs,
+        hparams=dict(module.hparams),
+        metadata=module.metadata,
+        data_config=module.metadata["data_config"],
+    )
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    checkpoint = torch.load(src, map_location="cpu", weights_only=True)
+    edit(checkpoint)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, dst)
+    return dst
+
+
+def test_a_fitting_checkpoint_resumes(tiny_run, tiny_data_dir, tmp_path):
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
+    assert _choose(cfg, str(tiny_run["ckpt"])) == str(tiny_run["ckpt"])
+
+
+def test_another_activation_is_one_line_naming_the_key(tiny_run, tiny_data_dir, tmp_path):
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "model.activation=glu"])
+    with pytest.raises(CheckpointError) as err:
+        _choose(cfg, str(tiny_run["ckpt"]))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "model.activation ('relu' in the checkpoint, 'glu' now)" in message
+
+
+def test_answers_in_another_order_are_refused_not_trained_on(tiny_run, tiny_data_dir, tmp_path):
+    def reorder(c):
+        c["butd"]["answers"] = c["butd"]["answers"][::-1]
+
+    moved = _edited(tiny_run["ckpt"], tmp_path / "other_cache.ckpt", reorder)
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
+    with pytest.raises(CheckpointError, match=r"answers \(the same answers in another order\)"):
+        _choose(cfg, str(moved))
+
+
+def test_a_checkpoint_without_metadata_is_refused_and_metadata_is_never_dropped(
+    tiny_run, tiny_data_dir, tmp_path
+):
+    bare = _edited(tiny_run["ckpt"], tmp_path / "bare.ckpt", lambda c: c.pop("butd"))
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
+    with pytest.raises(CheckpointError, match=r"vocabulary and answers \(the checkpoint has none"):
+        _choose(cfg, str(bare))
+    module = VQAModule(**torch.load(bare, weights_only=True)["hyper_parameters"])
+    module.metadata = {"vocab": ["a"], "answers": ["yes"]}
+    module.on_load_checkpoint({})
+    assert module.metadata == {"vocab": ["a"], "answers": ["yes"]}
+
+
+def test_a_finished_run_says_how_to_extend_it(tiny_run, tiny_data_dir, tmp_path):
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=2"])
+    with pytest.raises(CheckpointError, match=r"finished its 2 epochs .* trainer.max_epochs=4"):
+        _choose(cfg, str(tiny_run["ckpt"]))
+
+
+def test_last_skips_newer_checkpoints_of_other_settings(tiny_run, tiny_data_dir, tmp_path, caplog):
+    logs = tmp_path / "logs"
+    runs = logs / "train" / "runs"
+    mine = runs / "a" / "checkpoints" / "last.ckpt"
+    mine.parent.mkdir(parents=True)
+    shutil.copy(tiny_run["ckpt"], mine)
+
+    def other_model(c):  # a sweep job of another width, newer
+        c["hyper_parameters"]["model"]["classifier_dropout"] = 0.3
+        c["butd"]["data_config"]["batch_size"] = 8
+
+    newer = _edited(tiny_run["ckpt"], runs / "b" / "checkpoints" / "last.ckpt", other_model)
+    os.utime(mine, (1, 1))
+    cfg = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=3"])
+    with caplog.at_level(logging.INFO, logger="butd.training.checkpoints"):
+        assert _choose(cfg, "last") == str(mine)
+    assert "resuming from" in caplog.text and "skipped 1 newer made with other settings" in caplog.text
+
+    mine.unlink()
+    with pytest.raises(ConfigError) as err:
+        _choose(cfg, "last")
+    assert str(newer) in str(err.value)
+    assert "model.classifier_dropout (0.3 in the checkpoint, 0.5 now)" in str(err.value)
+    assert "data.batch_size (8 in the checkpoint, 16 now)" in str(err.value)
