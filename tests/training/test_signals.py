@@ -17,13 +17,14 @@ def test_a_signal_saves_prints_the_resume_command_and_exits_non_zero(tiny_data_d
     proc = cli(cli_args(tiny_data_dir, logs, "stopped"), tmp_path)
     wait_for(run / "checkpoints" / "last.ckpt", proc)  # past the first epoch
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=300)
+    stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == status, stderr[-3000:]
+    output = stdout + stderr  # the message is a log line (Hydra's job log goes to stdout)
     saved = run / "checkpoints" / "interrupted.ckpt"
     assert saved.is_file()
-    assert f"training stopped by {sig.name}" in stderr
-    assert "Resume with: python -m butd.train " in stderr and f"ckpt_path={saved}" in stderr
-    assert "Traceback" not in stderr
+    assert f"training stopped by {sig.name}" in output
+    assert "Resume with: python -m butd.train " in output and f"ckpt_path={saved}" in output
+    assert "Traceback" not in output
 
     resumed = train(
         cfg_for(tiny_data_dir, logs, "resumed", [f"trainer.max_epochs={EPOCHS}", f"ckpt_path={saved}"])
