@@ -55,7 +55,7 @@ class VQAModule(pl.LightningModule):
         #: the training loss: the reference's with debias=none (butd.training.debias)
         self.debias = build_debias(self.debias_cfg, num_hid=self.model_cfg.num_hid, num_answers=num_answers)
         #: question-type prior [types + 1, num_answers] (last row: a type unseen in training); `set_prior`
-        self.qtype_prior: torch.Tensor | None = None
+        self.register_buffer("qtype_prior", None, persistent=False)
         self.test_score = VQAScore()
         self.test_vqa_acc = vqa_accuracy_metrics()
         self.train_loss = MeanMetric()
@@ -88,7 +88,7 @@ class VQAModule(pl.LightningModule):
         """The question-type prior of the training split ([types, num_answers]), for the debias losses;
         not saved in checkpoints (inference does not use it)."""
         rows = torch.cat((prior.float(), prior.new_zeros(1, prior.size(1)).float()))
-        self.register_buffer("qtype_prior", rows, persistent=False)
+        self.qtype_prior = rows.to(self.device)
 
     def _training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and loss of a training batch under the configured debias method."""
