@@ -107,3 +107,28 @@ def test_questions_without_annotation_are_named(tiny_cp_raw, tmp_path):
     (raw / VQACP2_ANNOTATIONS["test"]).write_text(json.dumps(anns))
     with pytest.raises(CacheError, match=f"1 questions have no annotation \\(question_id {dropped}\\)"):
         prepare(_cfg(raw, tmp_path / "cache"), progress=False)
+
+
+@pytest.mark.slow
+def test_the_resplit_is_a_command_for_any_vqa2_layout_folder(tiny_data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cp"
+    source = tiny_data_dir / "synthetic" / "raw"
+    done = subprocess.run(
+        [sys.executable, "-m", "butd.preparation.changing_priors", str(source), str(out), "--major", "0.8"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    n = {s: len(json.loads((out / VQACP2_QUESTIONS[s]).read_text())) for s in ("train", "test")}
+    assert done.stdout.strip() == f"wrote {out}: train {n['train']:,} questions, test {n['test']:,}"
+    total = sum(
+        len(read_entries(source / f, "questions", "vqa2"))
+        for f in (
+            "v2_OpenEnded_mscoco_train2014_questions.json",
+            "v2_OpenEnded_mscoco_val2014_questions.json",
+        )
+    )
+    assert n["train"] + n["test"] == total
