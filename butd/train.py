@@ -85,6 +85,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
     sweep.check_multirun_devices(cfg)
     data_cfg, model_cfg = validate_train_config(cfg)  # before any data is read, each section once
+    if selection_warning(data_cfg):
+        log.warning(selection_warning(data_cfg))
     pl.seed_everything(cfg.seed, workers=True)
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued or resolve_ckpt_path(
@@ -119,6 +121,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary | extra
 
 
+def selection_warning(data_cfg: DataConfig) -> str | None:
+    """What is wrong with selecting the checkpoint on the test split, when the config does."""
+    if data_cfg.test_split is None or data_cfg.val_split != data_cfg.test_split:
+        return None
+    return (
+        f"data.val_split={data_cfg.val_split} is the test split: the checkpoint is selected on the "
+        "test set, so test/* is not an unbiased estimate (the common VQA-CP practice; "
+        "the hold-out split avoids it)"
+    )
+
+
 def evaluate_test_split(
     trainer: pl.Trainer, module: VQAModule, datamodule: VQADataModule, data_cfg: DataConfig
 ) -> dict[str, Any]:
@@ -128,12 +141,8 @@ def evaluate_test_split(
     out: dict[str, Any] = {}
     if data_cfg.test_split is None:
         return out
-    if data_cfg.val_split == data_cfg.test_split:
-        warning = (
-            f"data.val_split={data_cfg.val_split} is the test split: the checkpoint is selected on the "
-            "test set, so test/* is not an unbiased estimate (the common VQA-CP practice; "
-            "the hold-out split avoids it)"
-        )
+    warning = selection_warning(data_cfg)
+    if warning:
         log.warning(warning)
         out["warnings"] = [warning]
     best = next((c.best_model_path for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), "")
