@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from butd.config.data import DataConfig
+from butd.config.debias import DebiasConfig
 from butd.config.entry import entry_point, in_multirun, record_failure
 from butd.config.model import ModelConfig
 from butd.config.output import report_written
@@ -58,6 +59,7 @@ def build(
     info = datamodule.info
     module = VQAModule(
         model=model_cfg,
+        debias=DebiasConfig.from_dict(cfg.get("debias")),
         ntoken=info.ntoken,
         v_dim=info.feature_dim,
         num_answers=info.num_answers,
@@ -72,6 +74,18 @@ def build(
         # the data section as written (interpolations kept), so evaluate/predict find the cache
         "data_config": OmegaConf.to_container(cfg.data, resolve=False),
     }
+    if module.debias.needs_prior:
+        types = datamodule.question_types
+        if types is None:
+            raise UserError(
+                f"debias={module.debias_cfg.name} needs each training question's question_type, and "
+                f"data={data_cfg.name}'s splits {list(data_cfg.train_splits)} have none (no annotations, "
+                "or annotations without question_type). Use debias=none or debias=rubi, or a data set "
+                "with question types (vqa2, vqacp2, synthetic, synthetic_cp)."
+            )
+        import torch
+
+        module.set_prior(torch.from_numpy(types.prior))
     return module, datamodule
 
 
@@ -87,6 +101,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
     from butd.training.signals import InterruptCheckpoint, interrupted
 
+    if selection_warning(data_cfg):
+        log.warning(selection_warning(data_cfg))
     pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued or resolve_ckpt_path(
@@ -135,8 +151,48 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
+    summary = record.summary(module) if record is not None else {}
+    extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
+    if extra and record is not None and not trainer.fast_dev_run:
+        record.add(extra)
     report_written(written_files(trainer, record))
-    return record.summary(module) if record is not None else {}
+    return summary | extra
+
+
+def selection_warning(data_cfg: DataConfig) -> str | None:
+    """What is wrong with selecting the checkpoint on the test split, when the config does."""
+    if data_cfg.test_split is None or data_cfg.val_split != data_cfg.test_split:
+        return None
+    return (
+        f"data.val_split={data_cfg.val_split} is the test split: the checkpoint is selected on the "
+        "test set, so test/* is not an unbiased estimate (the common VQA-CP practice; "
+        "the hold-out split avoids it)"
+    )
+
+
+def evaluate_test_split(
+    trainer: pl.Trainer, module: VQAModule, datamodule: VQADataModule, data_cfg: DataConfig
+) -> dict[str, Any]:
+    """The test split (`data.test_split`), once, with the checkpoint validation selected; its
+    `test/*` metrics go to the loggers and are returned for metrics.json. Selecting on the test
+    split itself (`data.val_split` = `data.test_split`) is warned about and recorded."""
+    out: dict[str, Any] = {}
+    if data_cfg.test_split is None:
+        return out
+    warning = selection_warning(data_cfg)
+    if warning:
+        log.warning(warning)
+        out["warnings"] = [warning]
+    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), "")
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    out.update({k: float(v) for k, v in (results[0] if results else {}).items()})
+    out["test_checkpoint"] = best or "the final weights"
+    log.info(
+        "test split %s: %s",
+        data_cfg.test_split,
+        ", ".join(f"{k} {v:.2f}" for k, v in out.items() if k.startswith("test/")),
+    )
+    return out
 
 
 def written_files(trainer: pl.Trainer, record: Any) -> list[Any]:

@@ -149,3 +149,35 @@ def tiny_run(tiny_data_dir, tmp_path_factory) -> dict:
         "ckpt": out / "checkpoints" / "last.ckpt",
         "metrics": json.loads((out / "metrics.json").read_text()),
     }
+
+
+#: data=vqacp2 made tiny: the tiny synthetic set's features and GloVe, re-split into VQA-CP files
+TINY_CP = [
+    "data=vqacp2",
+    "data.features=[synthetic_trainval_6.tsv]",
+    "data.glove=glove/glove.6B.50d.txt",
+    "data.emb_dim=50",
+    "data.num_boxes=6",
+    "data.min_answer_count=2",
+    "data.batch_size=16",
+    "data.num_workers=0",
+    "data.prepare_workers=0",
+    "data.holdout_fraction=0.2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_cp_raw(tiny_data_dir, tmp_path_factory) -> Path:
+    """A raw folder in VQA-CP v2's layout (the four vqacp_v2 files, the feature TSV, GloVe), made
+    from the tiny synthetic set by the changing-priors re-split."""
+    import shutil
+
+    from butd.preparation.changing_priors import write_changing_priors
+
+    source = tiny_data_dir / "synthetic" / "raw"
+    raw = tmp_path_factory.mktemp("vqacp2_raw")
+    write_changing_priors(source, raw, seed=0, major=0.9)
+    (raw / "glove").mkdir()
+    shutil.copy(source / "glove" / "glove.6B.50d.txt", raw / "glove")
+    shutil.copy(source / "synthetic_trainval_6.tsv", raw)
+    return raw

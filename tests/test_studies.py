@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 
 from butd.config import compose
 from butd.config.data import DataConfig
+from butd.config.debias import DebiasConfig
 from butd.config.model import model_config
 from butd.errors import ConfigError
 from butd.training.sweep import check_multirun_devices
@@ -17,6 +18,7 @@ STUDIES = [
     "ablation_width",
     "ablation_objects",
     "reference_progression",
+    "ablation_debias",
 ]
 
 
@@ -45,7 +47,9 @@ def test_every_grid_point_of_a_study_composes_into_a_valid_config(study):
             point = compose_all([f"experiment={study}", f"{key}={value}"])
             model_config(point.model)
             DataConfig.from_dict(point.data)
-            if key != "model":  # a group choice, otherwise a value that lands where it says
+            if key == "debias":
+                assert DebiasConfig.from_dict(point.debias).name == value
+            elif key != "model":  # a group choice, otherwise a value that lands where it says
                 assert str(OmegaConf.select(point, key)) == value
 
 
@@ -110,3 +114,16 @@ def test_a_sweep_job_folder_is_named_by_its_overrides_less_the_noise():
     cfg = compose_all(["experiment=ablation_width", "model.num_hid=512", "seed=7", "paths.data_dir=/d"])
     cfg.hydra.job.num = 3  # the launcher numbers the jobs
     assert cfg.hydra.sweep.subdir == "3_model.num_hid=512,seed=7"
+
+
+def test_the_debias_study_selects_on_the_holdout_and_tests_once():
+    cfg = compose_all(["experiment=ablation_debias"])
+    data = DataConfig.from_dict(cfg.data)
+    assert (data.name, data.val_split, data.test_split, cfg.trainer.max_epochs) == (
+        "vqacp2",
+        "holdout",
+        "test",
+        15,
+    )
+    synthetic = compose_all(["experiment=[ablation_debias,quickstart_cp]"])
+    assert synthetic.data.name == "synthetic_cp" and grid(synthetic) == grid(cfg)

@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from butd.config.data import DataConfig
+from butd.config.debias import DebiasConfig
 from butd.config.model import ModelConfig
 from butd.config.resolvers import register_resolvers
 from butd.config.training import OptimConfig, SlurmConfig
@@ -26,6 +27,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
+    "debias": DebiasConfig,
     "optim": OptimConfig,
     "slurm": SlurmConfig,
 }
@@ -57,6 +59,7 @@ __all__ = [
     "SCHEMAS",
     "compose",
     "DataConfig",
+    "DebiasConfig",
     "ModelConfig",
     "OptimConfig",
     "SlurmConfig",

@@ -20,6 +20,10 @@ from butd.errors import ConfigError
 BOX_SETS = ("fixed", "adaptive")
 #: `data.feature_store` values (`butd.data.stores`)
 FEATURE_STORES = ("h5", "ram", "gpu", "auto")
+#: raw question/annotation layouts `butd.preparation.formats` reads (`data.format`)
+RAW_FORMATS = ("vqa2", "vqacp")
+#: the split `data.holdout_fraction` carves out of the train split, image-disjoint
+HOLDOUT = "holdout"
 
 #: the official VQA v2 file names (the synthetic and realistic sets are written under them too)
 VQA2_QUESTIONS = {
@@ -104,9 +108,36 @@ class DataConfig:
     auto_prepare: bool = False
     #: `butd.preparation.synthetic.SyntheticSpec` fields when the raw files are generated
     synthetic: dict[str, Any] | None = None
+    #: layout of the questions and annotations files: `vqa2` (`{"questions": [...]}`) or `vqacp`
+    #: (bare lists whose entries carry `coco_split`; VQA-CP v1/v2)
+    format: str = "vqa2"
+    #: > 0: that fraction of the train split's images (and their questions) becomes the split
+    #: `holdout`, seeded by `holdout_seed`, to select checkpoints on when the data set has no
+    #: validation split (VQA-CP); 0: no holdout
+    holdout_fraction: float = 0.0
+    holdout_seed: int = 0
+    #: a split evaluated once at the end of training with the selected checkpoint (`test/*`
+    #: metrics in metrics.json and the loggers); None: none
+    test_split: str | None = None
+    #: a generated set re-split with changing priors (`butd.preparation.changing_priors`:
+    #: `seed`, `major`) after `synthetic` generates it; None: no re-split
+    changing_priors: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        splits = set(self.questions)
+        splits = set(self.questions) | ({HOLDOUT} if self.holdout_fraction > 0 else set())
+        if self.format not in RAW_FORMATS:
+            raise ConfigError(f"data.format={self.format!r} is invalid; expected one of {list(RAW_FORMATS)}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ConfigError(
+                f"data.holdout_fraction={self.holdout_fraction!r} is invalid; expected a value in [0, 1)"
+            )
+        if self.holdout_fraction > 0 and "train" not in self.questions:
+            raise ConfigError("data.holdout_fraction > 0 needs a split named 'train' in data.questions")
+        if self.test_split is not None and self.test_split not in self.prepare_splits:
+            raise ConfigError(
+                f"data.test_split={self.test_split!r} is not a prepared split; "
+                f"expected one of {self.prepare_splits} or null"
+            )
         for key in ("vocab_splits", "answer_splits", "prepare_splits"):
             unknown = sorted(set(getattr(self, key)) - splits)
             if unknown:

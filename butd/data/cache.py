@@ -60,8 +60,18 @@ class CacheError(UserError):
 
 
 def cache_settings(cfg: DataConfig) -> dict[str, Any]:
-    """The settings a cache depends on; recorded in its manifest and compared on load."""
-    return {
+    """The settings a cache depends on; recorded in its manifest and compared on load.
+
+    The raw format and the hold-out are recorded only where they are not VQA v2's defaults, so
+    caches made before they existed still load."""
+    extra: dict[str, Any] = {}
+    if cfg.format != "vqa2":
+        extra["format"] = cfg.format
+    if cfg.holdout_fraction > 0:
+        extra["holdout"] = {"fraction": cfg.holdout_fraction, "seed": cfg.holdout_seed}
+    if cfg.changing_priors is not None:
+        extra["changing_priors"] = cfg.changing_priors
+    return extra | {
         "format_version": CACHE_FORMAT_VERSION,
         "num_boxes": cfg.num_boxes,
         "min_answer_count": cfg.min_answer_count,

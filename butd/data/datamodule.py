@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from butd.config.data import DataConfig
 from butd.data.cache import CacheError, CacheInfo, load_cache, prepare_command
 from butd.data.csr import gather_rows
+from butd.data.priors import QuestionTypes
 from butd.data.sampling import EpochBatchSampler
 from butd.data.splits import SplitTables, padded_boxes
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
@@ -85,6 +86,13 @@ class VQABatches(Dataset):
             self.answer_type = t.answer_type
         self._h5: list[h5py.Dataset] | None = None
         self._pid: int | None = None
+        #: question-type codes (`set_question_types`), for the debias methods' prior
+        self.qtype: np.ndarray | None = None
+        self.question_type = t.question_type
+
+    def set_question_types(self, codes: np.ndarray) -> None:
+        """Each question's row of the question-type prior; batches then carry it as `qtype`."""
+        self.qtype = codes.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.question_id)
@@ -139,6 +147,8 @@ class VQABatches(Dataset):
             labels, accs = gather_rows(self.acc_offsets, self.acc_labels, self.acc_scores, idx)
             batch["acc_labels"], batch["acc_values"] = torch.from_numpy(labels), torch.from_numpy(accs)
             batch["answer_type"] = torch.from_numpy(self.answer_type[idx])
+        if self.qtype is not None:
+            batch["qtype"] = torch.from_numpy(self.qtype[idx])
         return batch
 
 
@@ -158,6 +168,8 @@ class VQADataModule(pl.LightningDataModule):
         self._train_sampler: EpochBatchSampler | None = None
         self._resume_position: dict[str, int] | None = None
         self._prepared = False
+        self._question_types: QuestionTypes | None = None
+        self._question_types_read = False
 
     def prepare_data(self) -> None:
         # `butd.train` prepares before it builds the model and Lightning calls this again in `fit`:
@@ -219,7 +231,23 @@ class VQADataModule(pl.LightningDataModule):
                     self.datasets[key] = TensorSplit.load(
                         paths, num_answers=num_answers, use_boxes=self.cfg.use_boxes, device=self._device()
                     )
+            types = self.question_types
+            if types is not None and self.datasets[key].question_type is not None:
+                self.datasets[key].set_question_types(types.codes(self.datasets[key].question_type))
         return self.datasets[key]
+
+    @property
+    def question_types(self) -> QuestionTypes | None:
+        """The training splits' question types and prior (None without question types)."""
+        if not self._question_types_read:
+            self._question_types_read = True
+            paths = [self.info.split_path(s) for s in self.cfg.train_splits]
+            with _readable(paths, self._rebuild):
+                tables = SplitTables.load(paths)
+            self._question_types = (
+                QuestionTypes.of(tables, self.info.num_answers) if tables.has_targets else None
+            )
+        return self._question_types
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
@@ -284,6 +312,12 @@ class VQADataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | TensorBatchLoader:
         return self._loader(self.cfg.val_split, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader | TensorBatchLoader:
+        """`data.test_split`, evaluated once after training (`butd.train`)."""
+        if self.cfg.test_split is None:
+            raise ValueError("data.test_split is not set: there is no test split to evaluate")
+        return self._loader(self.cfg.test_split, shuffle=False)
 
 
 @contextmanager

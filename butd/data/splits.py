@@ -36,6 +36,7 @@ class SplitTables:
     targets: CSR | None = None  # soft scores
     accuracy: CSR | None = None  # official accuracies
     answer_type: np.ndarray | None = None  # int64 [Q] codes (butd.data.official)
+    question_type: np.ndarray | None = None  # str [Q] (annotated splits; butd.data.priors)
 
     @property
     def has_targets(self) -> bool:
@@ -76,6 +77,7 @@ class SplitTables:
             tables.targets = concat_csr([p["targets"] for p in parts])
             tables.accuracy = concat_csr([p["accuracy"] for p in parts])
             tables.answer_type = np.concatenate([p["answer_type"] for p in parts])
+            tables.question_type = np.concatenate([p["question_type"] for p in parts])
         return tables
 
 
@@ -96,6 +98,7 @@ def _read_tables(path: Path) -> dict:
             out["targets"] = (f["targets/offsets"][:], f["targets/labels"][:], f["targets/scores"][:])
             out["accuracy"] = (f["vqa_acc/offsets"][:], f["vqa_acc/labels"][:], f["vqa_acc/scores"][:])
             out["answer_type"] = answer_type_codes(q["answer_type"].asstr()[:])
+            out["question_type"] = q["question_type"].asstr()[:].astype(object)
         return out
 
 

@@ -126,6 +126,13 @@ class TensorSplit:
         self.has_official = official is not None
         if official is not None:
             self.acc_labels, self.acc_values, self.answer_type = (put(a) for a in official)
+        #: question-type codes (`set_question_types`), for the debias methods' prior
+        self.qtype: torch.Tensor | None = None
+        self.question_type: np.ndarray | None = None
+
+    def set_question_types(self, codes: np.ndarray) -> None:
+        """Each question's row of the question-type prior; batches then carry it as `qtype`."""
+        self.qtype = torch.from_numpy(codes.astype(np.int64)).to(self.device)
 
     @classmethod
     def load(
@@ -156,7 +163,7 @@ class TensorSplit:
         if t.has_targets:
             acc_labels, acc_values = gather_rows(*t.accuracy, np.arange(len(t.question_id)))
             official = (acc_labels, acc_values, t.answer_type)
-        return cls(
+        split = cls(
             features=features,
             spatial=spatial,
             box_offsets=box_offsets,
@@ -168,6 +175,8 @@ class TensorSplit:
             official=official,
             device=device,
         )
+        split.question_type = t.question_type
+        return split
 
     def __len__(self) -> int:
         return len(self.question_id)
@@ -211,6 +220,8 @@ class TensorSplit:
             dense = torch.zeros(len(idx), self.num_answers + 1, device=idx.device)
             dense.scatter_(1, self.target_labels[idx], self.target_scores[idx])
             out["target"] = dense[:, : self.num_answers]
+        if self.qtype is not None:
+            out["qtype"] = self.qtype[idx]
         if self.has_official:
             out["acc_labels"] = self.acc_labels[idx]
             out["acc_values"] = self.acc_values[idx]

@@ -62,6 +62,28 @@ class BUTDModel(nn.Module):
         ``use_spatial``, required then); v_mask: [batch, k] bool, False for padded objects.
         Returns logits [batch, num_answers] and att [batch, k, 1].
         """
+        logits, att, _, _ = self._parts(v, q, b, v_mask)
+        return logits, att
+
+    def forward_parts(
+        self,
+        v: torch.Tensor,
+        q: torch.Tensor,
+        b: torch.Tensor | None = None,
+        v_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, the joint representation and the question embedding, for the debias methods
+        (`butd.training.debias`): [batch, num_answers], [batch, num_hid], [batch, num_hid]."""
+        logits, _, joint, q_emb = self._parts(v, q, b, v_mask)
+        return logits, joint, q_emb
+
+    def _parts(
+        self,
+        v: torch.Tensor,
+        q: torch.Tensor,
+        b: torch.Tensor | None,
+        v_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.use_spatial:
             v = torch.cat((v, self._spatial(v, b)), dim=2)  # [batch, k, v_dim + 6]
         if v_mask is not None:
@@ -71,7 +93,7 @@ class BUTDModel(nn.Module):
         att = self.attention(v, q_emb, v_mask)  # [batch, k, 1]
         v_emb = (att * v).sum(1)  # [batch, v_dim (+ 6)]
         joint = self.q_net(q_emb) * self.v_net(v_emb)  # [batch, num_hid]
-        return self.classifier(joint), att
+        return self.classifier(joint), att, joint, q_emb
 
     def forward(
         self,
@@ -126,3 +148,15 @@ class QuestionOnlyModel(nn.Module):
     ) -> torch.Tensor:
         """q: [batch, seq_len] -> logits [batch, num_answers]; v, b and v_mask are ignored."""
         return self.classifier(self.q_net(self.q_encoder(self.w_emb(q))))
+
+    def forward_parts(
+        self,
+        v: torch.Tensor | None,
+        q: torch.Tensor,
+        b: torch.Tensor | None = None,
+        v_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As BUTDModel's: the joint representation is the projected question."""
+        q_emb = self.q_encoder(self.w_emb(q))
+        joint = self.q_net(q_emb)
+        return self.classifier(joint), joint, q_emb

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from butd import __version__
-from butd.config.data import DataConfig
+from butd.config.data import HOLDOUT, DataConfig
 from butd.data.answers import answer_vocabulary, compute_targets
 from butd.data.cache import (
     ANSWERS,
@@ -42,22 +42,12 @@ from butd.data.official import official_tables
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.memory import return_freed_memory
 from butd.preparation.convert import STATE, BoxSpec, convert_features, splits_of_images
+from butd.preparation.formats import read_entries
 from butd.preparation.sources import describe_missing
 
 log = logging.getLogger(__name__)
 
 _STR = h5py.string_dtype(encoding="utf-8")
-
-
-def _read_json(path: Path, *, key: str) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            content = json.load(fh)
-    except json.JSONDecodeError as err:
-        raise CacheError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(content, dict) or key not in content:
-        raise CacheError(f"{path} has no '{key}' list; is it an official VQA v2 file?")
-    return content[key]
 
 
 def _progress(enabled: bool):
@@ -199,11 +189,15 @@ class _Text:
 def _text_stage(cfg: DataConfig) -> _Text:
     """Questions and annotations -> vocabulary, answers, GloVe rows and per-split arrays."""
     questions = {
-        s: _read_json(cfg.raw_path / cfg.questions[s], key="questions")
+        s: read_entries(cfg.raw_path / cfg.questions[s], "questions", cfg.format)
         for s in dict.fromkeys([*cfg.vocab_splits, *cfg.prepare_splits])
+        if s != HOLDOUT
     }
-    annotated = [s for s in cfg.annotations if s in set(cfg.answer_splits) | set(cfg.prepare_splits)]
-    annotations = {s: _read_json(cfg.raw_path / cfg.annotations[s], key="annotations") for s in annotated}
+    needed = set(cfg.answer_splits) | set(cfg.prepare_splits) | ({"train"} if cfg.holdout_fraction else set())
+    annotated = [s for s in cfg.annotations if s in needed]
+    annotations = {
+        s: read_entries(cfg.raw_path / cfg.annotations[s], "annotations", cfg.format) for s in annotated
+    }
     for s in annotated:
         if s in questions:
             check_agreement(
@@ -227,11 +221,43 @@ def _text_stage(cfg: DataConfig) -> _Text:
         glove, glove_found = load_glove(cfg.raw_path / cfg.glove, vocab.idx2word, cfg.emb_dim)
     else:
         glove, glove_found = np.zeros((len(vocab), cfg.emb_dim), np.float32), 0
+    if cfg.holdout_fraction > 0:
+        _split_holdout(cfg, questions, annotations)
     splits = {
         s: _split_questions(s, questions[s], annotations.get(s), vocab, answers, cfg)
         for s in cfg.prepare_splits
     }
     return _Text(vocab, answers, glove, glove_found, splits)
+
+
+def holdout_images(image_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The sorted image ids of a seeded `fraction` of the distinct `image_ids` (at least one)."""
+    images = np.unique(image_ids)
+    count = max(1, round(fraction * len(images)))
+    return np.sort(np.random.default_rng(seed).choice(images, size=count, replace=False))
+
+
+def _split_holdout(cfg: DataConfig, questions: dict[str, list], annotations: dict[str, list]) -> None:
+    """Move the questions of a seeded fraction of the train images into the split `holdout`.
+
+    Image-disjoint, so a hold-out score is not helped by images seen in training. The answer
+    vocabulary and the word vocabulary still count the hold-out questions as part of train.
+    """
+    if "train" not in questions:
+        questions["train"] = read_entries(cfg.raw_path / cfg.questions["train"], "questions", cfg.format)
+    held = set(
+        holdout_images(
+            np.array([q["image_id"] for q in questions["train"]], np.int64),
+            cfg.holdout_fraction,
+            cfg.holdout_seed,
+        ).tolist()
+    )
+    all_train = {"questions": questions["train"], "annotations": annotations["train"]}
+    if HOLDOUT in cfg.prepare_splits:
+        questions[HOLDOUT] = [q for q in all_train["questions"] if q["image_id"] in held]
+        annotations[HOLDOUT] = [a for a in all_train["annotations"] if a["image_id"] in held]
+    questions["train"] = [q for q in all_train["questions"] if q["image_id"] not in held]
+    annotations["train"] = [a for a in all_train["annotations"] if a["image_id"] not in held]
 
 
 def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> CacheInfo:
@@ -410,9 +436,15 @@ def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
     from butd.preparation.synthetic import SyntheticSpec, generate
 
     spec_file = cfg.raw_path / "synthetic_spec.json"
-    wanted = json.dumps(cfg.synthetic, sort_keys=True)
+    wanted = json.dumps({**cfg.synthetic, "changing_priors": cfg.changing_priors}, sort_keys=True)
+    if cfg.changing_priors is None:
+        wanted = json.dumps(cfg.synthetic, sort_keys=True)  # as before the re-split existed
     if not spec_file.is_file() or spec_file.read_text() != wanted:
         generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
+        if cfg.changing_priors is not None:
+            from butd.preparation.changing_priors import write_changing_priors
+
+            write_changing_priors(cfg.raw_path, cfg.raw_path, **cfg.changing_priors)
         spec_file.write_text(wanted)
 
 

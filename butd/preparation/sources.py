@@ -180,6 +180,15 @@ SOURCES: dict[str, Source] = {
 }
 
 
+#: VQA-CP v2's four files (data=vqacp2), plain JSON files on the authors' page, not archives
+VQACP_BASE = "https://computing.ece.vt.edu/~aish/vqacp"
+VQACP_FILES: dict[str, str] = {
+    f"vqacp_v2_{split}_{kind}.json": f"{VQACP_BASE}/vqacp_v2_{split}_{kind}.json"
+    for split in ("train", "test")
+    for kind in ("questions", "annotations")
+}
+
+
 @dataclass(frozen=True)
 class Group:
     """A download group of the script: its archives and what they take on disk."""
@@ -239,6 +248,9 @@ def how_to_get(relative_name: str | Path, raw_dir: str | Path | None = None) -> 
     `raw_dir`, when given and not the script's default, is added to the command as `--raw-dir`.
     """
     source = SOURCES.get(_relative(relative_name))
+    if source is None and _relative(relative_name) in VQACP_FILES:
+        where = raw_dir if raw_dir is not None else default_raw_dir()
+        return f"`curl -o {Path(where) / relative_name} {VQACP_FILES[_relative(relative_name)]}` (VQA-CP v2)"
     if source is None:
         return "not an official file: check data.raw_dir and the data config"
     archive = source.archive

@@ -24,6 +24,11 @@ ACCURACY = {
     "val/vqa_acc/yes_no": "yes/no",
     "val/vqa_acc/number": "number",
     "val/vqa_acc/other": "other",
+    # the test split evaluated once at the end with the selected checkpoint (data.test_split, VQA-CP)
+    "test/vqa_acc": "test VQA acc",
+    "test/vqa_acc/yes_no": "test yes/no",
+    "test/vqa_acc/number": "test number",
+    "test/vqa_acc/other": "test other",
 }
 
 

@@ -81,6 +81,15 @@ class MetricsJSON(pl.Callback):
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, self.path)
 
+    @rank_zero_only
+    def add(self, values: dict[str, Any]) -> None:
+        """Merge `values` (the test split's metrics, warnings) into the metrics.json fit wrote."""
+        summary = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        summary.update(values)
+        tmp = self.path.with_suffix(".json.partial")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, self.path)
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "lineage": self.lineage}
 

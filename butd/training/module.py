@@ -8,7 +8,9 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
+from butd.config.debias import DebiasConfig
 from butd.models import ModelConfig, build_model, count_parameters
+from butd.training.debias import build_debias
 from butd.training.metrics import (
     UpperBound,
     VQAScore,
@@ -36,11 +38,13 @@ class VQAModule(pl.LightningModule):
         num_answers: int,
         optimizer: dict[str, Any],
         compile: bool = False,
+        debias: DebiasConfig | dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # a validated config is kept as it is; a mapping (a checkpoint's hparams) is validated here
         self.model_cfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
         # checkpoints hold plain values only
+        self.debias_cfg = debias if isinstance(debias, DebiasConfig) else DebiasConfig.from_dict(debias)
         self.save_hyperparameters(
             {
                 "model": self.model_cfg.to_dict(),
@@ -49,10 +53,17 @@ class VQAModule(pl.LightningModule):
                 "num_answers": num_answers,
                 "optimizer": optimizer,
                 "compile": compile,
+                "debias": self.debias_cfg.to_dict(),
             }
         )
         self.model = build_model(self.model_cfg, ntoken=ntoken, v_dim=v_dim, num_answers=num_answers)
         self.num_parameters = count_parameters(self.model)
+        #: the training loss: the reference's with debias=none (butd.training.debias)
+        self.debias = build_debias(self.debias_cfg, num_hid=self.model_cfg.num_hid, num_answers=num_answers)
+        #: question-type prior [types + 1, num_answers] (last row: a type unseen in training); `set_prior`
+        self.register_buffer("qtype_prior", None, persistent=False)
+        self.test_score = VQAScore()
+        self.test_vqa_acc = vqa_accuracy_metrics()
         self.train_loss = WeightedMean()
         self.train_score = VQAScore()
         self.val_loss = WeightedMean()
@@ -101,9 +112,28 @@ class VQAModule(pl.LightningModule):
         connector = getattr(self._trainer, "_logger_connector", None)  # None when called alone
         return bool(getattr(connector, "should_update_logs", True))
 
+    def set_prior(self, prior: torch.Tensor) -> None:
+        """The question-type prior of the training split ([types, num_answers]), for the debias losses;
+        not saved in checkpoints (inference does not use it)."""
+        rows = torch.cat((prior.float(), prior.new_zeros(1, prior.size(1)).float()))
+        self.qtype_prior = rows.to(self.device)
+
+    def _training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and loss of a training batch under the configured debias method."""
+        args = (batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
+        if self.debias_cfg.name == "none":
+            logits = self(*args)
+            return logits, vqa_bce_loss(logits, batch["target"])
+        logits, joint, q_emb = self.model.forward_parts(*args)
+        prior = None
+        if self.debias.needs_prior:
+            if self.qtype_prior is None or "qtype" not in batch:
+                raise RuntimeError(f"debias={self.debias_cfg.name} needs the question-type prior (set_prior)")
+            prior = self.qtype_prior[batch["qtype"]]
+        return logits, self.debias(logits, batch["target"], prior=prior, joint=joint, q_emb=q_emb)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
-        loss = vqa_bce_loss(logits, batch["target"])
+        logits, loss = self._training_loss(batch)
         size = batch["q"].size(0)
         self.train_score.update(logits, batch["target"])
         self.train_loss.update(loss.detach(), weight=size)
@@ -151,6 +181,16 @@ class VQAModule(pl.LightningModule):
             return
         self.grad_norm = None
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """The test split, once with the selected checkpoint: `test/score`, `test/vqa_acc` per type."""
+        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
+        size = batch["q"].size(0)
+        self.test_score.update(logits, batch["target"])
+        self.log("test/score", self.test_score, on_epoch=True, batch_size=size)
+        for key, metric in self.test_vqa_acc.items():
+            metric.update(logits, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
+            self.log(vqa_accuracy_name("test", key), metric, on_epoch=True, batch_size=size)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return instantiate(self.hparams.optimizer, _convert_="all")(params=self.parameters())

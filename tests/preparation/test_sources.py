@@ -374,3 +374,15 @@ def test_missing_raw_files_are_named_with_the_download_command(tmp_path, step):
 
 def test_sources_module_names_the_script_that_exists():
     assert (REPO / sources.SCRIPT) == SCRIPT and SCRIPT.is_file()
+
+
+def test_vqacp2_raw_files_are_vqa2_features_and_the_four_vqacp_files(tmp_path):
+    from butd.preparation.sources import VQACP_FILES
+
+    files = _config_raw_files("vqacp2", tmp_path)
+    assert files - set(SOURCES) == set(VQACP_FILES)
+    line = how_to_get("vqacp_v2_test_annotations.json", tmp_path)
+    assert line == (
+        f"`curl -o {tmp_path / 'vqacp_v2_test_annotations.json'} "
+        "https://computing.ece.vt.edu/~aish/vqacp/vqacp_v2_test_annotations.json` (VQA-CP v2)"
+    )

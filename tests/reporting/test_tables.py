@@ -133,3 +133,16 @@ def test_bad_arguments_are_usage_errors(tmp_path, sweep):
     with pytest.raises(SystemExit) as several:
         main([str(sweep), str(sweep)])
     assert missing.value.code == several.value.code == 2
+
+
+def test_test_split_columns_appear_beside_the_holdout_score(tmp_path, capsys):
+    sweep = tmp_path / "s"
+    for name, method, test in (("0_a", "none", 30.0), ("1_b", "lmh", 45.0)):
+        run = make_run(sweep, name, [f"debias={method}"], [80.0, 78.0])
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics.update({"test/vqa_acc": test, "test/vqa_acc/yes_no": test + 10, "test/vqa_acc/other": 20.0})
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    assert "| best val/score | test VQA acc | test yes/no | test other |" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "out" / "report.csv").open()))
+    assert [(r["debias"], float(r["test/vqa_acc mean"])) for r in rows] == [("none", 30.0), ("lmh", 45.0)]

@@ -1,0 +1,87 @@
+"""Debias methods in real Lightning runs on a tiny set in VQA-CP v2's file format: every method
+trains, the test split is evaluated once into metrics.json, and debias=none is the reference step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from butd.config.debias import DEBIAS_METHODS
+from butd.errors import UserError
+from butd.train import build, train
+from butd.training.metrics import vqa_bce_loss
+from tests.conftest import TINY_CP, TINY_DATA, compose_train
+
+
+def _cp_cfg(raw, tmp_path, *overrides: str):
+    return compose_train(
+        [
+            *TINY_CP,
+            f"data.raw_dir={raw}",
+            f"data.cache_dir={tmp_path.parent / 'cp_cache'}",
+            "data.auto_prepare=true",
+            "data.feature_store=ram",
+            "trainer.accelerator=cpu",
+            "logger=csv",
+            "model.num_hid=32",
+            *overrides,
+        ],
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "run",
+    )
+
+
+@pytest.mark.parametrize("method", DEBIAS_METHODS)
+def test_every_method_trains_a_batch_on_vqacp2(tiny_cp_raw, tmp_path, method):
+    cfg = _cp_cfg(tiny_cp_raw, tmp_path, f"debias={method}", "+trainer.fast_dev_run=true")
+    summary = train(cfg)
+    assert summary["test/vqa_acc"] >= 0  # the test split ran, with the final weights
+
+
+def test_debias_none_is_the_reference_step(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(["model.num_hid=32"])
+    module, datamodule = build(cfg)
+    datamodule.setup("fit")
+    assert list(module.debias.parameters()) == []  # nothing new to train or to checkpoint
+    assert set(module.state_dict()) == {f"model.{k}" for k in module.model.state_dict()}
+    batch = next(iter(datamodule.train_dataloader()))
+    torch.manual_seed(0)
+    _, loss = module._training_loss(batch)
+    torch.manual_seed(0)
+    expected = vqa_bce_loss(module(batch["v"], batch["q"], batch["b"], batch.get("v_mask")), batch["target"])
+    assert torch.equal(loss, expected)
+
+
+def test_a_method_that_needs_question_types_stops_before_training(tiny_data_dir, tmp_path):
+    cfg = compose_train(
+        [*TINY_DATA, "trainer.accelerator=cpu", "logger=csv", "debias=lmh", "data.train_splits=[test2015]"],
+        data_dir=tiny_data_dir,
+        output_dir=tmp_path / "run",
+    )
+    with pytest.raises(UserError, match="debias=lmh needs each training question's question_type"):
+        build(cfg)
+
+
+@pytest.mark.slow
+def test_selection_on_the_holdout_and_test_once_into_metrics_json(tiny_cp_raw, tmp_path):
+    summary = train(_cp_cfg(tiny_cp_raw, tmp_path, "debias=lmh", "trainer.max_epochs=2"))
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in (
+        "test/vqa_acc",
+        "test/vqa_acc/yes_no",
+        "test/vqa_acc/number",
+        "test/vqa_acc/other",
+        "test/score",
+    ):
+        assert record[key] == pytest.approx(summary[key])
+    assert record["test_checkpoint"] == record["best_checkpoint"]
+    assert "warnings" not in record
+
+
+@pytest.mark.slow
+def test_selecting_on_test_is_warned_about_and_recorded(tiny_cp_raw, tmp_path):
+    train(_cp_cfg(tiny_cp_raw, tmp_path, "data.val_split=test", "trainer.max_epochs=1"))
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "checkpoint is selected on the test set" in record["warnings"][0]
