@@ -42,12 +42,16 @@ def _instantiate_group(node: DictConfig | None) -> list[Any]:
 
 
 def build(
-    cfg: DictConfig, *, data_cfg: DataConfig | None = None, model_cfg: ModelConfig | None = None
+    cfg: DictConfig,
+    *,
+    data_cfg: DataConfig | None = None,
+    model_cfg: ModelConfig | None = None,
+    debias_cfg: DebiasConfig | None = None,
 ) -> tuple[VQAModule, VQADataModule]:
     """The datamodule (preparing data where the config allows) and a fresh module for it.
 
-    `data_cfg` and `model_cfg`: the sections already validated (`validate_train_config`); read
-    from `cfg` when not given.
+    `data_cfg`, `model_cfg`, `debias_cfg`: the sections already validated
+    (`validate_train_config`); read from `cfg` when not given.
     """
     from butd.data.datamodule import VQADataModule
     from butd.training.module import VQAModule
@@ -59,7 +63,7 @@ def build(
     info = datamodule.info
     module = VQAModule(
         model=model_cfg,
-        debias=DebiasConfig.from_dict(cfg.get("debias")),
+        debias=debias_cfg or DebiasConfig.from_dict(cfg.get("debias")),
         ntoken=info.ntoken,
         v_dim=info.feature_dim,
         num_answers=info.num_answers,
@@ -92,7 +96,8 @@ def build(
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns the summary written to metrics.json."""
     sweep.check_multirun_devices(cfg)
-    data_cfg, model_cfg = validate_train_config(cfg)  # before any data is read, each section once
+    # before any data is read, each section once
+    data_cfg, model_cfg, debias_cfg = validate_train_config(cfg)
     import pytorch_lightning as pl
     import torch
 
@@ -108,7 +113,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = requeued or resolve_ckpt_path(
         cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
     )
-    module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg)
+    module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg, debias_cfg=debias_cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
     if not requeued:  # checked against the command and the cache before Lightning loads it
         ckpt_path = choose_resume(

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from butd.config.data import DataConfig
+from butd.config.debias import DebiasConfig
 from butd.config.model import ModelConfig
 from butd.config.structured import to_typed
 from butd.config.training import OptimConfig, SlurmConfig
@@ -81,15 +82,16 @@ def check_optimizer(optim: Any) -> None:
                 )
 
 
-def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig]:
+def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, DebiasConfig]:
     """Every check that can run before data is read, each once: the data, model, optimizer and
-    SLURM sections, the seed, and K against the boxes stored on disk. Returns the typed data and
-    model configs the run uses."""
+    SLURM sections, the debias method, the seed, and K against the boxes stored on disk. Returns
+    the typed data, model and debias configs the run uses."""
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} is invalid; expected an integer in [0, 2**32)")
     data = DataConfig.from_dict(cfg.data)
     model = ModelConfig.from_dict(cfg.model)
+    debias = DebiasConfig.from_dict(cfg.get("debias"))
     check_optimizer(cfg.get("optim"))
     to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
     found = stored_boxes(data) if data.boxes == "fixed" else None
@@ -98,4 +100,4 @@ def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig]:
             f"data.num_boxes={data.num_boxes} is invalid: the data holds {found[0]} boxes per image "
             f"({found[1]}); set data.num_boxes={found[0]}"
         )
-    return data, model
+    return data, model, debias
