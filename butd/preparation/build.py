@@ -37,11 +37,13 @@ from butd.data.cache import (
     split_file,
 )
 from butd.data.csr import csr_from_rows, csr_rows
+from butd.data.fingerprint import fingerprint
 from butd.data.locks import cache_lock
 from butd.data.official import official_tables
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.memory import return_freed_memory
 from butd.preparation.convert import STATE, BoxSpec, convert_features, splits_of_images
+from butd.preparation.features import CLIP_TOLERANCE
 from butd.preparation.sources import describe_missing
 
 log = logging.getLogger(__name__)
@@ -282,6 +284,8 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
 def _build(cfg: DataConfig, *, progress: bool) -> None:
     started = time.time()
     root = cfg.cache_path
+    # taken before reading: a file edited during the build then differs from its fingerprint
+    sources = {str(p.relative_to(cfg.raw_path)): fingerprint(p) for p in raw_files(cfg)}
     text = _text_stage(cfg)
     return_freed_memory()  # the parsed JSON: not to be held through the conversion
     wanted = {s: np.unique(text.splits[s].image_id) for s in cfg.prepare_splits}
@@ -297,6 +301,7 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
             workers=cfg.prepare_workers,
             chunk_bytes=max(1, int(cfg.prepare_chunk_mb * 2**20)),
             skip_bad_rows=cfg.skip_bad_rows,
+            feature_dim=cfg.feature_dim,
             progress=lambda done, total, note: bar.update(task, completed=done, total=total, note=note),
         )
     writers = result.writers
@@ -324,7 +329,7 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
         "format_version": CACHE_FORMAT_VERSION,
         "name": cfg.name,
         "settings": cache_settings(cfg),
-        "sources": {str(p.relative_to(cfg.raw_path)): p.stat().st_size for p in raw_files(cfg)},
+        "sources": sources,
         "counts": {
             "ntoken": len(text.vocab),
             "num_answers": len(text.answers),
@@ -333,6 +338,8 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
             "splits": split_counts,
             "skipped_rows": result.skipped_rows,
             "skipped_examples": result.skipped_examples,
+            "clipped_boxes": result.clipped_boxes,
+            "clipped_examples": result.clipped_examples,
         },
         "files": {},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -347,6 +354,13 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     }
     if result.skipped_rows:
         log.warning("%d bad feature rows were skipped (data.skip_bad_rows=true)", result.skipped_rows)
+    if result.clipped_boxes:
+        log.warning(
+            "%d boxes reached more than %g pixel outside their image and were clipped to it, e.g. %s",
+            result.clipped_boxes,
+            CLIP_TOLERANCE,
+            result.clipped_examples[0],
+        )
     _commit(root, list(writers), text, manifest)
 
 

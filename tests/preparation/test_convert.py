@@ -77,8 +77,10 @@ def test_bad_row_stops_with_its_location_and_a_rerun_continues(data_copy):
     msg = str(err.value)
     assert f"synthetic_trainval_6.tsv:30: image {image_id}: boxes/features are not base64" in msg
     assert "data.skip_bad_rows=true" in msg and "converted so far are kept" in msg
-    # the earlier cache still loads, unchanged, and the conversion's progress is on disk
-    load_cache(cfg)
+    # the earlier cache is unchanged on disk, and refused: its feature file changed (to the same size)
+    with pytest.raises(CacheError, match=r"synthetic_trainval_6\.tsv has changed .*same size"):
+        load_cache(cfg)
+    # and the conversion's progress is on disk
     np.testing.assert_array_equal(
         _datasets(cfg.cache_path / "val.h5")["images/features"], before["images/features"]
     )
