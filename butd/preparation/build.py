@@ -44,6 +44,7 @@ from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.memory import return_freed_memory
 from butd.preparation.convert import STATE, BoxSpec, convert_features, splits_of_images
 from butd.preparation.features import CLIP_TOLERANCE
+from butd.preparation.inputs import check_annotations, check_questions
 from butd.preparation.sources import describe_missing
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,21 @@ _STR = h5py.string_dtype(encoding="utf-8")
 
 
 def _read_json(path: Path, *, key: str) -> list[dict[str, Any]]:
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as fh:
-            content = json.load(fh)
+        content = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise CacheError(
+            f"{path}:{line}: byte {err.start:,} ({raw[err.start : err.start + 1]!r}) is not UTF-8 "
+            f"({err.reason}); official VQA files are UTF-8. A damaged download? Fix or re-download it"
+        ) from None
     except json.JSONDecodeError as err:
         raise CacheError(f"{path} is not valid JSON: {err}") from err
+    del raw
     if not isinstance(content, dict) or key not in content:
         raise CacheError(f"{path} has no '{key}' list; is it an official VQA v2 file?")
+    {"questions": check_questions, "annotations": check_annotations}[key](path, content[key])
     return content[key]
 
 

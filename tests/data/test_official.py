@@ -90,3 +90,14 @@ def test_gather_rows_pads_each_row():
     assert np.allclose(val, [[0.6, 0.9, 0.3], [0, 0, 0], [0.3, 1.0, 0]])
     lab, val = gather_rows(offsets, labels, values, np.array([1]))
     assert lab.shape == (1, 1) and lab[0, 0] == -1
+
+
+def test_an_annotation_with_fewer_answers_is_named_even_when_it_comes_first():
+    from butd.data.official import official_tables
+    from butd.errors import UserError
+
+    def ann(qid: int, n: int) -> dict:
+        return {"question_id": qid, "answers": [{"answer": "yes"}] * n}
+
+    with pytest.raises(UserError, match=r"question 1 has 9 annotator answers, most have 10"):
+        official_tables([ann(1, 9), ann(2, 10), ann(3, 10)], ["yes"])

@@ -2,6 +2,7 @@
 named where it enters (file, line, image or question id), or handled as documented."""
 
 import base64
+import json
 import re
 import shutil
 
@@ -133,3 +134,76 @@ def test_the_feature_size_from_the_config_wins_and_is_checked_on_load(data_copy)
         load_cache(_cfg(data_copy, f"data.feature_dim={dim * 2}"))
     with pytest.raises(UserError, match=r"data.feature_dim=0 is invalid"):
         _cfg(data_copy, "data.feature_dim=0")
+
+
+def _edit_json(path, key: str, edit) -> dict:
+    content = json.loads(path.read_text(encoding="utf-8"))
+    edit(content[key])
+    path.write_text(json.dumps(content), encoding="utf-8")
+    return content
+
+
+def _duplicate(qs):
+    qs[5]["question_id"] = qs[2]["question_id"]
+
+
+def _fraction(qs):
+    qs[4]["question_id"] += 0.5
+
+
+def _nul(qs):
+    qs[3]["question"] = "what color\x00 is the cube?"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_duplicate, r"questions\.json: question_id (\d+) appears 2 times \(questions\[2, 5\]\)"),
+        (_fraction, r"questions\.json: questions\[4\] \(question_id \d+\.5\): "
+                    r"question_id is \d+\.5, not an integer"),
+        (_nul, r"questions\.json: questions\[3\] \(question_id \d+\): "
+               r"the question holds the control character '\\x00' at position 10"),
+    ],
+    ids=["duplicate id", "fractional id", "NUL"],
+)  # fmt: skip
+def test_bad_questions_are_refused_where_they_enter(data_copy, edit, message):
+    cfg = _cfg(data_copy)
+    _edit_json(cfg.raw_path / cfg.questions["train"], "questions", edit)
+    with pytest.raises(UserError, match=message):
+        prepare(cfg, force=True, progress=False)
+
+
+def test_non_utf8_questions_name_the_line_and_byte(data_copy):
+    cfg = _cfg(data_copy)
+    path = cfg.raw_path / cfg.questions["val"]
+    data = path.read_bytes()
+    at = data.index(b'"question": "') + len(b'"question": "')
+    path.write_bytes(data[:at] + b"\xff" + data[at:])
+    line = data.count(b"\n", 0, at) + 1
+    with pytest.raises(UserError, match=rf"questions\.json:{line}: byte {at:,} \(b'\\xff'\) is not UTF-8"):
+        prepare(cfg, force=True, progress=False)
+
+
+def test_an_annotation_with_nine_answers_is_blamed_on_its_own_question(data_copy):
+    cfg = _cfg(data_copy)
+    path = cfg.raw_path / cfg.annotations["train"]
+    content = _edit_json(path, "annotations", lambda anns: anns[0]["answers"].pop())
+    qid = content["annotations"][0]["question_id"]
+    blame = rf"annotations\[0\] \(question_id {qid}\): 9 annotator answers, .* have 10"
+    with pytest.raises(UserError, match=blame):
+        prepare(cfg, force=True, progress=False)
+
+
+def test_glove_values_must_be_finite_and_the_file_utf8(data_copy):
+    cfg = _cfg(data_copy)
+    path = cfg.raw_path / cfg.glove
+    lines = path.read_bytes().split(b"\n")
+    parts = lines[2].split(b" ")  # a word the vocabulary has: the synthetic GloVe lists only those
+    parts[3] = b"nan"
+    path.write_bytes(b"\n".join([*lines[:2], b" ".join(parts), *lines[3:]]))
+    with pytest.raises(UserError, match=rf"{path}:3: value 3 of the vector is 'nan', not a finite float32"):
+        prepare(cfg, force=True, progress=False)
+
+    path.write_bytes(b"\n".join([*lines[:4], b"caf\xe9 " + lines[4].split(b" ", 1)[1], *lines[5:]]))
+    with pytest.raises(UserError, match=rf"{path}:5: byte 3 of the line \(b'\\xe9'\) is not UTF-8"):
+        prepare(cfg, force=True, progress=False)
