@@ -4,13 +4,15 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from butd.config.data import DataConfig
 from butd.data.cache import load_cache
 from butd.data.csr import gather_rows
 from butd.data.datamodule import VQABatches
-from butd.data.official import ANSWER_TYPES, annotations_from_cache, question_accuracy
+from butd.data.official import ANSWER_TYPES, annotations_from_cache, official_tables, question_accuracy
+from butd.errors import UserError
 from butd.evaluation import vqa_eval
 from butd.training.metrics import VQAAccuracy
 from tests.conftest import TINY_DATA, compose_train
@@ -93,9 +95,6 @@ def test_gather_rows_pads_each_row():
 
 
 def test_an_annotation_with_fewer_answers_is_named_even_when_it_comes_first():
-    from butd.data.official import official_tables
-    from butd.errors import UserError
-
     def ann(qid: int, n: int) -> dict:
         return {"question_id": qid, "answers": [{"answer": "yes"}] * n}
 
