@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from butd.data.cache import (
     CacheInfo,
     cache_settings,
     load_cache,
+    prepare_command,
     raw_files,
     split_file,
 )
@@ -41,8 +43,9 @@ from butd.data.fingerprint import fingerprint
 from butd.data.locks import cache_lock
 from butd.data.official import official_tables
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
+from butd.errors import disk_full
 from butd.memory import return_freed_memory
-from butd.preparation.convert import STATE, BoxSpec, convert_features, splits_of_images
+from butd.preparation.convert import STATE, BoxSpec, convert_features, ensure_room, splits_of_images
 from butd.preparation.features import CLIP_TOLERANCE
 from butd.preparation.inputs import check_annotations, check_questions
 from butd.preparation.sources import describe_missing
@@ -278,7 +281,7 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
     cfg.cache_path.mkdir(parents=True, exist_ok=True)
     try:
         _build(cfg, progress=progress)
-    except BaseException:
+    except BaseException as err:
         # the earlier cache stays as it was; of the new files only a resumable conversion stays
         keep = {STATE} if (cfg.cache_path / STATE).is_file() else set()
         if keep:
@@ -286,8 +289,28 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
         for leftover in [*cfg.cache_path.glob("*" + PARTIAL), cfg.cache_path / STATE]:
             if leftover.name not in keep:
                 leftover.unlink(missing_ok=True)
+        full = disk_full(err)
+        if full:
+            raise _disk_full_error(cfg, full) from err
         raise
     return load_cache(cfg)
+
+
+def _disk_full_error(cfg: DataConfig, words: str) -> CacheError:
+    """What a full disk left of the cache folder, and how to go on."""
+    root = cfg.cache_path
+    kept = []
+    if (root / MANIFEST).is_file():
+        kept.append("the earlier cache, unchanged")
+    if (root / STATE).is_file():
+        kept.append("the feature conversion so far (the next prepare continues it)")
+    free = "" if "free" in words else f" ({shutil.disk_usage(root).free:,} bytes free there)"
+    return CacheError(
+        f"disk full: {words} while preparing the cache in {root}{free}. "
+        f"Kept: {'; '.join(kept) or 'nothing'}; "
+        "the new cache's other partial files were deleted. Free space (or point data.cache_dir at a "
+        f"larger disk), then run `{prepare_command(cfg)} force=true` again"
+    )
 
 
 def _build(cfg: DataConfig, *, progress: bool) -> None:
@@ -315,6 +338,8 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
         )
     writers = result.writers
     try:
+        estimate = sum(q.tokens.nbytes * 8 for q in text.splits.values()) + text.glove.nbytes
+        ensure_room(root, estimate, "the questions, answers and GloVe rows")
         split_counts: dict[str, Any] = {}
         for s in cfg.prepare_splits:
             w = writers[s]

@@ -25,6 +25,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -35,7 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from butd.errors import UserError
+from butd.errors import DiskFullError, UserError
 from butd.preparation.features import BadRow, parse_row, row_image_id, spatial_features
 
 log = logging.getLogger(__name__)
@@ -613,6 +614,8 @@ class _Writing:
     def write(self, chunk: Chunk, d: Decoded) -> None:
         """Append the chunk's new, valid images to the splits that use them (the next chunk in order)."""
         firsts = self._check(chunk, d)
+        data_bytes = d.features.nbytes + d.boxes.nbytes + d.spatial.nbytes
+        ensure_room(self.state_path.parent, data_bytes * len(self.writers), f"chunk {chunk.index}")
         path, base = self.paths[chunk.file], self.state.line_base[chunk.file]
         for line, image_id, count in d.clipped:
             self.state.clipped += count
@@ -682,6 +685,24 @@ class _Writing:
             self.state_path.unlink(missing_ok=True)
         for w in self.writers.values():
             w.close()
+
+
+#: room kept free beyond what a write needs: HDF5's chunk caches (1 MiB per dataset) and metadata
+#: must still be flushable, since h5py cannot close a file whose flush failed (it crashes later)
+HEADROOM_BYTES = 64 * 2**20
+
+
+def ensure_room(folder: Path, need: int, what: str) -> None:
+    """Stop with `DiskFullError` before writing `need` bytes into `folder` leaves less than
+    `HEADROOM_BYTES` free: the files written so far then close cleanly and stay usable."""
+    free = shutil.disk_usage(folder).free
+    if free < need + HEADROOM_BYTES:
+        words = f"{free:,} bytes free"
+        raise DiskFullError(
+            f"disk full: {words} in {folder}, {what} needs about {need + HEADROOM_BYTES:,} "
+            f"(with {HEADROOM_BYTES // 2**20} MiB kept for HDF5's caches)",
+            words=words,
+        )
 
 
 def splits_of_images(wanted: dict[str, Iterable[int]]) -> dict[int, list[str]]:
