@@ -40,6 +40,14 @@ def _integer(path: Path, key: str, i: int, entry: dict, field: str) -> int:
     return value
 
 
+def _ids(path: Path, key: str, i: int, entry: Any) -> int:
+    """The entry's question id, after checking it is an object with whole-number ids."""
+    if not isinstance(entry, dict):
+        raise InputError(f"{path}: {key}[{i}] is {type(entry).__name__}, not an object")
+    _integer(path, key, i, entry, "image_id")
+    return _integer(path, key, i, entry, "question_id")
+
+
 def _unique(path: Path, key: str, ids: list[int]) -> None:
     counts = Counter(ids)
     twice = [qid for qid, n in counts.items() if n > 1]
@@ -58,10 +66,7 @@ def check_questions(path: Path, questions: list[Any]) -> None:
     ids unique in the file."""
     ids = []
     for i, q in enumerate(questions):
-        if not isinstance(q, dict):
-            raise InputError(f"{path}: questions[{i}] is {type(q).__name__}, not an object")
-        ids.append(_integer(path, "questions", i, q, "question_id"))
-        _integer(path, "questions", i, q, "image_id")
+        ids.append(_ids(path, "questions", i, q))
         text = q.get("question")
         if not isinstance(text, str):
             raise InputError(f"{_where(path, 'questions', i, q)}: question is {text!r}, not a text")
@@ -80,10 +85,7 @@ def check_annotations(path: Path, annotations: list[Any]) -> None:
     most annotations of the file have (10 in VQA v2), each a text; the odd one is named."""
     ids = []
     for i, a in enumerate(annotations):
-        if not isinstance(a, dict):
-            raise InputError(f"{path}: annotations[{i}] is {type(a).__name__}, not an object")
-        ids.append(_integer(path, "annotations", i, a, "question_id"))
-        _integer(path, "annotations", i, a, "image_id")
+        ids.append(_ids(path, "annotations", i, a))
         answers = a.get("answers")
         if not isinstance(answers, list) or not all(
             isinstance(x, dict) and isinstance(x.get("answer"), str) for x in answers

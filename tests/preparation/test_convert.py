@@ -1,7 +1,6 @@
 """The feature conversion: parallel equals in-process, resumes after a stop, bad input is named."""
 
 import json
-import shutil
 
 import h5py
 import numpy as np
@@ -21,14 +20,6 @@ SMALL_CHUNKS = "data.prepare_chunk_mb=0.004"
 def _cfg(data_dir, *overrides) -> DataConfig:
     cfg = compose_train([*TINY_DATA, *overrides], data_dir=data_dir, output_dir=data_dir / "x")
     return DataConfig.from_dict(cfg.data)
-
-
-@pytest.fixture()
-def data_copy(tiny_data_dir, tmp_path):
-    """A private copy of the tiny set (raw files and cache) that a test may damage."""
-    target = tmp_path / "data"
-    shutil.copytree(tiny_data_dir, target)
-    return target
 
 
 def _datasets(path) -> dict[str, np.ndarray]:

@@ -4,29 +4,15 @@ named where it enters (file, line, image or question id), or handled as document
 import base64
 import json
 import re
-import shutil
 
 import h5py
 import numpy as np
 import pytest
 
-from butd.config.data import DataConfig
 from butd.errors import UserError
 from butd.preparation.build import prepare
 from butd.preparation.features import CLIP_TOLERANCE
-from tests.conftest import TINY_DATA, compose_train
-
-
-def _cfg(data_dir, *overrides) -> DataConfig:
-    cfg = compose_train([*TINY_DATA, *overrides], data_dir=data_dir, output_dir=data_dir / "x")
-    return DataConfig.from_dict(cfg.data)
-
-
-@pytest.fixture()
-def data_copy(tiny_data_dir, tmp_path):
-    target = tmp_path / "data"
-    shutil.copytree(tiny_data_dir, target)
-    return target
+from tests.preparation.test_convert import _cfg
 
 
 def _b64(a: np.ndarray) -> bytes:
