@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from butd.config.data import DataConfig
 from butd.config.debias import DebiasConfig
-from butd.config.entry import entry_point, in_multirun, record_failure
+from butd.config.entry import entry_point, in_multirun, job_dir, record_failure
 from butd.config.model import ModelConfig
 from butd.config.output import report_written
 from butd.errors import UserError
@@ -150,8 +150,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             raise
         message = stop.message(trainer, _overrides())
         log.error("%s", message)
-        if in_multirun():
+        if in_multirun():  # the job as failed, and the summary the end of the sweep would print
             record_failure(RuntimeError(message))
+            sweep.log_summary(job_dir().parent, stopped_by=stop.signal.name)
         raise SystemExit(stop.exit_code()) from None
     finally:
         _finish_wandb(trainer, exit_code=int(failed))

@@ -181,3 +181,33 @@ def tiny_cp_raw(tiny_data_dir, tmp_path_factory) -> Path:
     shutil.copy(source / "glove" / "glove.6B.50d.txt", raw / "glove")
     shutil.copy(source / "synthetic_trainval_6.tsv", raw)
     return raw
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """`mount(kib, leave=None)`: a tmpfs of `kib` KiB at a new folder under tmp_path, optionally filled
+    to leave `leave` bytes free, for disk-full tests; unmounted afterwards. Mounting needs root (or
+    CAP_SYS_ADMIN): elsewhere the test is skipped, saying so."""
+    import shutil
+    import subprocess
+
+    mounts: list[Path] = []
+
+    def mount(kib: int) -> Path:
+        target = tmp_path / f"disk{len(mounts)}"
+        target.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(target)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"no small tmpfs here (mount: {done.stderr.strip()}); disk-full tests need root")
+        mounts.append(target)
+        return target
+
+    def fill(target: Path, leave: int) -> None:
+        """Take all but `leave` bytes of the disk at `target` (tmpfs counts whole pages)."""
+        (target / "filler").write_bytes(b"\0" * max(0, shutil.disk_usage(target).free - leave))
+
+    mount.fill = fill  # type: ignore[attr-defined]
+    yield mount
+    for target in mounts:
+        subprocess.run(["umount", "-l", str(target)], check=False)

@@ -79,8 +79,12 @@ def test_optuna_search_maximises_over_lr_dropout_and_width():
     assert any("dropout" in k for k in sweeper.params)
 
 
-def test_slurm_launcher_asks_for_one_task_per_device():
-    cfg = compose_all(["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"])
+def test_slurm_launcher_asks_for_one_task_per_device(tmp_path):
+    # the sweep folder is a literal here: resolving `${butd.new_folder:...}` creates the folder
+    cfg = compose_all(
+        ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+        + [f"hydra.sweep.dir={tmp_path}"]
+    )
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"].endswith("SlurmLauncher")
     assert (launcher["tasks_per_node"], launcher["gpus_per_node"], launcher["nodes"]) == (4, 4, 2)

@@ -97,6 +97,9 @@ class DataConfig:
     prepare_chunk_mb: float = 16.0
     #: a corrupted feature row stops prepare (naming file, line and image); True skips and counts it
     skip_bad_rows: bool = False
+    #: floats per box feature in the feature TSVs (2048 for the bottom-up sets); null: the size
+    #: most rows of the files' first block have, so one bad first row cannot set it
+    feature_dim: int | None = None
     batch_size: int = 512
     #: loader worker processes of the `h5` store (the tensor stores gather in the training process)
     num_workers: int = 4
@@ -178,6 +181,10 @@ class DataConfig:
             raise ConfigError(
                 f"data.use_boxes={self.use_boxes} must be between 1 and the {self.num_boxes} boxes "
                 "stored per image (data.num_boxes)"
+            )
+        if self.feature_dim is not None and self.feature_dim <= 0:
+            raise ConfigError(
+                f"data.feature_dim={self.feature_dim!r} is invalid; expected an integer > 0 or null"
             )
         if self.feature_store not in FEATURE_STORES:
             raise ConfigError(

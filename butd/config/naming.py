@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -100,6 +101,33 @@ def folder_name(key: str, value: Any) -> str:
     return name
 
 
+#: most suffixes tried for one run folder name before giving up
+MAX_FOLDER_SUFFIX = 1000
+
+
+def new_folder(path: Any) -> str:
+    """`path`, created now and held by this run alone; `path_2`, `path_3`, ... when another run has it.
+
+    Run and sweep folders are named to the second, so two runs started in the same second asked
+    for one folder and wrote into it together. `os.mkdir` is atomic (also on NFS), so exactly one
+    process gets each name. Hydra resolves the folder on the job's config and caches the value
+    there (and copies the cache into each sweep job's config), so one run makes one folder.
+    """
+    base = Path(str(path))
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, MAX_FOLDER_SUFFIX + 1):
+        candidate = base if n == 1 else base.with_name(f"{base.name}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+    raise SystemExit(
+        f"error: {base} and {MAX_FOLDER_SUFFIX - 1} numbered folders beside it exist already; "
+        "move old runs away or give hydra.run.dir=PATH"
+    )
+
+
 def run_tags(tags: Iterable[str], overrides: Iterable[str]) -> list[str]:
     """The experiment's tags plus one per override of this run, so W&B can filter on each axis."""
     out = [str(t) for t in tags]
@@ -134,8 +162,8 @@ def _resolve_job_dirname(num: Any, overrides: Any) -> str:
 
 
 def register_resolvers() -> None:
-    """`${butd.run_name:NAME}`, `${butd.run_tags:${tags}}`, `${butd.job_dirname:NUM,OVERRIDES}` and
-    `${butd.folder_name:KEY,VALUE}`."""
+    """`${butd.run_name:NAME}`, `${butd.run_tags:${tags}}`, `${butd.job_dirname:NUM,OVERRIDES}`,
+    `${butd.folder_name:KEY,VALUE}` and `${butd.new_folder:PATH}`."""
     for name, fn in {
         "butd.run_name": _resolve_run_name,
         "butd.run_tags": _resolve_run_tags,
@@ -144,6 +172,8 @@ def register_resolvers() -> None:
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("butd.new_folder"):  # cached: resolved again, the same folder
+        OmegaConf.register_new_resolver("butd.new_folder", new_folder, use_cache=True)
 
 
 register_resolvers()

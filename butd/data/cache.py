@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from butd.config.data import DataConfig
+from butd.data.fingerprint import changed
 from butd.data.text import Vocabulary
 from butd.errors import UserError
 from butd.preparation.sources import describe_missing
@@ -217,13 +218,13 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
             f"the cache at {root} is incomplete, missing: {', '.join(map(str, missing))}; "
             f"rebuild with `{prepare_command(cfg)} force=true`"
         )
-    for name, size in manifest.get("sources", {}).items():
-        source = cfg.raw_path / name
-        if source.is_file() and source.stat().st_size != size:
-            raise CacheError(
-                f"{source} has changed since the cache at {root} was built from it ({size:,} bytes "
-                f"then, {source.stat().st_size:,} now); rebuild with `{prepare_command(cfg)} force=true`"
-            )
+    check_sources(cfg, manifest)
+    cached_dim = manifest["counts"].get("feature_dim")
+    if cfg.feature_dim is not None and cached_dim != cfg.feature_dim:
+        raise CacheError(
+            f"the cache at {root} holds {cached_dim} floats per box feature, data.feature_dim="
+            f"{cfg.feature_dim}; rebuild with `{prepare_command(cfg)} force=true` or drop data.feature_dim"
+        )
     for name, size in manifest.get("files", {}).items():
         actual = (root / name).stat().st_size
         if actual != size:
@@ -233,6 +234,34 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
                 f"`{prepare_command(cfg)} force=true`."
             )
     return CacheInfo(root=root, manifest=manifest)
+
+
+def check_sources(cfg: DataConfig, manifest: dict[str, Any]) -> None:
+    """Refuse a cache whose raw files changed since it was built (`butd.data.fingerprint`).
+
+    A manifest from before fingerprints records sizes only: it still loads, with one warning
+    that an edit of the same size goes unnoticed until the cache is rebuilt (CHANGELOG.md).
+    """
+    sources = manifest.get("sources", {})
+    if any(isinstance(v, int) for v in sources.values()):
+        log.warning(
+            "the cache at %s records only the sizes of its raw files (built before fingerprints): an "
+            "edit of the same size is not noticed; `%s force=true` records fingerprints",
+            cfg.cache_path,
+            prepare_command(cfg),
+        )
+    for name, recorded in sources.items():
+        source = cfg.raw_path / name
+        if not source.is_file():
+            continue
+        why, caveat = changed(source, recorded)
+        if why:
+            raise CacheError(
+                f"{source} has changed since the cache at {cfg.cache_path} was built from it ({why}); "
+                f"rebuild with `{prepare_command(cfg)} force=true`"
+            )
+        if caveat:
+            log.warning("%s", caveat)
 
 
 def stored_boxes(data: Any) -> tuple[int, Path] | None:

@@ -27,6 +27,7 @@ evaluation reads, so `annotations_from_cache` rebuilds its input from the cache 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -111,14 +112,14 @@ def official_tables(
 ) -> tuple[np.ndarray, list[dict[int, float]]]:
     """The GT answers [Q, A] (str) and, per question, the official accuracy of each answer label
     that scores on it, for `annotations` in order."""
-    sizes = {len(a["answers"]) for a in annotations}
-    if len(sizes) > 1:
-        odd = next(a for a in annotations if len(a["answers"]) != len(annotations[0]["answers"]))
+    sizes = Counter(len(a["answers"]) for a in annotations)
+    width = sizes.most_common(1)[0][0] if sizes else 10
+    if len(sizes) > 1:  # the odd one out is the one named, not the question after it
+        odd = next(a for a in annotations if len(a["answers"]) != width)
         raise UserError(
-            f"question {odd['question_id']} has {len(odd['answers'])} annotator answers, others have "
-            f"{len(annotations[0]['answers'])}; official VQA annotations give every question the same number"
+            f"question {odd['question_id']} has {len(odd['answers'])} annotator answers, most have "
+            f"{width}; official VQA annotations give every question the same number"
         )
-    width = sizes.pop() if sizes else 10
     gt = np.empty((len(annotations), width), dtype=object)
     for i, a in enumerate(annotations):
         gt[i] = [str(x["answer"]) for x in a["answers"]]

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from butd.errors import UserError
+
 DEFAULT_MAX_LEN = 14
 
 
@@ -153,6 +155,10 @@ class Vocabulary:
         return cls(words, unknown_token=unknown_token)
 
 
+class GloveError(UserError, ValueError):
+    """A GloVe line that cannot be used; the message names file and line."""
+
+
 def load_glove(path: str | PathLike[str], vocabulary_words: list[str], dim: int) -> tuple[np.ndarray, int]:
     """Embedding rows for ``vocabulary_words`` from a GloVe text file, streamed line by line.
 
@@ -169,13 +175,20 @@ def load_glove(path: str | PathLike[str], vocabulary_words: list[str], dim: int)
     row_of = {word: row for row, word in enumerate(vocabulary_words)}
     weights = np.zeros((len(vocabulary_words), dim), dtype=np.float32)
     found: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise GloveError(
+                    f"{path}:{line_no}: byte {err.start} of the line ({raw[err.start : err.start + 1]!r}) "
+                    "is not UTF-8; GloVe's files are UTF-8. A damaged download? Fetch it again"
+                ) from None
             parts = line.rstrip("\r\n").rstrip(" ").split(" ")
             if parts == [""]:
                 continue
             if len(parts) != dim + 1:
-                raise ValueError(
+                raise GloveError(
                     f"{path}:{line_no}: expected a word and {dim} values, got {len(parts) - 1} values"
                 )
             row = row_of.get(parts[0])
@@ -189,6 +202,14 @@ def load_glove(path: str | PathLike[str], vocabulary_words: list[str], dim: int)
 def _parse_vector(values: list[str], path: Path, line_no: int) -> np.ndarray:
     """Parse one GloVe vector, naming the file and line when a value is not a number."""
     try:
-        return np.array([float(value) for value in values], dtype=np.float64)
+        vector = np.array([float(value) for value in values], dtype=np.float64)
     except ValueError as error:
-        raise ValueError(f"{path}:{line_no}: non-numeric value in GloVe vector") from error
+        raise GloveError(f"{path}:{line_no}: non-numeric value in GloVe vector") from error
+    finite = np.isfinite(vector) & (np.abs(vector) <= np.finfo(np.float32).max)
+    if not finite.all():
+        k = int(np.flatnonzero(~finite)[0])
+        raise GloveError(
+            f"{path}:{line_no}: value {k + 1} of the vector is {values[k]!r}, not a finite float32 "
+            "(training would diverge at its first step); fix the line or fetch the file again"
+        )
+    return vector

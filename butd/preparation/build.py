@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,19 @@ from butd.data.cache import (
     CacheInfo,
     cache_settings,
     load_cache,
+    prepare_command,
     raw_files,
     split_file,
 )
 from butd.data.csr import csr_from_rows, csr_rows
+from butd.data.fingerprint import fingerprint
 from butd.data.locks import cache_lock
 from butd.data.official import official_tables
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
+from butd.errors import disk_full
 from butd.memory import return_freed_memory
-from butd.preparation.convert import STATE, BoxSpec, convert_features, splits_of_images
+from butd.preparation.convert import STATE, BoxSpec, convert_features, ensure_room, splits_of_images
+from butd.preparation.features import CLIP_TOLERANCE
 from butd.preparation.formats import read_entries
 from butd.preparation.sources import describe_missing
 
@@ -293,7 +298,7 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
     cfg.cache_path.mkdir(parents=True, exist_ok=True)
     try:
         _build(cfg, progress=progress)
-    except BaseException:
+    except BaseException as err:
         # the earlier cache stays as it was; of the new files only a resumable conversion stays
         keep = {STATE} if (cfg.cache_path / STATE).is_file() else set()
         if keep:
@@ -301,13 +306,35 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
         for leftover in [*cfg.cache_path.glob("*" + PARTIAL), cfg.cache_path / STATE]:
             if leftover.name not in keep:
                 leftover.unlink(missing_ok=True)
+        full = disk_full(err)
+        if full:
+            raise _disk_full_error(cfg, full) from err
         raise
     return load_cache(cfg)
+
+
+def _disk_full_error(cfg: DataConfig, words: str) -> CacheError:
+    """What a full disk left of the cache folder, and how to go on."""
+    root = cfg.cache_path
+    kept = []
+    if (root / MANIFEST).is_file():
+        kept.append("the earlier cache, unchanged")
+    if (root / STATE).is_file():
+        kept.append("the feature conversion so far (the next prepare continues it)")
+    free = "" if "free" in words else f" ({shutil.disk_usage(root).free:,} bytes free there)"
+    return CacheError(
+        f"disk full: {words} while preparing the cache in {root}{free}. "
+        f"Kept: {'; '.join(kept) or 'nothing'}; "
+        "the new cache's other partial files were deleted. Free space (or point data.cache_dir at a "
+        f"larger disk), then run `{prepare_command(cfg)} force=true` again"
+    )
 
 
 def _build(cfg: DataConfig, *, progress: bool) -> None:
     started = time.time()
     root = cfg.cache_path
+    # taken before reading: a file edited during the build then differs from its fingerprint
+    sources = {str(p.relative_to(cfg.raw_path)): fingerprint(p) for p in raw_files(cfg)}
     text = _text_stage(cfg)
     return_freed_memory()  # the parsed JSON: not to be held through the conversion
     wanted = {s: np.unique(text.splits[s].image_id) for s in cfg.prepare_splits}
@@ -323,10 +350,13 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
             workers=cfg.prepare_workers,
             chunk_bytes=max(1, int(cfg.prepare_chunk_mb * 2**20)),
             skip_bad_rows=cfg.skip_bad_rows,
+            feature_dim=cfg.feature_dim,
             progress=lambda done, total, note: bar.update(task, completed=done, total=total, note=note),
         )
     writers = result.writers
     try:
+        estimate = sum(q.tokens.nbytes * 8 for q in text.splits.values()) + text.glove.nbytes
+        ensure_room(root, estimate, "the questions, answers and GloVe rows")
         split_counts: dict[str, Any] = {}
         for s in cfg.prepare_splits:
             w = writers[s]
@@ -350,7 +380,7 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
         "format_version": CACHE_FORMAT_VERSION,
         "name": cfg.name,
         "settings": cache_settings(cfg),
-        "sources": {str(p.relative_to(cfg.raw_path)): p.stat().st_size for p in raw_files(cfg)},
+        "sources": sources,
         "counts": {
             "ntoken": len(text.vocab),
             "num_answers": len(text.answers),
@@ -359,6 +389,8 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
             "splits": split_counts,
             "skipped_rows": result.skipped_rows,
             "skipped_examples": result.skipped_examples,
+            "clipped_boxes": result.clipped_boxes,
+            "clipped_examples": result.clipped_examples,
         },
         "files": {},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -373,6 +405,13 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     }
     if result.skipped_rows:
         log.warning("%d bad feature rows were skipped (data.skip_bad_rows=true)", result.skipped_rows)
+    if result.clipped_boxes:
+        log.warning(
+            "%d boxes reached more than %g pixel outside their image and were clipped to it, e.g. %s",
+            result.clipped_boxes,
+            CLIP_TOLERANCE,
+            result.clipped_examples[0],
+        )
     _commit(root, list(writers), text, manifest)
 
 

@@ -25,8 +25,9 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from butd.errors import UserError
+from butd.errors import DiskFullError, UserError
 from butd.preparation.features import BadRow, parse_row, row_image_id, spatial_features
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Decoded:
     boxes: np.ndarray  # float32 [sum(counts), 4]
     spatial: np.ndarray  # float32 [sum(counts), 6]
     bad: list[tuple[int, int | None, str]] = field(default_factory=list)  # (line, image id, reason)
+    clipped: list[tuple[int, int, int]] = field(default_factory=list)  # (line, image id, boxes clipped)
 
 
 def plan_chunks(paths: list[Path], chunk_bytes: int) -> list[Chunk]:
@@ -177,6 +179,7 @@ def decode_chunk(chunk: Chunk) -> Decoded:
             bad.append((i, err.image_id, err.reason))
             continue
         kept.append((i, item, features))
+    clipped = [(i, it.image_id, it.clipped) for i, it, _ in kept if it.clipped]
     if not kept:
         return _empty(w["feature_dim"], len(lines), bad)
     return Decoded(
@@ -189,6 +192,7 @@ def decode_chunk(chunk: Chunk) -> Decoded:
         boxes=np.concatenate([it.boxes for _, it, _ in kept]),
         spatial=np.concatenate([spatial_features(it.boxes, it.width, it.height) for _, it, _ in kept]),
         bad=bad,
+        clipped=clipped,
     )
 
 
@@ -285,30 +289,54 @@ class ConvertResult:
     writers: dict[str, SplitWriter]
     skipped_rows: int
     skipped_examples: list[str]
+    clipped_boxes: int
+    clipped_examples: list[str]
     seconds: float
     resumed_from_chunk: int
     chunks: int
     workers: int
 
 
-def probe_feature_dim(paths: list[Path]) -> int:
-    """The feature size of the first row that decodes (all rows must share it)."""
+#: rows read to find the feature size when data.feature_dim is not set
+FIRST_BLOCK = 100
+
+
+def probe_feature_dim(paths: list[Path], configured: int | None = None) -> int:
+    """`configured` (data.feature_dim), else the feature size most of the first block's rows have.
+
+    The first block is the first `FIRST_BLOCK` non-empty rows: one bad first row does not
+    decide the size (and then make every good row "bad"); a size fewer than half the decodable
+    rows agree on asks for data.feature_dim.
+    """
+    if configured is not None:
+        return configured
+    sizes: Counter[int] = Counter()
+    rows = 0
     for path in paths:
         with open(path, "rb") as fh:
-            for line_no, line in enumerate(fh, start=1):
+            for line in fh:
+                if rows >= FIRST_BLOCK:
+                    break
                 if not line.strip():
                     continue
+                rows += 1
                 try:
-                    item = parse_row(line)
+                    sizes[int(parse_row(line).features.shape[1])] += 1
                 except BadRow:
-                    if line_no >= 100:
-                        break
                     continue
-                return int(item.features.shape[1])
-    raise ConversionError(
-        f"no row of the first 100 of {[str(p) for p in paths]} decodes as a bottom-up feature row "
-        "(image_id, image_w, image_h, num_boxes, boxes, features); are these the feature TSVs?"
-    )
+    if not sizes:
+        raise ConversionError(
+            f"no row of the first {rows} of {[str(p) for p in paths]} decodes as a bottom-up feature row "
+            "(image_id, image_w, image_h, num_boxes, boxes, features); are these the feature TSVs?"
+        )
+    (size, count), decodable = sizes.most_common(1)[0], sum(sizes.values())
+    if 2 * count <= decodable:
+        raise ConversionError(
+            f"the first {rows} rows of {[str(p) for p in paths]} disagree on the feature size "
+            f"(floats per box: {dict(sizes.most_common())} rows); set data.feature_dim (2048 for the "
+            "bottom-up sets)"
+        )
+    return size
 
 
 def _source_key(paths: list[Path]) -> list[list[Any]]:
@@ -345,6 +373,8 @@ class ConversionState:
     next_chunk: int = 0
     skipped: int = 0  # bad rows skipped (data.skip_bad_rows)
     examples: list[str] = field(default_factory=list)  # the first few of them, located
+    clipped: int = 0  # boxes reaching outside their image, clipped to it
+    clipped_examples: list[str] = field(default_factory=list)  # the first few rows with such boxes
 
     @classmethod
     def start(cls, key: dict[str, Any], files: int, splits: Iterable[str]) -> ConversionState:
@@ -358,6 +388,8 @@ class ConversionState:
                 "line_base": self.line_base,
                 "skipped": self.skipped,
                 "examples": self.examples,
+                "clipped": self.clipped,
+                "clipped_examples": self.clipped_examples,
                 "splits": {s: list(at) for s, at in self.splits.items()},
             }
         )
@@ -373,6 +405,8 @@ class ConversionState:
             next_chunk=int(d["next_chunk"]),
             skipped=int(d["skipped"]),
             examples=[str(e) for e in d["examples"]],
+            clipped=int(d.get("clipped", 0)),  # absent from records of earlier versions
+            clipped_examples=[str(e) for e in d.get("clipped_examples", [])],
         )
 
 
@@ -386,6 +420,7 @@ def convert_features(
     workers: int | None = None,
     chunk_bytes: int = 16 << 20,
     skip_bad_rows: bool = False,
+    feature_dim: int | None = None,
     fresh: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> ConvertResult:
@@ -394,13 +429,14 @@ def convert_features(
     splits_of_image: image id -> the prepared splits that use it (an image may be in several).
     settings: everything else the output depends on; a partial conversion made with other
     settings or other source files is discarded, as is any with `fresh=True`.
+    feature_dim: floats per box (data.feature_dim); None: the size most of the first rows have.
     progress(done_bytes, total_bytes, note) is called after every chunk.
     The writers are returned open; the caller adds the questions, finishes and closes them.
     """
     started = time.time()
     workers = default_workers() if workers is None else workers
     splits = sorted({s for ss in splits_of_image.values() for s in ss})
-    feature_dim = probe_feature_dim(paths)
+    feature_dim = probe_feature_dim(paths, feature_dim)
     chunks = plan_chunks(paths, chunk_bytes)
     key = _conversion_key(paths, splits_of_image, splits, settings, chunk_bytes, feature_dim, boxes)
     state_path = out_dir / STATE
@@ -430,6 +466,8 @@ def convert_features(
         writers=writers,
         skipped_rows=state.skipped,
         skipped_examples=state.examples,
+        clipped_boxes=state.clipped,
+        clipped_examples=state.clipped_examples,
         seconds=time.time() - started,
         resumed_from_chunk=first,
         chunks=len(chunks),
@@ -576,6 +614,13 @@ class _Writing:
     def write(self, chunk: Chunk, d: Decoded) -> None:
         """Append the chunk's new, valid images to the splits that use them (the next chunk in order)."""
         firsts = self._check(chunk, d)
+        data_bytes = d.features.nbytes + d.boxes.nbytes + d.spatial.nbytes
+        ensure_room(self.state_path.parent, data_bytes * len(self.writers), f"chunk {chunk.index}")
+        path, base = self.paths[chunk.file], self.state.line_base[chunk.file]
+        for line, image_id, count in d.clipped:
+            self.state.clipped += count
+            if len(self.state.clipped_examples) < 5:
+                self.state.clipped_examples.append(f"{path}:{base + line}: image {image_id}, {count} boxes")
         for split, writer in self.writers.items():
             take = [j for j in firsts if split in self.splits_of_image[int(d.image_id[j])]]
             writer.append(d, np.asarray(take, np.int64))
@@ -640,6 +685,24 @@ class _Writing:
             self.state_path.unlink(missing_ok=True)
         for w in self.writers.values():
             w.close()
+
+
+#: room kept free beyond what a write needs: HDF5's chunk caches (1 MiB per dataset) and metadata
+#: must still be flushable, since h5py cannot close a file whose flush failed (it crashes later)
+HEADROOM_BYTES = 64 * 2**20
+
+
+def ensure_room(folder: Path, need: int, what: str) -> None:
+    """Stop with `DiskFullError` before writing `need` bytes into `folder` leaves less than
+    `HEADROOM_BYTES` free: the files written so far then close cleanly and stay usable."""
+    free = shutil.disk_usage(folder).free
+    if free < need + HEADROOM_BYTES:
+        words = f"{free:,} bytes free"
+        raise DiskFullError(
+            f"disk full: {words} in {folder}, {what} needs about {need + HEADROOM_BYTES:,} "
+            f"(with {HEADROOM_BYTES // 2**20} MiB kept for HDF5's caches)",
+            words=words,
+        )
 
 
 def splits_of_images(wanted: dict[str, Iterable[int]]) -> dict[int, list[str]]:

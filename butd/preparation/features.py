@@ -49,6 +49,7 @@ class ImageFeatures:
     height: float
     boxes: np.ndarray  # [num_boxes, 4] float32, x1 y1 x2 y2 in pixels
     features: np.ndarray  # [num_boxes, feature_dim] float32
+    clipped: int = 0  # boxes that reached outside the image and were clipped to it
 
 
 def spatial_features(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -62,6 +63,35 @@ def spatial_features(boxes: np.ndarray, width: float, height: float) -> np.ndarr
         axis=1,
     )
     return out.astype(np.float32)
+
+
+#: how far (in pixels) a box may reach outside its image before it is clipped and counted;
+#: detectors' boxes end a fraction of a pixel outside by rounding
+CLIP_TOLERANCE = 1.0
+
+
+def check_boxes(boxes: np.ndarray, width: float, height: float, image_id: int) -> tuple[np.ndarray, int]:
+    """Boxes [k, 4] with those reaching more than `CLIP_TOLERANCE` outside the image clipped to
+    it, and how many were clipped.
+
+    Non-finite coordinates or a box whose x2 < x1 or y2 < y1 make the row bad (`BadRow`): no
+    clipping makes them a box. A box partly outside is clipped (its spatial features then stay
+    in [0, 1]) and counted, so that prepare can report how many; boxes inside stay bit for bit.
+    """
+    if not np.isfinite(boxes).all():
+        k = int(np.flatnonzero(~np.isfinite(boxes).all(axis=1))[0])
+        raise BadRow(f"box {k} is {boxes[k].tolist()}: NaN or Inf coordinates", image_id)
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        k = int(np.flatnonzero(inverted)[0])
+        raise BadRow(f"box {k} is {boxes[k].tolist()}: x2 < x1 or y2 < y1", image_id)
+    limit = np.array([width, height, width, height], np.float32)
+    outside = ((boxes < -CLIP_TOLERANCE) | (boxes > limit + CLIP_TOLERANCE)).any(axis=1)
+    if not outside.any():
+        return boxes, 0
+    boxes = boxes.copy()  # frombuffer's array is read-only
+    boxes[outside] = np.clip(boxes[outside], 0, limit)
+    return boxes, int(outside.sum())
 
 
 def row_image_id(line: str | bytes) -> int | None:
@@ -95,8 +125,8 @@ def parse_row(line: str | bytes, *, feature_dim: int | None = None) -> ImageFeat
         num_boxes = int(parts[3])
     except ValueError as err:
         raise BadRow(f"bad number in image_w/image_h/num_boxes: {err}", image_id) from None
-    if num_boxes <= 0 or not (width > 0 and height > 0):
-        raise BadRow(f"num_boxes={num_boxes}, size {width}x{height}", image_id)
+    if num_boxes <= 0 or not (0 < width < np.inf and 0 < height < np.inf):
+        raise BadRow(f"num_boxes={num_boxes}, size {width}x{height} (positive and finite needed)", image_id)
     try:
         boxes = np.frombuffer(base64.b64decode(parts[4], validate=True), dtype=np.float32)
         feats = np.frombuffer(base64.b64decode(parts[5], validate=True), dtype=np.float32)
@@ -104,10 +134,11 @@ def parse_row(line: str | bytes, *, feature_dim: int | None = None) -> ImageFeat
         raise BadRow(f"boxes/features are not base64 float32: {err}", image_id) from None
     if boxes.size != num_boxes * 4:
         raise BadRow(f"boxes hold {boxes.size} floats, expected num_boxes={num_boxes} x 4", image_id)
+    boxes, clipped = check_boxes(boxes.reshape(num_boxes, 4), width, height, image_id)
     if feature_dim is not None and feats.size != num_boxes * feature_dim:
         raise BadRow(
             f"features hold {feats.size} floats, expected num_boxes={num_boxes} x {feature_dim} "
-            "(the feature size of the file's first row)",
+            "(data.feature_dim, or the size most rows of the file's first block have)",
             image_id,
         )
     if feats.size == 0 or feats.size % num_boxes:
@@ -116,8 +147,9 @@ def parse_row(line: str | bytes, *, feature_dim: int | None = None) -> ImageFeat
         image_id=image_id,
         width=width,
         height=height,
-        boxes=boxes.reshape(num_boxes, 4),
+        boxes=boxes,
         features=feats.reshape(num_boxes, -1),
+        clipped=clipped,
     )
 
 

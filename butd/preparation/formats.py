@@ -14,15 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from butd.data.cache import CacheError
+from butd.preparation.inputs import check_annotations, check_questions
 
 #: VQA-CP's `coco_split` values: the COCO split whose features hold the image
 COCO_SPLITS = ("train2014", "val2014")
 
 
 def _load(path: Path) -> Any:
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise CacheError(
+            f"{path}:{line}: byte {err.start:,} ({raw[err.start : err.start + 1]!r}) is not UTF-8 "
+            f"({err.reason}); official VQA files are UTF-8. A damaged download? Fix or re-download it"
+        ) from None
     except json.JSONDecodeError as err:
         raise CacheError(f"{path} is not valid JSON: {err}") from err
 
@@ -70,5 +77,8 @@ READERS: dict[str, Callable[[Path, str], list[dict[str, Any]]]] = {"vqa2": _vqa2
 
 
 def read_entries(path: Path, key: str, fmt: str) -> list[dict[str, Any]]:
-    """The question or annotation entries (`key`: "questions" or "annotations") of a raw file."""
-    return READERS[fmt](path, key)
+    """The question or annotation entries (`key`: "questions" or "annotations") of a raw file,
+    checked where they enter (`butd.preparation.inputs`: ids, text, answer counts)."""
+    entries = READERS[fmt](path, key)
+    {"questions": check_questions, "annotations": check_annotations}[key](path, entries)
+    return entries

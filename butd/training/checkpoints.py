@@ -24,7 +24,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from butd.errors import CheckpointError, ConfigError
+from butd.errors import CheckpointError, ConfigError, disk_full
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,31 @@ def atomic_save(obj: Any, path: Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        full = disk_full(err)
+        if full:
+            raise _disk_full_error(path, full) from err
         raise
     _fsync_dir(path.parent)
+
+
+def _disk_full_error(path: Path, words: str) -> CheckpointError:
+    """The message for a checkpoint that did not fit: what is free, what was kept, how to go on."""
+    free = shutil.disk_usage(path.parent).free
+    kept = sorted(p.name for p in path.parent.glob("*.ckpt"))
+    previous = f"the previous {path.name} is intact; " if path.is_file() else ""
+    resume = path if path.is_file() else path.parent / "last.ckpt"
+    hint = (
+        f"then resume with ckpt_path={resume}"
+        if resume.is_file()
+        else "then run again (no checkpoint of this run was written yet)"
+    )
+    return CheckpointError(
+        f"disk full: {words} while writing checkpoint {path} ({free:,} bytes free there). Nothing "
+        f"half-written was left: {previous}checkpoints kept in {path.parent}: {kept or 'none'}. Free "
+        f"space (or point paths.log_dir at a larger disk), {hint}"
+    )
 
 
 def _fsync_dir(folder: Path) -> None:

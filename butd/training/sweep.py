@@ -55,17 +55,30 @@ def check_multirun_devices(cfg: DictConfig) -> None:
         )
 
 
-class SweepSummary(Callback):
-    """At the end of a multirun, logs how many jobs finished and which failed, and how to compare them."""
+def log_summary(sweep_dir: Path, *, stopped_by: str | None = None) -> None:
+    """How many jobs of the sweep finished and which failed (with why), and how to compare them.
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        failed = sorted(sweep_dir.glob(f"*/{FAILURE_FILE}"))
-        finished = sorted(sweep_dir.glob("*/metrics.json"))
-        if not failed and not finished:
-            return
+    `stopped_by`: the signal that ended the sweep inside a job; the points after it did not run.
+    """
+    failed = sorted(sweep_dir.glob(f"*/{FAILURE_FILE}"))
+    finished = sorted(sweep_dir.glob("*/metrics.json"))
+    if failed or finished:
         log.info("%d jobs finished, %d failed, in %s", len(finished), len(failed), sweep_dir)
         for path in failed:
             message = json.loads(path.read_text()).get("message", "")
             log.warning("failed: %s: %s", path.parent.name, message.splitlines()[0] if message else "")
+    if stopped_by:
+        log.warning("the sweep was stopped by %s: the points after this job did not run", stopped_by)
+    if failed or finished:
         log.info("compare them: python -m butd.report %s", sweep_dir)
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun, logs how many jobs finished and which failed, and how to compare them.
+
+    A sweep stopped by SIGTERM or SIGINT never gets here (the signal ends the process): the
+    interrupted job logs the summary itself (`butd.train`).
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        log_summary(Path(config.hydra.sweep.dir))

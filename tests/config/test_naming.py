@@ -2,7 +2,15 @@
 
 import pytest
 
-from butd.config.naming import MAX_DIRNAME, clean_overrides, folder_name, job_dirname, run_name, run_tags
+from butd.config.naming import (
+    MAX_DIRNAME,
+    clean_overrides,
+    folder_name,
+    job_dirname,
+    new_folder,
+    run_name,
+    run_tags,
+)
 
 JOB = [
     "experiment=ablation_activation",
@@ -55,3 +63,12 @@ def test_a_task_name_that_leaves_the_log_folder_is_refused(name):
 
 def test_ordinary_task_names_pass():
     assert folder_name("task_name", "ablation_width-2") == "ablation_width-2"
+
+
+def test_a_taken_run_folder_gets_a_numbered_sibling_and_the_taken_one_is_left_alone(tmp_path):
+    base = tmp_path / "train" / "runs" / "2026-11-30_18-20-17"
+    assert new_folder(base) == str(base) and base.is_dir()
+    (base / "metrics.json").write_text("{}")
+    second, third = new_folder(base), new_folder(base)
+    assert (second, third) == (f"{base}_2", f"{base}_3")
+    assert sorted(p.name for p in base.iterdir()) == ["metrics.json"]

@@ -70,9 +70,10 @@ def test_cache_content_matches_raw_files(tiny_data_dir):
 
 def test_prepare_is_idempotent(tiny_data_dir):
     cfg = _data_cfg(tiny_data_dir)
-    before = {p.name: p.stat().st_mtime_ns for p in cfg.cache_path.iterdir()}
+    # the lock file records each holder's pid: not part of the cache
+    before = {p.name: p.stat().st_mtime_ns for p in cfg.cache_path.iterdir() if p.name != ".lock"}
     prepare(cfg, progress=False)
-    after = {p.name: p.stat().st_mtime_ns for p in cfg.cache_path.iterdir()}
+    after = {p.name: p.stat().st_mtime_ns for p in cfg.cache_path.iterdir() if p.name != ".lock"}
     assert before == after
 
 

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,14 +54,27 @@ def test_two_forced_prepares_at_once_without_hdf5_locking_leave_a_readable_cache
                            env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert first.returncode == 0, first.stderr[-2000:]
     args = [sys.executable, "-m", "butd.prepare", "data=synthetic", *data, "force=true"]
-    runs = []
-    for _ in range(2):
-        runs.append(subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True))  # fmt: skip
-        time.sleep(0.5)
-    outputs = [p.communicate(timeout=600) for p in runs]
-    assert [p.returncode for p in runs] == [0, 0], [o[1][-2000:] for o in outputs]
-    assert any("in use by a prepare (pid" in out + err for out, err in outputs)
+    lock = tmp_path / "d" / "synthetic" / "cache" / LOCK_FILE
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    outs = [log.open("w") for log in logs]
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=outs[0], stderr=subprocess.STDOUT)
+    while not lock.read_text() and first.poll() is None:  # until the first holds the lock (its pid)
+        time.sleep(0.005)
+    # a slow prepare, made deterministic: the first stops while it holds the lock (the tiny set
+    # builds in less time than the second takes to start)
+    first.send_signal(signal.SIGSTOP)
+    second = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=outs[1], stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while "in use by a prepare (pid" not in logs[1].read_text():
+        assert second.poll() is None and time.monotonic() < deadline, logs[1].read_text()[-2000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGCONT)
+    runs = [first, second]
+    for proc, out in zip(runs, outs, strict=True):
+        proc.wait(timeout=600)
+        out.close()
+    assert [p.returncode for p in runs] == [0, 0], [log.read_text()[-2000:] for log in logs]
+    assert f"in use by a prepare (pid {first.pid})" in logs[1].read_text()
     cache = tmp_path / "d" / "synthetic" / "cache"
     assert not list(cache.glob("*.partial"))
     for split in cache.glob("*.h5"):

@@ -4,13 +4,15 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from butd.config.data import DataConfig
 from butd.data.cache import load_cache
 from butd.data.csr import gather_rows
 from butd.data.datamodule import VQABatches
-from butd.data.official import ANSWER_TYPES, annotations_from_cache, question_accuracy
+from butd.data.official import ANSWER_TYPES, annotations_from_cache, official_tables, question_accuracy
+from butd.errors import UserError
 from butd.evaluation import vqa_eval
 from butd.training.metrics import VQAAccuracy
 from tests.conftest import TINY_DATA, compose_train
@@ -90,3 +92,11 @@ def test_gather_rows_pads_each_row():
     assert np.allclose(val, [[0.6, 0.9, 0.3], [0, 0, 0], [0.3, 1.0, 0]])
     lab, val = gather_rows(offsets, labels, values, np.array([1]))
     assert lab.shape == (1, 1) and lab[0, 0] == -1
+
+
+def test_an_annotation_with_fewer_answers_is_named_even_when_it_comes_first():
+    def ann(qid: int, n: int) -> dict:
+        return {"question_id": qid, "answers": [{"answer": "yes"}] * n}
+
+    with pytest.raises(UserError, match=r"question 1 has 9 annotator answers, most have 10"):
+        official_tables([ann(1, 9), ann(2, 10), ann(3, 10)], ["yes"])

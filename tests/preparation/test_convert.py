@@ -1,7 +1,6 @@
 """The feature conversion: parallel equals in-process, resumes after a stop, bad input is named."""
 
 import json
-import shutil
 
 import h5py
 import numpy as np
@@ -21,14 +20,6 @@ SMALL_CHUNKS = "data.prepare_chunk_mb=0.004"
 def _cfg(data_dir, *overrides) -> DataConfig:
     cfg = compose_train([*TINY_DATA, *overrides], data_dir=data_dir, output_dir=data_dir / "x")
     return DataConfig.from_dict(cfg.data)
-
-
-@pytest.fixture()
-def data_copy(tiny_data_dir, tmp_path):
-    """A private copy of the tiny set (raw files and cache) that a test may damage."""
-    target = tmp_path / "data"
-    shutil.copytree(tiny_data_dir, target)
-    return target
 
 
 def _datasets(path) -> dict[str, np.ndarray]:
@@ -77,8 +68,10 @@ def test_bad_row_stops_with_its_location_and_a_rerun_continues(data_copy):
     msg = str(err.value)
     assert f"synthetic_trainval_6.tsv:30: image {image_id}: boxes/features are not base64" in msg
     assert "data.skip_bad_rows=true" in msg and "converted so far are kept" in msg
-    # the earlier cache still loads, unchanged, and the conversion's progress is on disk
-    load_cache(cfg)
+    # the earlier cache is unchanged on disk, and refused: its feature file changed (to the same size)
+    with pytest.raises(CacheError, match=r"synthetic_trainval_6\.tsv has changed .*same size"):
+        load_cache(cfg)
+    # and the conversion's progress is on disk
     np.testing.assert_array_equal(
         _datasets(cfg.cache_path / "val.h5")["images/features"], before["images/features"]
     )
