@@ -86,6 +86,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from butd.training.checkpoints import resolve_ckpt_path, trainer_setup
 
     pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls where a run is fp32 on a GPU
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued or resolve_ckpt_path(
         cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
