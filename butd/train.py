@@ -111,6 +111,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
+    except torch._dynamo.exc.TorchDynamoException as err:
+        if not cfg.get("compile", False):
+            raise
+        reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise UserError(
+            f"compile=true failed: torch.compile could not compile the model ({reason}). Train "
+            "eagerly with compile=false (the same results, slower on a GPU), or install what it "
+            "names (a C++ compiler for the CPU, Triton for a GPU)."
+        ) from err
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
     record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)

@@ -60,9 +60,9 @@ class BUTDModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the attention weights, for visualisation.
 
-        v: [batch, k, v_dim], any float dtype (float16 as stored); q: [batch, seq_len] long; b: [batch, k, 6] (used only with
-        ``use_spatial``, required then); v_mask: [batch, k] bool, False for padded objects.
-        Returns logits [batch, num_answers] and att [batch, k, 1].
+        v: [batch, k, v_dim], any float dtype (float16 as stored); q: [batch, seq_len] long;
+        b: [batch, k, 6] (used only with ``use_spatial``, required then); v_mask: [batch, k]
+        bool, False for padded objects. Returns logits [batch, num_answers] and att [batch, k, 1].
         """
         # features arrive as stored (float16): one cast to the compute dtype, here, is the only copy
         v = v.to(compute_dtype(v, self.classifier))

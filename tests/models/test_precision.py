@@ -19,7 +19,8 @@ PARTS = ("w_emb", "q_encoder.rnn", "q_encoder", "attention", "q_net", "v_net", "
 
 def _model(**cfg) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(ModelConfig(num_hid=16, emb_dim=8, **cfg), ntoken=NTOKEN, v_dim=V_DIM, num_answers=NUM_ANS)
+    cfg = ModelConfig(num_hid=16, emb_dim=8, **cfg)
+    return build_model(cfg, ntoken=NTOKEN, v_dim=V_DIM, num_answers=NUM_ANS)
 
 
 def _inputs(device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
