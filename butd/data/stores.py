@@ -222,14 +222,15 @@ class TensorSplit:
         return out
 
     def _take(self, source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """`source[index]` (rows of the first dimension), into pinned memory for a host store on a
-        GPU machine, so that Lightning's `non_blocking` copy to the GPU is truly asynchronous."""
-        if not self.pinned:
-            return source[index]
-        out = torch.empty((*index.shape, *source.shape[1:]), dtype=source.dtype, pin_memory=True)
-        return torch.index_select(source, 0, index.reshape(-1), out=out.view(-1, *source.shape[1:])).view(
-            out.shape
+        """`source[index]` (rows of the first dimension, any index shape), gathered into pinned
+        memory for a host store on a GPU machine, so that Lightning's `non_blocking` copy to the
+        GPU is truly asynchronous (torch's caching host allocator recycles the buffers)."""
+        rest = source.shape[1:]
+        out = torch.empty(
+            (*index.shape, *rest), dtype=source.dtype, device=source.device, pin_memory=self.pinned
         )
+        torch.index_select(source, 0, index.reshape(-1), out=out.view(-1, *rest))
+        return out
 
 
 def _read_boxes(
