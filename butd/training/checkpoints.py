@@ -14,11 +14,9 @@ import logging
 import os
 import shutil
 import signal
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from weakref import proxy
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -129,26 +127,6 @@ class RunCheckpoint(ModelCheckpoint):
     Checkpoints are written by replacing the file (`AtomicCheckpointIO`), so a link never
     sees a write.
     """
-
-    #: per trainer, the last file a `RunCheckpoint` wrote: (global step, weights only, path)
-    _written: weakref.WeakKeyDictionary[Any, tuple[int, bool, str]] = weakref.WeakKeyDictionary()
-
-    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
-        """After an improving epoch the best and the last checkpoint hold the same state: the
-        second is a hard link to the first (made atomically), one write of ~300 MB, not two."""
-        key = (trainer.global_step, self.save_weights_only)
-        earlier = self._written.get(trainer)
-        if earlier is None or earlier[:2] != key or earlier[2] == filepath or not Path(earlier[2]).is_file():
-            super()._save_checkpoint(trainer, filepath)
-            self._written[trainer] = (*key, filepath)
-            return
-        if trainer.is_global_zero:
-            _link_or_copy(Path(earlier[2]), Path(filepath))
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
-        trainer.strategy.barrier("RunCheckpoint._save_checkpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
 
     def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
         # A step checkpoint after the epoch's last batch would come before that epoch's
