@@ -11,7 +11,12 @@ Both run in this process on random data of the real VQA v2 shapes (batch 512, 36
 - butd pipeline: `TensorSplit` batches (float16 features on the GPU, or in RAM on a CPU),
   gathered by index, sparse targets made dense where the model runs;
 - butd step: that pipeline, bf16 autocast on a GPU (fp32 on a CPU), optionally compiled,
-  foreach Adamax, no host synchronisation inside the step.
+  foreach Adamax, no host synchronisation inside the step;
+- the full loop: one short epoch of what `python -m butd.train` runs (Lightning Trainer,
+  VQAModule with its metrics and logging, default callbacks and loggers, validation with the
+  official accuracy, the epoch's atomic checkpoints), timed step by step, with validation and
+  checkpoint seconds scaled to a VQA v2 epoch (`loop_*`, `val_s_per_epoch`,
+  `checkpoint_s_per_epoch` in the JSON line).
 
 Reference and butd are timed in alternating rounds, each round with a fresh stream (no
 loader worker runs while the other is timed), so load changes on the machine fall on both
