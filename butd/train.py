@@ -109,6 +109,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if selection_warning(data_cfg):
         log.warning(selection_warning(data_cfg))
     pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls where a run is fp32 on a GPU
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued or resolve_ckpt_path(
         cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
@@ -144,6 +146,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
+    except torch._dynamo.exc.TorchDynamoException as err:
+        if not cfg.get("compile", False):
+            raise
+        reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise UserError(
+            f"compile=true failed: torch.compile could not compile the model ({reason}). Train "
+            "eagerly with compile=false (the same results, slower on a GPU), or install what it "
+            "names (a C++ compiler for the CPU, Triton for a GPU)."
+        ) from err
     except BaseException:
         stop = interrupted(callbacks)
         if stop is None:

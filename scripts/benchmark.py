@@ -11,7 +11,12 @@ Both run in this process on random data of the real VQA v2 shapes (batch 512, 36
 - butd pipeline: `TensorSplit` batches (float16 features on the GPU, or in RAM on a CPU),
   gathered by index, sparse targets made dense where the model runs;
 - butd step: that pipeline, bf16 autocast on a GPU (fp32 on a CPU), optionally compiled,
-  foreach Adamax, no host synchronisation inside the step.
+  foreach Adamax, no host synchronisation inside the step;
+- the full loop: one short epoch of what `python -m butd.train` runs (Lightning Trainer,
+  VQAModule with its metrics and logging, default callbacks and loggers, validation with the
+  official accuracy, the epoch's atomic checkpoints), timed step by step, with validation and
+  checkpoint seconds scaled to a VQA v2 epoch (`loop_*`, `val_s_per_epoch`,
+  `checkpoint_s_per_epoch` in the JSON line).
 
 Reference and butd are timed in alternating rounds, each round with a fresh stream (no
 loader worker runs while the other is timed), so load changes on the machine fall on both
@@ -32,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,6 +77,7 @@ class RandomSplit:
     offsets: np.ndarray  # CSR targets
     labels: np.ndarray
     scores: np.ndarray
+    official: tuple[np.ndarray, np.ndarray, np.ndarray]  # acc labels [Q, 10], values [Q, 10], types [Q]
 
 
 def random_split(shapes: Shapes, seed: int = 0) -> RandomSplit:
@@ -90,6 +97,11 @@ def random_split(shapes: Shapes, seed: int = 0) -> RandomSplit:
         offsets=offsets,
         labels=rng.integers(0, shapes.num_answers, offsets[-1]).astype(np.int32),
         scores=rng.choice(np.array([0.3, 0.6, 0.9, 1.0], np.float32), offsets[-1]),
+        official=(
+            rng.integers(-1, shapes.num_answers, (q, 10)).astype(np.int32),
+            rng.choice(np.array([0.0, 0.3, 0.6, 0.9, 1.0], np.float32), (q, 10)),
+            rng.integers(0, 3, q),
+        ),
     )
 
 
@@ -144,6 +156,7 @@ def butd_store(data: RandomSplit, shapes: Shapes, device: torch.device) -> Tenso
         tokens=data.tokens,
         targets=(data.offsets, data.labels, data.scores),
         num_answers=shapes.num_answers,
+        official=data.official,
         device=device,
     )
 
@@ -223,6 +236,148 @@ def make_eval(model: torch.nn.Module, *, autocast: bool, device: torch.device) -
             model(batch["v"], batch["q"], batch["b"], batch.get("v_mask")).argmax(1)
 
     return run
+
+
+@dataclass
+class LoopFigures:
+    """What one short `butd.train`-style fit measured (seconds; steady state unless said)."""
+
+    step_s: float  # a training step in the full loop (Lightning, metrics, logging, callbacks)
+    val_batch_s: float  # a validation batch in the full loop (official accuracy included)
+    checkpoint_s: float  # the end-of-epoch checkpoint writes of the default callbacks, together
+    checkpoints: int  # how many files those writes left
+    first_step_s: float  # the first training step (compilation, with --compile)
+    first_val_batch_s: float  # the first validation batch (the evaluation graph's compilation)
+
+
+class LoopTimer:
+    """Times a fit from Lightning's hooks, waiting for the device at each mark.
+
+    Marks: the steady training steps (after `warmup`), the validation batches after the first,
+    and, from the end of the training epoch's other hooks to the end of training, the checkpoint
+    callbacks' writes (Lightning runs checkpoint callbacks after all others).
+    """
+
+    def __init__(self, *, warmup: int, steps: int, device: torch.device) -> None:
+        import pytorch_lightning as pl
+
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.marks: dict[str, float] = {}
+        timer = self
+
+        class Hooks(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if batch_idx in (0, timer.warmup):
+                    timer.mark(f"train_start_{batch_idx}")
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                if batch_idx in (0, timer.warmup + timer.steps - 1):
+                    timer.mark(f"train_end_{batch_idx}")
+
+            def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+                if batch_idx == 0:
+                    timer.mark("val_start")
+
+            def on_validation_batch_end(
+                self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+            ):
+                timer.mark("val_first_end" if batch_idx == 0 else "val_end")
+                timer.val_batches = batch_idx + 1
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                timer.mark("checkpoint_start")
+
+            def on_train_end(self, trainer, pl_module):
+                timer.mark("checkpoint_end")
+
+        self.callback = Hooks()
+
+    def mark(self, name: str) -> None:
+        sync(self.device)
+        self.marks[name] = time.perf_counter()
+
+
+def run_loop(
+    store: TensorSplit,
+    shapes: Shapes,
+    device: torch.device,
+    *,
+    bf16: bool,
+    compile: bool,
+    warmup: int,
+    steps: int,
+    val_batches: int,
+) -> LoopFigures:
+    """One epoch of `warmup + steps` training batches, `val_batches` of validation and the epoch's
+    checkpoints, through butd's own objects as `python -m butd.train` builds them: the composed
+    `train` config's trainer, default callbacks and loggers (CSV and offline W&B), checkpoint IO
+    and optimizer, a `VQAModule`, and the tensor store's loaders, on the random split."""
+    import tempfile
+
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from butd.config import compose
+    from butd.config.output import quiet_libraries
+    from butd.train import _finish_wandb, _instantiate_group
+    from butd.training.checkpoints import trainer_setup
+    from butd.training.module import VQAModule
+
+    quiet_libraries()  # as butd.train: no library banners between the figures
+    with tempfile.TemporaryDirectory(prefix="butd-benchmark-") as tmp:
+        cfg = compose(
+            "train",
+            [
+                f"paths.output_dir={tmp}",
+                f"paths.log_dir={tmp}",
+                f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+                f"trainer.precision={'bf16-mixed' if bf16 else '32-true'}",
+                "trainer.max_epochs=1",
+                f"++trainer.limit_train_batches={warmup + steps}",
+                f"++trainer.limit_val_batches={val_batches}",
+                "++trainer.num_sanity_val_steps=0",
+                "++trainer.enable_model_summary=false",
+                f"compile={str(compile).lower()}",
+            ],
+        )
+        pl.seed_everything(1111, verbose=False)
+        module = VQAModule(
+            model=ModelConfig(num_hid=shapes.num_hid),
+            ntoken=shapes.ntoken,
+            v_dim=shapes.feature_dim,
+            num_answers=shapes.num_answers,
+            optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
+            compile=compile,
+        )
+        timer = LoopTimer(warmup=warmup, steps=steps, device=device)
+        trainer_kwargs, _ = trainer_setup(cfg)
+        trainer = instantiate(
+            cfg.trainer,
+            callbacks=[*_instantiate_group(cfg.callbacks), timer.callback],
+            logger=_instantiate_group(cfg.logger) or False,
+            **trainer_kwargs,
+        )
+        train = TensorBatchLoader(
+            store, EpochBatchSampler(len(store), batch_size=shapes.batch_size, shuffle=True)
+        )
+        val = TensorBatchLoader(
+            store, EpochBatchSampler(len(store), batch_size=shapes.batch_size, shuffle=False)
+        )
+        try:
+            trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+        finally:
+            _finish_wandb(trainer)
+        m = timer.marks
+        checkpoints = len(list(Path(tmp).rglob("*.ckpt")))
+    return LoopFigures(
+        step_s=(m[f"train_end_{warmup + steps - 1}"] - m[f"train_start_{warmup}"]) / steps,
+        val_batch_s=(m["val_end"] - m["val_first_end"]) / (timer.val_batches - 1),
+        checkpoint_s=m["checkpoint_end"] - m["checkpoint_start"],
+        checkpoints=checkpoints,
+        first_step_s=m["train_end_0"] - m["train_start_0"],
+        first_val_batch_s=m["val_first_end"] - m["val_start"],
+    )
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -308,10 +463,23 @@ def main(argv: list[str] | None = None) -> dict:
             },
             **timing,
         )
+        # the full loop, then the bare step once more: the loop sits between the bare step's rounds
+        loop = run_loop(
+            store,
+            shapes,
+            device,
+            bf16=bf16,
+            compile=args.compile,
+            warmup=warmup,
+            steps=steps,
+            val_batches=steps,
+        )
+        bare = make_step(net, autocast=bf16, device=device, foreach=True)
+        again = compare({"butd": (ours, bare)}, **timing, rounds=1)["butd"]
         net.eval()
         val = compare({"butd": (ours, make_eval(net, autocast=bf16, device=device))}, **timing)["butd"]
         ref_pipe, pipe = pipes["reference"], pipes["butd"]
-        ref_step, step = steps_per_s["reference"], steps_per_s["butd"]
+        ref_step, step = steps_per_s["reference"], (steps_per_s["butd"] + again) / 2
     except torch.cuda.OutOfMemoryError as err:
         feats = shapes.images * shapes.num_boxes * shapes.feature_dim * 2 / 2**30
         sys.exit(
@@ -320,6 +488,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"--images ({err})"
         )
     epoch_s = EPOCH_QUESTIONS / step
+    loop_rate = shapes.batch_size / loop.step_s
+    val_s = loop.val_batch_s * -(-VAL_QUESTIONS // shapes.batch_size)
+    loop_epoch_s = EPOCH_QUESTIONS / loop_rate + val_s + loop.checkpoint_s
+    # compilation: what the first training step and validation batch took beyond a steady one
+    compile_s = loop.first_step_s - loop.step_s + loop.first_val_batch_s - loop.val_batch_s
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": "bf16-mixed" if bf16 else "32",
@@ -335,6 +508,13 @@ def main(argv: list[str] | None = None) -> dict:
         "epoch_s_estimate": round(epoch_s, 2),
         "reference_epoch_s_estimate": round(EPOCH_QUESTIONS / ref_step, 2),
         "run_30_epochs_s_estimate": round(30 * (epoch_s + VAL_QUESTIONS / val), 1),
+        "loop_questions_per_s": round(loop_rate, 1),
+        "loop_overhead": round(step / loop_rate, 3),
+        "val_s_per_epoch": round(val_s, 2),
+        "checkpoint_s_per_epoch": round(loop.checkpoint_s, 2),
+        "checkpoint_files_per_epoch": loop.checkpoints,
+        "loop_epoch_s_estimate": round(loop_epoch_s, 2),
+        "loop_compile_s": round(compile_s, 2) if args.compile else None,
         "peak_memory_gb": round(peak_memory_gb(device), 2),
     }
     rows = [
@@ -344,7 +524,21 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{'questions/s':<24}{'reference':>12}{'butd':>12}{'ratio':>8}")
     for name, ref, ours in rows:
         print(f"{name:<24}{ref:>12,.0f}{ours:>12,.0f}{ours / ref:>8.2f}")
-    print(f"epoch estimate: butd {epoch_s:,.1f} s, reference {EPOCH_QUESTIONS / ref_step:,.1f} s")
+    print(f"\n{'ms per step':<24}{'ms':>12}{'questions/s':>12}{'vs bare':>8}")
+    for name, rate in (
+        ("bare step", step),
+        ("full loop (Lightning)", loop_rate),
+        ("reference loop", ref_step),
+    ):
+        print(f"{name:<24}{1000 * shapes.batch_size / rate:>12,.1f}{rate:>12,.0f}{step / rate:>8.2f}")
+    print(
+        f"per epoch: validation {val_s:,.1f} s, checkpoints {loop.checkpoint_s:,.1f} s "
+        f"({loop.checkpoints} files)" + (f", compilation {compile_s:,.1f} s once" if args.compile else "")
+    )
+    print(
+        f"epoch estimate: bare step {epoch_s:,.1f} s, full loop {loop_epoch_s:,.1f} s with validation and "
+        f"checkpoints, reference {EPOCH_QUESTIONS / ref_step:,.1f} s"
+    )
     print(json.dumps(result))
     return result
 

@@ -55,6 +55,11 @@ def test_benchmark_prints_a_table_and_a_json_line():
         "pipeline_speedup",
         "epoch_s_estimate",
         "peak_memory_gb",
+        "loop_questions_per_s",
+        "loop_overhead",
+        "val_s_per_epoch",
+        "checkpoint_s_per_epoch",
+        "loop_epoch_s_estimate",
     ):
         assert key in result, key
     assert result["device"] == "cpu" and result["precision"] == "32"
@@ -65,6 +70,19 @@ def test_benchmark_prints_a_table_and_a_json_line():
     rounding = 0.05 / (r - 0.05) + (q + 0.05) * 0.05 / (r - 0.05) ** 2 + 0.005
     assert abs(result["speedup"] - q / r) <= rounding + 1e-9
     assert any(line.startswith("training step + input") for line in lines)
+    # the full loop: real figures, each consistent with the others
+    loop, val, ckpt = (
+        result["loop_questions_per_s"],
+        result["val_s_per_epoch"],
+        result["checkpoint_s_per_epoch"],
+    )
+    assert loop > 0 and val > 0 and ckpt > 0
+    assert result["checkpoint_files_per_epoch"] == 2  # best and last
+    assert abs(result["loop_overhead"] - q / loop) <= 0.01 * q / loop + 0.001
+    estimate = 443_757 / loop + val + ckpt
+    assert abs(result["loop_epoch_s_estimate"] - estimate) <= 0.01 * estimate + 0.01
+    assert result["loop_compile_s"] is None  # not compiled
+    assert any(line.startswith("full loop (Lightning)") for line in lines)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")

@@ -143,3 +143,18 @@ def test_a_piped_run_is_quiet_and_names_its_files_on_whole_lines(tiny_data_dir, 
     )  # fmt: skip
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert "GPU available" in verbose.stdout + verbose.stderr
+
+
+def test_compile_without_a_compiler_says_so_and_offers_eager(tiny_data_dir, tmp_path):
+    """On a CPU, torch.compile needs a C++ compiler: with none (CXX names no program) the run
+    stops with one line naming the cause and the eager option, not a compiler traceback."""
+    args = [*TINY_DATA, "model.num_hid=16", "trainer.accelerator=cpu", f"paths.data_dir={tiny_data_dir}"]
+    run = _run(
+        ["butd.train", *args, "compile=true", "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}"],
+        tmp_path,
+        CXX=str(tmp_path / "no-such-compiler"),
+    )
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    assert "compile=true failed" in run.stderr and "compile=false" in run.stderr
+    assert "no-such-compiler" in run.stderr  # the cause, as torch states it

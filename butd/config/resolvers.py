@@ -3,7 +3,13 @@ folder names of `butd.config.naming` (conf/logger, conf/hydra)."""
 
 from __future__ import annotations
 
+import logging
+
 from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+#: the precision fallback is said once per process, however often the config is resolved
+_said: set[str] = set()
 
 
 def precision_for(accelerator: str) -> str:
@@ -13,7 +19,13 @@ def precision_for(accelerator: str) -> str:
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if not on_gpu:
         return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    if not _said:
+        _said.add("16-mixed")
+        name = torch.cuda.get_device_name()
+        log.warning(f"{name} has no bf16 support: training in 16-mixed (float16 with a gradient scaler)")
+    return "16-mixed"
 
 
 def register_resolvers() -> None:

@@ -40,7 +40,7 @@ class VQABatches(Dataset):
     features stay in HDF5, one contiguous read per image of the batch, with one file handle
     per process. Several files (`data.train_splits`) act as one split.
 
-    A batch: `v` float32 [B, K, D], `b` float32 [B, K, 6], `q`, `question_id`, and for
+    A batch: `v` float16 [B, K, D] (as stored), `b` float32 [B, K, 6], `q`, `question_id`, and for
     annotated splits the targets and official-accuracy tables. K is the boxes per image; with
     a varying number (adaptive boxes) it is the batch's largest, the padding is zero and
     `v_mask` bool [B, K] marks the real boxes.
@@ -135,7 +135,7 @@ class VQABatches(Dataset):
         rows, inverse = np.unique(self.image_index[idx], return_inverse=True)
         feats, spatial, valid = self.images(rows)
         batch = {
-            "v": torch.from_numpy(feats[inverse].astype(np.float32)),
+            "v": torch.from_numpy(feats[inverse]),  # float16: the model's first layer casts it
             "b": torch.from_numpy(spatial[inverse]),
             "q": torch.from_numpy(self.tokens[idx]),
             "question_id": torch.from_numpy(self.question_id[idx]),

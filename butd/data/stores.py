@@ -95,6 +95,8 @@ class TensorSplit:
         self.num_answers = num_answers
         self.device = torch.device(device)
         pin = self.device.type == "cpu" and torch.cuda.is_available()
+        #: batches are gathered into pinned host memory, so the copy to the GPU is asynchronous
+        self.pinned = pin
         if self.device.type == "cpu":
             reuse_freed_memory()
 
@@ -200,24 +202,26 @@ class TensorSplit:
     def batch(self, idx: torch.Tensor, *, width: int | None = None) -> dict[str, torch.Tensor]:
         """The batch of questions `idx`; `width` (from `self.width`) saves a device sync."""
         rows = self.image_index[idx]
+        take = self._take
         out: dict[str, torch.Tensor] = {}
         if self.fixed:
             k = self.max_boxes
-            out["v"] = self.features.view(-1, k, self.features.shape[1])[rows].float()  # [batch, K, D]
-            out["b"] = self.spatial.view(-1, k, 6)[rows]
+            # float16 as stored: the model's first layer casts to its compute dtype
+            out["v"] = take(self.features.view(-1, k, self.features.shape[1]), rows)  # [batch, K, D]
+            out["b"] = take(self.spatial.view(-1, k, 6), rows)
         else:
             k = width if width is not None else int(self.box_count[rows].max())
             slots = torch.arange(k, device=idx.device)
             valid = slots < self.box_count[rows, None]  # [batch, k]
             pos = torch.where(valid, self.box_start[rows, None] + slots, 0)
             pad = ~valid[..., None]
-            out["v"] = self.features[pos].float().masked_fill_(pad, 0)
-            out["b"] = self.spatial[pos].masked_fill_(pad, 0)
+            out["v"] = take(self.features, pos).masked_fill_(pad, 0)
+            out["b"] = take(self.spatial, pos).masked_fill_(pad, 0)
             out["v_mask"] = valid
-        out["q"] = self.tokens[idx]
+        out["q"] = take(self.tokens, idx)
         out["question_id"] = self.question_id[idx]
         if self.has_targets:
-            dense = torch.zeros(len(idx), self.num_answers + 1, device=idx.device)
+            dense = torch.zeros(len(idx), self.num_answers + 1, device=idx.device, pin_memory=self.pinned)
             dense.scatter_(1, self.target_labels[idx], self.target_scores[idx])
             out["target"] = dense[:, : self.num_answers]
         if self.qtype is not None:
@@ -226,6 +230,17 @@ class TensorSplit:
             out["acc_labels"] = self.acc_labels[idx]
             out["acc_values"] = self.acc_values[idx]
             out["answer_type"] = self.answer_type[idx]
+        return out
+
+    def _take(self, source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """`source[index]` (rows of the first dimension, any index shape), gathered into pinned
+        memory for a host store on a GPU machine, so that Lightning's `non_blocking` copy to the
+        GPU is truly asynchronous (torch's caching host allocator recycles the buffers)."""
+        rest = source.shape[1:]
+        out = torch.empty(
+            (*index.shape, *rest), dtype=source.dtype, device=source.device, pin_memory=self.pinned
+        )
+        torch.index_select(source, 0, index.reshape(-1), out=out.view(-1, *rest))
         return out
 
 
@@ -272,6 +287,8 @@ class TensorBatchLoader:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         device = self.split.image_index.device
+        pin = device.type == "cuda"  # a pinned index makes its copy to the GPU asynchronous
         for indices in self.sampler:
-            idx = torch.as_tensor(indices, dtype=torch.long).to(device, non_blocking=True)
+            idx = torch.as_tensor(indices, dtype=torch.long)
+            idx = (idx.pin_memory() if pin else idx).to(device, non_blocking=True)
             yield self.split.batch(idx, width=self.split.width(indices))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from butd.models.precision import compute_dtype
+
 #: size of the box geometry b of each object: x1/w, y1/h, x2/w, y2/h, bw/w, bh/h
 SPATIAL_DIM = 6
 
@@ -58,9 +60,9 @@ class BUTDModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the attention weights, for visualisation.
 
-        v: [batch, k, v_dim]; q: [batch, seq_len] long; b: [batch, k, 6] (used only with
-        ``use_spatial``, required then); v_mask: [batch, k] bool, False for padded objects.
-        Returns logits [batch, num_answers] and att [batch, k, 1].
+        v: [batch, k, v_dim], any float dtype (float16 as stored); q: [batch, seq_len] long;
+        b: [batch, k, 6] (used only with ``use_spatial``, required then); v_mask: [batch, k]
+        bool, False for padded objects. Returns logits [batch, num_answers] and att [batch, k, 1].
         """
         logits, att, _, _ = self._parts(v, q, b, v_mask)
         return logits, att
@@ -84,6 +86,8 @@ class BUTDModel(nn.Module):
         b: torch.Tensor | None,
         v_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        # features arrive as stored (float16): one cast to the compute dtype, here, is the only copy
+        v = v.to(compute_dtype(v, self.classifier))
         if self.use_spatial:
             v = torch.cat((v, self._spatial(v, b)), dim=2)  # [batch, k, v_dim + 6]
         if v_mask is not None:
@@ -91,7 +95,7 @@ class BUTDModel(nn.Module):
         w = self.w_emb(q)  # [batch, seq_len, emb_dim]
         q_emb = self.q_encoder(w)  # [batch, num_hid]
         att = self.attention(v, q_emb, v_mask)  # [batch, k, 1]
-        v_emb = (att * v).sum(1)  # [batch, v_dim (+ 6)]
+        v_emb = (att.to(v.dtype) * v).sum(1)  # [batch, v_dim (+ 6)]; softmax's float32 cast back
         joint = self.q_net(q_emb) * self.v_net(v_emb)  # [batch, num_hid]
         return self.classifier(joint), att, joint, q_emb
 

@@ -47,7 +47,8 @@ class WordEmbedding(nn.Module):
 class QuestionEncoder(nn.Module):
     """One-layer unidirectional GRU; the last step's output is the question vector.
 
-    Front padding makes the last step the last real word for every question.
+    Front padding makes the last step the last real word for every question. Under mixed
+    precision it runs in float32 (`GRU_DTYPE_UNDER_AUTOCAST`), so its small gradients keep their bits.
 
     w_emb: [batch, seq_len, emb_dim] -> [batch, num_hid]
     """
@@ -58,5 +59,8 @@ class QuestionEncoder(nn.Module):
         self.rnn = nn.GRU(emb_dim, num_hid, num_layers=1, batch_first=True)
 
     def forward(self, w_emb: torch.Tensor) -> torch.Tensor:
-        output, _ = self.rnn(w_emb)
+        # The GRU runs in its parameters' dtype (float32 under mixed precision), never autocast's:
+        # CUDA autocast has run cuDNN's RNN in float16 even under bf16, with no gradient scaler.
+        with torch.autocast(w_emb.device.type, enabled=False):
+            output, _ = self.rnn(w_emb.to(self.rnn.weight_hh_l0.dtype))
         return output[:, -1]

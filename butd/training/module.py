@@ -79,10 +79,16 @@ class VQAModule(pl.LightningModule):
         #: whether this epoch's metric objects are registered with Lightning's logging yet
         self._logged = {"train": False, "val": False}
 
+    #: torch.compile's backend for `compile=true` (a test may count graphs with another)
+    compile_backend: Any = "inductor"
+
     def configure_model(self) -> None:
-        # In place, so parameter names (and checkpoints) stay those of the eager model.
+        # In place, so parameter names (and checkpoints) stay those of the eager model. Dynamic
+        # shapes from the start: one graph serves every batch size (an epoch's smaller last batch)
+        # and every box count, rather than a first graph specialised to the first batch. Dynamo
+        # leaves the GRU eager (cuDNN's kernel), so each graph is compiled in pieces around it.
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
-            self.model.compile()
+            self.model.compile(backend=self.compile_backend, dynamic=True)
             self._compiled = True
 
     def forward(

@@ -42,6 +42,8 @@ def test_tensor_batches_equal_hdf5_batches(val_path):
     idx = [5, 0, 17, 3, 3, len(h5) - 1]
     a, b = h5[idx], tensors.batch(torch.tensor(idx))
     assert a.keys() == b.keys()
+    # features stay as stored until the model's first layer casts them: no float32 copy per batch
+    assert a["v"].dtype == b["v"].dtype == torch.float16
     for key in a.keys() - {"acc_labels", "acc_values"}:
         assert torch.equal(a[key], b[key]), key
     # the official-accuracy rows: the same entries, padded to another width with -1 / 0
@@ -110,6 +112,8 @@ def adaptive(tiny_adaptive_dir):
 
 def _assert_same_batches(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
+    # features stay as stored until the model's first layer casts them: no float32 copy per batch
+    assert a["v"].dtype == b["v"].dtype == torch.float16
     for key in a.keys() - {"acc_labels", "acc_values"}:
         assert torch.equal(a[key], b[key]), key
 
