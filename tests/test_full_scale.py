@@ -49,7 +49,7 @@ def _train(data_dir, tmp_path, name: str, *overrides: str) -> dict:
 
 
 def _scores(summary: dict) -> list[float]:
-    return [summary["history"][0][k] for k in ("val/score", "val/vqa_acc", "train/loss")]
+    return [summary["history"][0][k] for k in ("val/score", "val/vqa_acc", "train/loss_epoch")]
 
 
 def test_realistic_files_have_the_real_shapes(realistic_dir):

@@ -275,18 +275,31 @@ def prepare(cfg: DataConfig, *, force: bool = False, progress: bool = True) -> C
     `convert.partial.json` to start over). The cache folder is locked meanwhile: a second
     prepare (or a training) waits for this one, then finds the cache current.
     """
+    if not force:
+        # a current cache needs only a reader's (shared) lock: a training reading the cache holds
+        # one too, and so does every process of a DDP run when it checks the cache at its start
+        with cache_lock(cfg.cache_path, exclusive=False):
+            info = _current(cfg)
+        if info is not None:
+            return info
     with cache_lock(cfg.cache_path, exclusive=True):
         return _prepare_locked(cfg, force=force, progress=progress)
 
 
+def _current(cfg: DataConfig) -> CacheInfo | None:
+    """The cache when it is complete and matches `cfg` (said once in the log), else None."""
+    try:
+        info = load_cache(cfg)
+    except CacheError:
+        return None
+    log.info("cache at %s is complete and matches data=%s: nothing to do", info.root, cfg.name)
+    return info
+
+
 def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInfo:
     if not force:
-        try:
-            info = load_cache(cfg)
-        except CacheError:
-            pass
-        else:
-            log.info("cache at %s is complete and matches data=%s: nothing to do", info.root, cfg.name)
+        info = _current(cfg)  # another prepare may have built it while this one waited
+        if info is not None:
             return info
     missing = [p for p in raw_files(cfg) if not p.exists()]
     if missing:
