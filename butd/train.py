@@ -106,15 +106,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
     from butd.training.signals import InterruptCheckpoint, interrupted
 
-    if selection_warning(data_cfg):
-        log.warning(selection_warning(data_cfg))
+    warning = selection_warning(data_cfg)
+    if warning:
+        log.warning(warning)
     pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls where a run is fp32 on a GPU
     trainer_kwargs, requeued = trainer_setup(cfg)
-    ckpt_path = requeued or resolve_ckpt_path(
-        cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name
-    )
+    ckpt_path = requeued
+    if not requeued:  # a missing file, or no last.ckpt for the task, is said before data is read
+        resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
     module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg, debias_cfg=debias_cfg)
     log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
     if not requeued:  # checked against the command and the cache before Lightning loads it

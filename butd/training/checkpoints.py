@@ -388,14 +388,14 @@ def choose_resume(
     path = resolve_ckpt_path(ckpt_path, log_dir=log_dir, task_name=task_name)
     if path is None:
         return None
+    checkpoint = None
     if str(ckpt_path) == "last":
-        found = sorted(
-            Path(log_dir, task_name).glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
-        )[::-1]
+        found = _last_checkpoints(log_dir, task_name)
         skipped: list[tuple[Path, list[str]]] = []
         for candidate in found:
             # an unreadable one stops the search: falling back past it would resume older work silently
-            diffs = resume_differences(load_weights_only(candidate), **expected)
+            checkpoint = load_weights_only(candidate)
+            diffs = resume_differences(checkpoint, **expected)
             if not diffs:
                 path = str(candidate)
                 break
@@ -409,7 +409,8 @@ def choose_resume(
             )
         note = f" (skipped {len(skipped)} newer made with other settings)" if skipped else ""
         log.info("ckpt_path=last: resuming from %s%s", path, note)
-    checkpoint = load_weights_only(path)
+    if checkpoint is None:  # a path given (`last` loaded its match above)
+        checkpoint = load_weights_only(path)
     diffs = resume_differences(checkpoint, **expected)
     if diffs:
         raise CheckpointError(
@@ -431,16 +432,22 @@ def resolve_ckpt_path(ckpt_path: str | None, *, log_dir: str | Path, task_name: 
     if ckpt_path is None:
         return None
     if str(ckpt_path) == "last":
-        found = sorted(
-            Path(log_dir, task_name).glob("**/checkpoints/last.ckpt"),
-            key=lambda p: p.stat().st_mtime,
-        )
+        found = _last_checkpoints(log_dir, task_name)
         if not found:
             raise ConfigError(
                 f"ckpt_path=last: no checkpoints/last.ckpt under {Path(log_dir, task_name)}; "
                 "give the checkpoint's path instead"
             )
-        return str(found[-1])
+        return str(found[0])
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such file")
     return str(ckpt_path)
+
+
+def _last_checkpoints(log_dir: str | Path, task_name: str) -> list[Path]:
+    """This task's `last.ckpt` files, newest first."""
+    return sorted(
+        Path(log_dir, task_name).glob("**/checkpoints/last.ckpt"),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
