@@ -154,6 +154,7 @@ def tiny_run(tiny_data_dir, tmp_path_factory) -> dict:
 #: data=vqacp2 made tiny: the tiny synthetic set's features and GloVe, re-split into VQA-CP files
 TINY_CP = [
     "data=vqacp2",
+    "data.features_from=null",
     "data.features=[synthetic_trainval_6.tsv]",
     "data.glove=glove/glove.6B.50d.txt",
     "data.emb_dim=50",

@@ -125,6 +125,10 @@ class DataConfig:
     #: a generated set re-split with changing priors (`butd.preparation.changing_priors`:
     #: `seed`, `major`) after `synthetic` generates it; None: no re-split
     changing_priors: dict[str, Any] | None = None
+    #: the folder of another prepared cache whose feature files this cache reads in place instead
+    #: of converting `features` again (`butd.preparation.linked`): VQA-CP v2 reads VQA v2's,
+    #: whose images it shares. None: convert `features`
+    features_from: str | None = None
 
     def __post_init__(self) -> None:
         splits = set(self.questions) | ({HOLDOUT} if self.holdout_fraction > 0 else set())

@@ -9,7 +9,9 @@ Layout of `data.cache_dir`:
 - `{split}.h5`: one file per prepared split, self-contained:
   - `images/`: the boxes of every image one row per box (`butd.preparation.convert`):
     `features` float16 [B, D], `boxes` float32 [B, 4], `spatial` float32 [B, 6],
-    `box_offsets` int64 [N+1], `counts` int64 [N], `image_id` int64 [N], `size` float32 [N, 2]
+    `box_offsets` int64 [N+1], `counts` int64 [N], `image_id` int64 [N], `size` float32 [N, 2];
+    a linked cache (`data.features_from`, `butd.preparation.linked`) has `box_start` int64 [N]
+    instead of `box_offsets`, and its per-box datasets are views of another cache's files
   - `questions/question_id`, `image_id` int64 [Q], `image_index` int32 [Q] (row in images/),
     `tokens` int32 [Q, T] front-padded, `question`, `question_type`, `answer_type` strings
   - annotated splits: soft-score targets as CSR, `targets/offsets` int64 [Q+1],
@@ -72,6 +74,8 @@ def cache_settings(cfg: DataConfig) -> dict[str, Any]:
         extra["holdout"] = {"fraction": cfg.holdout_fraction, "seed": cfg.holdout_seed}
     if cfg.changing_priors is not None:
         extra["changing_priors"] = cfg.changing_priors
+    if cfg.features_from is not None:
+        extra["features_from"] = cfg.features_from
     return extra | {
         "format_version": CACHE_FORMAT_VERSION,
         "num_boxes": cfg.num_boxes,
@@ -155,7 +159,8 @@ def raw_files(cfg: DataConfig) -> list[Path]:
     names += [
         cfg.annotations[s] for s in cfg.annotations if s in set(cfg.answer_splits) | set(cfg.prepare_splits)
     ]
-    names += list(cfg.features)
+    if cfg.features_from is None:  # a linked cache reads another cache's features, not the TSVs
+        names += list(cfg.features)
     if cfg.glove:
         names.append(cfg.glove)
     return [cfg.raw_path / n for n in dict.fromkeys(names)]
@@ -219,6 +224,8 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
             f"rebuild with `{prepare_command(cfg)} force=true`"
         )
     check_sources(cfg, manifest)
+    if "features_from" in manifest:
+        check_linked(cfg, manifest["features_from"])
     cached_dim = manifest["counts"].get("feature_dim")
     if cfg.feature_dim is not None and cached_dim != cfg.feature_dim:
         raise CacheError(
@@ -262,6 +269,35 @@ def check_sources(cfg: DataConfig, manifest: dict[str, Any]) -> None:
             )
         if caveat:
             log.warning("%s", caveat)
+
+
+def check_linked(cfg: DataConfig, record: dict[str, Any]) -> None:
+    """Refuse a linked cache (`data.features_from`) whose feature source is gone, was rebuilt or
+    changed since the link was made: HDF5 would read a missing source as NaN, a rebuilt one as
+    other images' boxes (`butd.preparation.linked`)."""
+    source = Path(cfg.features_from or record["cache"])
+    manifest = source / MANIFEST
+    why = None
+    if not manifest.is_file():
+        why = f"{manifest} does not exist"
+    else:
+        created = json.loads(manifest.read_text(encoding="utf-8")).get("created")
+        if created != record.get("created"):
+            why = f"it was rebuilt ({created}; the link was made to the one of {record.get('created')})"
+        for name, was in record.get("files", {}).items():
+            path = source / name
+            if why is not None:
+                break
+            if not path.is_file():
+                why = f"{path} is missing"
+            elif (path.stat().st_size, path.stat().st_mtime_ns) != (was["size"], was["mtime_ns"]):
+                why = f"{path} was rewritten after the link was made (a copy without its times counts too)"
+    if why:
+        raise CacheError(
+            f"the cache at {cfg.cache_path} reads its features from the cache at {source} "
+            f"(data.features_from), which has changed: {why}. Make the link again with "
+            f"`{prepare_command(cfg)} force=true` (seconds: nothing is converted)."
+        )
 
 
 def stored_boxes(data: Any) -> tuple[int, Path] | None:

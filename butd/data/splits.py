@@ -84,13 +84,13 @@ class SplitTables:
 def _read_tables(path: Path) -> dict:
     with h5py.File(path, "r") as f:
         q, images = f["questions"], f["images"]
-        offsets = images["box_offsets"][:]
+        start, count = box_ranges(images)
         out = {
             "question_id": q["question_id"][:],
             "image_index": q["image_index"][:].astype(np.int64),
             "tokens": q["tokens"][:].astype(np.int64),
-            "box_start": offsets[:-1],
-            "box_count": np.diff(offsets),
+            "box_start": start,
+            "box_count": count,
             "feature_dim": int(images["features"].shape[1]),
             "targets": None,
         }
@@ -100,6 +100,16 @@ def _read_tables(path: Path) -> dict:
             out["answer_type"] = answer_type_codes(q["answer_type"].asstr()[:])
             out["question_type"] = q["question_type"].asstr()[:].astype(object)
         return out
+
+
+def box_ranges(images: h5py.Group) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's first box row and box count (int64 [N] each) in a split file's `images/`
+    group: from `box_offsets` (the images' boxes laid out one after another), or from
+    `box_start` and `counts` (a linked cache, `butd.preparation.linked`)."""
+    if "box_start" in images:
+        return images["box_start"][:].astype(np.int64), images["counts"][:].astype(np.int64)
+    offsets = images["box_offsets"][:]
+    return offsets[:-1], np.diff(offsets)
 
 
 def padded_boxes(starts: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:

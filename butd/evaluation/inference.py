@@ -23,6 +23,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from butd.config.data import DataConfig
 from butd.data.cache import CacheInfo, load_cache
 from butd.data.datamodule import VQABatches
+from butd.data.splits import box_ranges
 from butd.data.text import DEFAULT_MAX_LEN, tokenize
 from butd.errors import UserError
 from butd.evaluation.checkpoint import Alignment, Checkpoint, align, data_config, load_checkpoint
@@ -114,7 +115,8 @@ def find_image(info: CacheInfo, image_id: int, split: str | None = None) -> Imag
             if rows.size:
                 r = int(rows[0])
                 w, h = f["images/size"][r]
-                lo, hi = (int(x) for x in f["images/box_offsets"][r : r + 2])
+                start, count = box_ranges(f["images"])
+                lo, hi = int(start[r]), int(start[r] + count[r])
                 return ImageRecord(
                     image_id=image_id,
                     split=s,

@@ -45,9 +45,17 @@ from butd.data.official import official_tables
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.errors import disk_full
 from butd.memory import return_freed_memory
-from butd.preparation.convert import STATE, BoxSpec, convert_features, ensure_room, splits_of_images
+from butd.preparation.convert import (
+    STATE,
+    BoxSpec,
+    ConvertResult,
+    convert_features,
+    ensure_room,
+    splits_of_images,
+)
 from butd.preparation.features import CLIP_TOLERANCE
 from butd.preparation.formats import read_entries
+from butd.preparation.linked import link_features
 from butd.preparation.sources import describe_missing
 
 log = logging.getLogger(__name__)
@@ -352,20 +360,11 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     return_freed_memory()  # the parsed JSON: not to be held through the conversion
     wanted = {s: np.unique(text.splits[s].image_id) for s in cfg.prepare_splits}
     feature_paths = [cfg.raw_path / f for f in cfg.features]
-    with _progress(progress) as bar:
-        task = bar.add_task(f"features -> {root}", total=None, note="")
-        result = convert_features(
-            feature_paths,
-            root,
-            splits_of_images(wanted),
-            boxes=BoxSpec.of(cfg),
-            settings=cache_settings(cfg),
-            workers=cfg.prepare_workers,
-            chunk_bytes=max(1, int(cfg.prepare_chunk_mb * 2**20)),
-            skip_bad_rows=cfg.skip_bad_rows,
-            feature_dim=cfg.feature_dim,
-            progress=lambda done, total, note: bar.update(task, completed=done, total=total, note=note),
-        )
+    if cfg.features_from is not None:
+        result = _link(cfg, root, wanted)
+        feature_paths = [Path(cfg.features_from)]
+    else:
+        result = _convert(cfg, root, wanted, feature_paths, progress)
     writers = result.writers
     try:
         estimate = sum(q.tokens.nbytes * 8 for q in text.splits.values()) + text.glove.nbytes
@@ -416,6 +415,8 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
         },
         "butd_version": __version__,
     }
+    if result.linked:
+        manifest["features_from"] = result.linked
     if result.skipped_rows:
         log.warning("%d bad feature rows were skipped (data.skip_bad_rows=true)", result.skipped_rows)
     if result.clipped_boxes:
@@ -426,6 +427,52 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
             result.clipped_examples[0],
         )
     _commit(root, list(writers), text, manifest)
+
+
+def _convert(
+    cfg: DataConfig, root: Path, wanted: dict[str, np.ndarray], feature_paths: list[Path], progress: bool
+) -> ConvertResult:
+    """The feature TSVs -> the split files' `images/` groups (`butd.preparation.convert`)."""
+    with _progress(progress) as bar:
+        task = bar.add_task(f"features -> {root}", total=None, note="")
+        return convert_features(
+            feature_paths,
+            root,
+            splits_of_images(wanted),
+            boxes=BoxSpec.of(cfg),
+            settings=cache_settings(cfg),
+            workers=cfg.prepare_workers,
+            chunk_bytes=max(1, int(cfg.prepare_chunk_mb * 2**20)),
+            skip_bad_rows=cfg.skip_bad_rows,
+            feature_dim=cfg.feature_dim,
+            progress=lambda done, total, note: bar.update(task, completed=done, total=total, note=note),
+        )
+
+
+def _link(cfg: DataConfig, root: Path, wanted: dict[str, np.ndarray]) -> ConvertResult:
+    """The split files' `images/` groups as views of another cache's (`butd.preparation.linked`)."""
+    source_root = Path(cfg.features_from)
+    started = time.time()
+    with cache_lock(source_root, exclusive=False):  # not rebuilt while it is being linked
+        writers, source = link_features(source_root, root, wanted, cache_settings(cfg))
+    log.info(
+        "features: %d images linked from the cache at %s (nothing converted)",
+        sum(w.num_images for w in writers.values()),
+        source_root,
+    )
+    return ConvertResult(
+        feature_dim=int(source.manifest["counts"]["feature_dim"]),
+        writers=writers,
+        skipped_rows=0,
+        skipped_examples=[],
+        clipped_boxes=0,
+        clipped_examples=[],
+        seconds=time.time() - started,
+        resumed_from_chunk=0,
+        chunks=0,
+        workers=0,
+        linked=source.record(),
+    )
 
 
 def _write_split_questions(w, questions: SplitQuestions, split: str) -> dict[str, Any]:

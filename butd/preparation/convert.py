@@ -295,6 +295,8 @@ class ConvertResult:
     resumed_from_chunk: int
     chunks: int
     workers: int
+    #: a linked cache's record of its feature source (`butd.preparation.linked`); None: converted
+    linked: dict[str, Any] | None = None
 
 
 #: rows read to find the feature size when data.feature_dim is not set
