@@ -12,11 +12,13 @@ SCRIPT="scripts/download_vqa2.sh"
 VQA_URL="${BUTD_VQA_URL:-https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa}"
 FEATURES_URL="${BUTD_FEATURES_URL:-https://imagecaption.blob.core.windows.net/imagecaption}"
 GLOVE_URL="${BUTD_GLOVE_URL:-http://nlp.stanford.edu/data}"
+VQACP_URL="${BUTD_VQACP_URL:-https://computing.ece.vt.edu/~aish/vqacp}"
 VQA_URL="${VQA_URL%/}"
 FEATURES_URL="${FEATURES_URL%/}"
 GLOVE_URL="${GLOVE_URL%/}"
+VQACP_URL="${VQACP_URL%/}"
 
-GROUP_ORDER=(questions annotations features36 test36 adaptive test_adaptive glove)
+GROUP_ORDER=(questions annotations features36 test36 adaptive test_adaptive glove vqacp)
 
 group_description() {
     case "$1" in
@@ -27,6 +29,7 @@ group_description() {
         adaptive) echo "features, 10-100 boxes per image: train2014 + val2014 images" ;;
         test_adaptive) echo "features, 10-100 boxes per image: test2015 images" ;;
         glove) echo "GloVe 6B word vectors (only the 300-d file is unpacked)" ;;
+        vqacp) echo "VQA-CP v2 questions and annotations: train, test (plain JSON files)" ;;
     esac
 }
 
@@ -72,6 +75,22 @@ add_archive test_adaptive "$FEATURES_URL/test2015.zip" 15000 \
     test2015/test2015_resnet101_faster_rcnn_genome.tsv:28000
 add_archive glove "$GLOVE_URL/glove.6B.zip" 862 \
     glove.6B.300d.txt=glove/glove.6B.300d.txt:1040
+
+# Plain files, fetched as they are (no archive): `add_file GROUP URL MB`, the file keeping its name.
+F_GROUP=()
+F_URL=()
+F_MB=()
+
+add_file() {
+    F_GROUP+=("$1")
+    F_URL+=("$2")
+    F_MB+=("$3")
+}
+
+add_file vqacp "$VQACP_URL/vqacp_v2_train_questions.json" 50
+add_file vqacp "$VQACP_URL/vqacp_v2_test_questions.json" 25
+add_file vqacp "$VQACP_URL/vqacp_v2_train_annotations.json" 350
+add_file vqacp "$VQACP_URL/vqacp_v2_test_annotations.json" 180
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -125,6 +144,18 @@ group_download_mb() {
     for i in "${!A_GROUP[@]}"; do
         if [[ "${A_GROUP[$i]}" == "$g" ]]; then total=$((total + A_MB[i])); fi
     done
+    for i in "${!F_GROUP[@]}"; do
+        if [[ "${F_GROUP[$i]}" == "$g" ]]; then total=$((total + F_MB[i])); fi
+    done
+    echo "$total"
+}
+
+# what the zips of group $1 take while they are unpacked (plain files are not unpacked)
+group_zip_mb() {
+    local g="$1" i total=0
+    for i in "${!A_GROUP[@]}"; do
+        if [[ "${A_GROUP[$i]}" == "$g" ]]; then total=$((total + A_MB[i])); fi
+    done
     echo "$total"
 }
 
@@ -136,11 +167,14 @@ group_unpacked_mb() {
             total=$((total + $(spec_mb "$f")))
         done
     done
+    for i in "${!F_GROUP[@]}"; do
+        if [[ "${F_GROUP[$i]}" == "$g" ]]; then total=$((total + F_MB[i])); fi
+    done
     echo "$total"
 }
 
 usage() {
-    local g dl up all_dl=0 all_up=0
+    local g dl up zip all_dl=0 all_up=0 all_zip=0
     cat <<EOF
 usage: bash $SCRIPT [--raw-dir DIR] [--keep-zips] [--dry-run] [--no-space-check] GROUP...
 
@@ -154,18 +188,21 @@ EOF
     for g in "${GROUP_ORDER[@]}"; do
         dl=$(group_download_mb "$g")
         up=$(group_unpacked_mb "$g")
+        zip=$(group_zip_mb "$g")
         all_dl=$((all_dl + dl))
         all_up=$((all_up + up))
+        all_zip=$((all_zip + zip))
         printf '  %-14s %-14s %-14s %-14s %s\n' "$g" "$(human_mb "$dl")" "$(human_mb "$up")" \
-            "$(human_mb $((dl + up)))" "$(group_description "$g")"
+            "$(human_mb $((zip + up)))" "$(group_description "$g")"
     done
     printf '  %-14s %-14s %-14s %-14s %s\n' all "$(human_mb "$all_dl")" "$(human_mb "$all_up")" \
-        "$(human_mb $((all_dl + all_up)))" "every group above"
+        "$(human_mb $((all_zip + all_up)))" "every group above"
     cat <<EOF
 
   data=vqa2 needs           questions annotations features36 glove
   data=vqa2_test needs      the same plus test36
   data=vqa2_adaptive needs  questions annotations adaptive glove
+  data=vqacp2 needs         vqacp glove, and data=vqa2's prepared cache (its features are read)
 
 options:
   --raw-dir DIR      where the files go (default: \${BUTD_DATA_DIR:-data}/vqa2/raw)
@@ -184,6 +221,7 @@ mirrors (set these to fetch from elsewhere):
   BUTD_VQA_URL       now $VQA_URL
   BUTD_FEATURES_URL  now $FEATURES_URL
   BUTD_GLOVE_URL     now $GLOVE_URL
+  BUTD_VQACP_URL     now $VQACP_URL
 
 then: python -m butd.prepare data=vqa2   (see README, "Real data: VQA v2")
 EOF
@@ -219,7 +257,7 @@ while [[ $# -gt 0 ]]; do
             exit 0
             ;;
         all) SELECTED+=("${GROUP_ORDER[@]}") ;;
-        questions | annotations | features36 | test36 | adaptive | test_adaptive | glove)
+        questions | annotations | features36 | test36 | adaptive | test_adaptive | glove | vqacp)
             SELECTED+=("$1")
             ;;
         *)
@@ -404,6 +442,36 @@ do_archive() {
     fi
 }
 
+# plain file $1 (an index of the F_ table): fetched to RAW/NAME.part, resumable, renamed when whole
+do_file() {
+    local i="$1" url="${F_URL[$1]}" name dest part first
+    name="${url##*/}"
+    dest="$RAW_DIR/$name"
+    part="$DOWNLOADS/$name.part"
+    if [[ -f "$dest" ]]; then
+        echo "$name: in place, nothing to fetch"
+        return 0
+    fi
+    if [[ $DRY_RUN -eq 1 ]]; then
+        echo "$name: would download $url"
+        echo "    -> $dest ($(human_mb "${F_MB[$i]}"))"
+        DRY_DOWNLOAD_MB=$((DRY_DOWNLOAD_MB + F_MB[i]))
+        return 0
+    fi
+    mkdir -p "$DOWNLOADS"
+    check_space "$name" "${F_MB[$i]}" "$(human_mb "${F_MB[$i]}") to download"
+    echo "$name: downloading $url ($(human_mb "${F_MB[$i]}"))"
+    fetch "$url" "$part" || die "download of $url failed; run the same command again to resume it"
+    # VQA-CP's files are bare JSON lists: anything else is an error page, not the file
+    first=$(head -c 64 "$part" | tr -d ' \t\r\n' | head -c 1)
+    if [[ "$first" != "[" ]]; then
+        rm -f "$part"
+        die "$url did not return a JSON list (an error page? the address may have moved; set BUTD_VQACP_URL to a mirror)"
+    fi
+    mv -f "$part" "$dest"
+    echo "$name: in place"
+}
+
 summary() {
     local g i f dest name state
     echo
@@ -426,6 +494,16 @@ summary() {
                 printf '    %-18s %s\n' "zip kept" "downloads/$name"
             fi
         done
+        for i in "${!F_GROUP[@]}"; do
+            [[ "${F_GROUP[$i]}" == "$g" ]] || continue
+            name="${F_URL[$i]##*/}"
+            if [[ -f "$RAW_DIR/$name" ]]; then
+                state="present  $(human_bytes "$(file_bytes "$RAW_DIR/$name")")"
+            else
+                state="MISSING"
+            fi
+            printf '    %-18s %s\n' "$state" "$name"
+        done
     done
 }
 
@@ -437,6 +515,9 @@ fi
 for g in "${GROUPS_TO_DO[@]}"; do
     for i in "${!A_GROUP[@]}"; do
         if [[ "${A_GROUP[$i]}" == "$g" ]]; then do_archive "$i"; fi
+    done
+    for i in "${!F_GROUP[@]}"; do
+        if [[ "${F_GROUP[$i]}" == "$g" ]]; then do_file "$i"; fi
     done
 done
 summary

@@ -32,6 +32,8 @@ HOSTS: dict[str, tuple[str, str]] = {
     "features": ("BUTD_FEATURES_URL", "https://imagecaption.blob.core.windows.net/imagecaption"),
     # Stanford NLP (GloVe)
     "glove": ("BUTD_GLOVE_URL", "http://nlp.stanford.edu/data"),
+    # the VQA-CP authors' page (VQA-CP v2's JSON files)
+    "vqacp": ("BUTD_VQACP_URL", "https://computing.ece.vt.edu/~aish/vqacp"),
 }
 
 #: download group -> what it holds; the script takes these names (and `all`)
@@ -43,6 +45,7 @@ GROUPS: dict[str, str] = {
     "adaptive": "bottom-up features, 10 to 100 boxes per image: train2014 + val2014 images",
     "test_adaptive": "bottom-up features, 10 to 100 boxes per image: test2015 images",
     "glove": "GloVe 6B word vectors (the 300-d file only is unpacked)",
+    "vqacp": "VQA-CP v2 questions and annotations: train, test (plain JSON files)",
 }
 
 
@@ -180,12 +183,31 @@ SOURCES: dict[str, Source] = {
 }
 
 
-#: VQA-CP v2's four files (data=vqacp2), plain JSON files on the authors' page, not archives
-VQACP_BASE = "https://computing.ece.vt.edu/~aish/vqacp"
-VQACP_FILES: dict[str, str] = {
-    f"vqacp_v2_{split}_{kind}.json": f"{VQACP_BASE}/vqacp_v2_{split}_{kind}.json"
-    for split in ("train", "test")
-    for kind in ("questions", "annotations")
+@dataclass(frozen=True)
+class PlainFile:
+    """A raw file fetched as it is, not out of an archive (`add_file` in the script)."""
+
+    path: str
+    group: str
+    host: str
+    #: its size, MB (approximate: worked out from the VQA v2 files of the same questions)
+    mb: int
+    description: str
+
+    @property
+    def url(self) -> str:
+        return f"{base_url(self.host)}/{self.path}"
+
+
+#: VQA-CP v2's four files (data=vqacp2): plain JSON files on the authors' page, not archives
+PLAIN_FILES: dict[str, PlainFile] = {
+    f.path: f
+    for f in (
+        PlainFile("vqacp_v2_train_questions.json", "vqacp", "vqacp", 50, "VQA-CP v2 train questions"),
+        PlainFile("vqacp_v2_test_questions.json", "vqacp", "vqacp", 25, "VQA-CP v2 test questions"),
+        PlainFile("vqacp_v2_train_annotations.json", "vqacp", "vqacp", 350, "VQA-CP v2 train annotations"),
+        PlainFile("vqacp_v2_test_annotations.json", "vqacp", "vqacp", 180, "VQA-CP v2 test annotations"),
+    )
 }
 
 
@@ -197,19 +219,20 @@ class Group:
     description: str
     archives: tuple[Archive, ...]
     files: tuple[Source, ...]
+    plain: tuple[PlainFile, ...] = ()
 
     @property
     def download_mb(self) -> int:
-        return sum(a.download_mb for a in self.archives)
+        return sum(a.download_mb for a in self.archives) + sum(f.mb for f in self.plain)
 
     @property
     def unpacked_mb(self) -> int:
-        return sum(s.unpacked_mb for s in self.files)
+        return sum(s.unpacked_mb for s in self.files) + sum(f.mb for f in self.plain)
 
     @property
     def disk_mb(self) -> int:
-        """Disk needed while unpacking: the zips plus the files taken out of them."""
-        return self.download_mb + self.unpacked_mb
+        """Disk needed while unpacking: the zips plus the files taken out of them (and the plain files)."""
+        return sum(a.download_mb for a in self.archives) + self.unpacked_mb
 
 
 def groups() -> list[Group]:
@@ -220,6 +243,7 @@ def groups() -> list[Group]:
             description,
             tuple(a for a in ARCHIVES if a.group == name),
             tuple(s for s in SOURCES.values() if s.group == name),
+            tuple(f for f in PLAIN_FILES.values() if f.group == name),
         )
         for name, description in GROUPS.items()
     ]
@@ -248,9 +272,9 @@ def how_to_get(relative_name: str | Path, raw_dir: str | Path | None = None) -> 
     `raw_dir`, when given and not the script's default, is added to the command as `--raw-dir`.
     """
     source = SOURCES.get(_relative(relative_name))
-    if source is None and _relative(relative_name) in VQACP_FILES:
-        where = raw_dir if raw_dir is not None else default_raw_dir()
-        return f"`curl -o {Path(where) / relative_name} {VQACP_FILES[_relative(relative_name)]}` (VQA-CP v2)"
+    plain = PLAIN_FILES.get(_relative(relative_name))
+    if plain is not None:
+        return f"`{download_command(plain.group, raw_dir)}` ({plain.url}, {format_mb(plain.mb)})"
     if source is None:
         return "not an official file: check data.raw_dir and the data config"
     archive = source.archive
@@ -271,7 +295,7 @@ def describe_missing(missing: Iterable[Path], raw_dir: str | Path) -> list[str]:
         except ValueError:
             relative = path
         lines += [f"  - {path}", f"    get it: {how_to_get(relative, raw_dir)}"]
-        source = SOURCES.get(_relative(relative))
+        source = SOURCES.get(_relative(relative)) or PLAIN_FILES.get(_relative(relative))
         if source is not None and source.group not in needed:
             needed.append(source.group)
     if len(needed) > 1:

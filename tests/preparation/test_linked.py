@@ -74,7 +74,9 @@ def test_a_rebuilt_or_missing_source_is_refused_with_the_fix(linked, data_copy, 
     _, info, source = linked
     cfg = _cp(tiny_cp_raw, tmp_path / "linked", f"data.features_from={source}")
     prepare(_source(data_copy), force=True, progress=False)
-    with pytest.raises(CacheError, match="features_from.*has changed: (it was rebuilt|.* was rewritten)") as err:
+    with pytest.raises(
+        CacheError, match="features_from.*has changed: (it was rebuilt|.* was rewritten)"
+    ) as err:
         load_cache(cfg)
     assert "python -m butd.prepare data=vqacp2 force=true" in str(err.value)
     assert prepare(cfg, force=True, progress=False).manifest["features_from"]["cache"] == str(source)

@@ -19,7 +19,16 @@ from butd.config.data import DataConfig
 from butd.data.cache import CacheError, load_cache, raw_files
 from butd.preparation import sources
 from butd.preparation.build import prepare
-from butd.preparation.sources import ARCHIVES, GROUPS, HOSTS, SOURCES, format_mb, groups, how_to_get
+from butd.preparation.sources import (
+    ARCHIVES,
+    GROUPS,
+    HOSTS,
+    PLAIN_FILES,
+    SOURCES,
+    format_mb,
+    groups,
+    how_to_get,
+)
 from tests.conftest import CONF_DIR, REPO, compose_train
 
 SCRIPT = REPO / "scripts" / "download_vqa2.sh"
@@ -105,7 +114,7 @@ def test_script_and_sources_list_the_same_archives_urls_files_and_sizes():
 def test_script_groups_are_the_sources_groups_in_order():
     order = re.search(r"^GROUP_ORDER=\(([^)]*)\)", SCRIPT.read_text(), re.M).group(1).split()
     assert order == list(GROUPS) == [g.name for g in groups()]
-    assert {a.group for a in ARCHIVES} == set(GROUPS)
+    assert {a.group for a in ARCHIVES} | {f.group for f in PLAIN_FILES.values()} == set(GROUPS)
 
 
 def test_every_raw_file_of_the_vqa2_configs_has_a_source(tmp_path):
@@ -376,13 +385,43 @@ def test_sources_module_names_the_script_that_exists():
     assert (REPO / sources.SCRIPT) == SCRIPT and SCRIPT.is_file()
 
 
-def test_vqacp2_raw_files_are_vqa2_features_and_the_four_vqacp_files(tmp_path):
-    from butd.preparation.sources import VQACP_FILES
-
+def test_vqacp2_raw_files_are_the_four_vqacp_files_and_glove(tmp_path):
+    # the features are read from data=vqa2's cache (data.features_from), not from the TSV
     files = _config_raw_files("vqacp2", tmp_path)
-    assert files - set(SOURCES) == set(VQACP_FILES)
+    assert files == set(PLAIN_FILES) | {"glove/glove.6B.300d.txt"}
     line = how_to_get("vqacp_v2_test_annotations.json", tmp_path)
     assert line == (
-        f"`curl -o {tmp_path / 'vqacp_v2_test_annotations.json'} "
-        "https://computing.ece.vt.edu/~aish/vqacp/vqacp_v2_test_annotations.json` (VQA-CP v2)"
+        f"`bash scripts/download_vqa2.sh vqacp --raw-dir {tmp_path}` "
+        "(https://computing.ece.vt.edu/~aish/vqacp/vqacp_v2_test_annotations.json, about 180 MB)"
     )
+
+
+def test_script_and_sources_list_the_same_plain_files():
+    joined = SCRIPT.read_text()
+    script = {
+        name: (group, int(mb))
+        for group, name, mb in re.findall(r'^add_file (\w+) "\$VQACP_URL/([^"]+)" (\d+)$', joined, re.M)
+    }
+    assert script == {f.path: (f.group, f.mb) for f in PLAIN_FILES.values()}
+    assert len(script) == 4
+
+
+@needs_tools
+def test_the_vqacp_group_fetches_the_four_files_and_refuses_an_error_page(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in PLAIN_FILES:
+        (mirror / name).write_text('[{"question_id": 1}]')
+    raw = tmp_path / "raw"
+    run = _run("vqacp", "--raw-dir", str(raw), env={"BUTD_VQACP_URL": f"file://{mirror}"})
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in raw.glob("*.json")) == sorted(PLAIN_FILES)
+    assert "present" in run.stdout and "MISSING" not in run.stdout
+    again = _run("vqacp", "--raw-dir", str(raw), env={"BUTD_VQACP_URL": f"file://{mirror}"})
+    assert again.stdout.count("in place, nothing to fetch") == 4
+    (raw / "vqacp_v2_test_questions.json").unlink()
+    (mirror / "vqacp_v2_test_questions.json").write_text("<html>moved</html>")
+    bad = _run("vqacp", "--raw-dir", str(raw), env={"BUTD_VQACP_URL": f"file://{mirror}"})
+    assert bad.returncode == 1
+    assert "vqacp_v2_test_questions.json did not return a JSON list" in bad.stderr
+    assert not (raw / "vqacp_v2_test_questions.json").exists()
