@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
 
     from butd.data.datamodule import VQADataModule
+    from butd.training.initialise import initialise_weights
     from butd.training.module import VQAModule
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def build(
         optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
         compile=bool(cfg.get("compile", False)),
     )
-    module.model.w_emb.init_from(info.glove())
+    initialise_weights(module.model, model_cfg, data=data_cfg, info=info)
     module.metadata = {
         "vocab": info.vocabulary().to_json(),
         "answers": info.answers(),
