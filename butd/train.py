@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
 
     from butd.data.datamodule import VQADataModule
-    from butd.training.initialise import initialise_weights
     from butd.training.module import VQAModule
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,7 @@ def build(
     (`validate_train_config`); read from `cfg` when not given.
     """
     from butd.data.datamodule import VQADataModule
+    from butd.training.initialise import initialise_weights
     from butd.training.module import VQAModule
 
     data_cfg = data_cfg or DataConfig.from_dict(cfg.data)
