@@ -28,7 +28,10 @@ BAD_VALUES = [
     ("optim.clip_grad_norm=-1", r"optim.clip_grad_norm=-1.0 is invalid; expected a number > 0"),
     ("slurm.requeue_signal=SIGHUP", r"slurm.requeue_signal='SIGHUP' is invalid"),
     ("seed=-1", r"seed=-1 is invalid"),
-    ("model.classifier=mlp", r"model.classifier='mlp' is invalid; expected one of \['simple', 'two_stream'\]"),
+    (
+        "model.classifier=mlp",
+        r"model.classifier='mlp' is invalid; expected one of \['simple', 'two_stream'\]",
+    ),
     ("model.classifier_init=zeros", r"model.classifier_init='zeros' is invalid; expected one of"),
     ("model.output=tanh", r"model.output='tanh' is invalid; expected one of \['sigmoid', 'softmax'\]"),
     ("model.embedding_init=word2vec", r"model.embedding_init='word2vec' is invalid; expected one of"),

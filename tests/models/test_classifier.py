@@ -55,5 +55,19 @@ def test_output_rows_are_exactly_the_answer_vectors():
     clf.init_image_rows(image)
     assert torch.equal(clf.text_out.weight, text) and torch.equal(clf.image_out.weight, image)
     assert torch.equal(clf.text_out.bias, bias_before)  # the biases keep their initialisation
-    with pytest.raises(ValueError, match=r"text stream's answer vectors have shape \(4, 6\), expected \(4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"text stream's answer vectors have shape \(4, 6\), expected \(4, 5\)"
+    ):
         clf.init_text_rows(torch.zeros(4, 6))
+
+
+def test_a_two_stream_model_has_no_reference_counterpart():
+    from butd.models import to_reference
+
+    model = build_model(
+        ModelConfig(classifier="two_stream", num_hid=8, emb_dim=6), ntoken=5, v_dim=4, num_answers=3
+    )
+    with pytest.raises(
+        ValueError, match="model.classifier=two_stream model has no counterpart in the reference"
+    ):
+        to_reference(model)

@@ -85,7 +85,7 @@ def test_an_image_vector_file_for_other_answers_is_named_before_training(tiny_cf
     cfg = tiny_cfg(["model.classifier=two_stream", f"model.classifier_image_init={path}"])
     answers = load_cache(DataConfig.from_dict(cfg.data)).answers()
     _image_vectors(path, [*answers[:-2], "unicorn"], 32)
-    with pytest.raises(AnswerVectorsError, match=rf"img.npz does not match .*2 missing .*1 extra .*'unicorn'"):
+    with pytest.raises(AnswerVectorsError, match=r"img.npz does not match .*2 missing .*1 extra .*'unicorn'"):
         build(cfg)
 
 
