@@ -17,7 +17,7 @@ from butd.evaluation.checkpoint import load_checkpoint
 from butd.evaluation.inference import answer, find_image
 from butd.models import ModelConfig
 from butd.train import build, train
-from butd.training.checkpoints import load_weights_only
+from butd.training.checkpoints import load_weights_only, resume_differences
 from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
 from butd.training.module import VQAModule
 from butd.training.validate import validate_train_config
@@ -126,6 +126,14 @@ def test_a_checkpoint_from_before_the_switches_loads_as_the_reference_model(tiny
     ckpt = load_checkpoint(old)
     assert ckpt.module.model_cfg == load_checkpoint(tiny_run["ckpt"]).module.model_cfg
     assert {k: getattr(ckpt.module.model_cfg, k) for k in NEW_KEYS} == NEW_KEYS
+    # and a run resumes from it: the absent keys are the defaults it was trained with
+    current = load_weights_only(tiny_run["ckpt"])
+    meta = current["butd"]
+    expected = {"hparams": current["hyper_parameters"], "metadata": meta, "data_config": meta["data_config"]}
+    assert resume_differences(raw, **expected) == []
+    raw["hyper_parameters"]["model"]["output"] = "softmax"
+    differences = resume_differences(raw, **expected)
+    assert differences == ["model.output ('softmax' in the checkpoint, 'sigmoid' now)"]
 
 
 @pytest.mark.slow
