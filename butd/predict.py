@@ -111,7 +111,11 @@ def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
     table.add_column("probability", justify="right")
     for rank, (ans, p) in enumerate(result.top, start=1):
         table.add_row(str(rank), ans, f"{p:.3f}")
-    table.caption = "probability: sigmoid of the logit (trained per answer with BCE)"
+    table.caption = (
+        "probability: softmax over the answers (trained with cross-entropy on the soft scores)"
+        if result.output == "softmax"
+        else "probability: sigmoid of the logit (trained per answer with BCE)"
+    )
     return table
 
 

@@ -54,6 +54,7 @@ def build(
     (`validate_train_config`); read from `cfg` when not given.
     """
     from butd.data.datamodule import VQADataModule
+    from butd.training.initialise import initialise_weights
     from butd.training.module import VQAModule
 
     data_cfg = data_cfg or DataConfig.from_dict(cfg.data)
@@ -70,7 +71,7 @@ def build(
         optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
         compile=bool(cfg.get("compile", False)),
     )
-    module.model.w_emb.init_from(info.glove())
+    initialise_weights(module.model, model_cfg, data=data_cfg, info=info)
     module.metadata = {
         "vocab": info.vocabulary().to_json(),
         "answers": info.answers(),

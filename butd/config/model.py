@@ -19,6 +19,14 @@ MODEL_NAMES: tuple[str, ...] = ("butd", "question_only")
 ATTENTION_TYPES: tuple[str, ...] = ("newatt", "concat")
 #: `butd.models.fc` implements each
 ACTIVATIONS: tuple[str, ...] = ("relu", "glu", "gated_tanh")
+#: `butd.models.classifier` implements each (the paper's section 3.5 for two_stream)
+CLASSIFIERS: tuple[str, ...] = ("simple", "two_stream")
+#: how the two-stream classifier's text output rows start
+CLASSIFIER_INITS: tuple[str, ...] = ("random", "glove")
+#: how logits become answer scores, and the loss that trains them
+OUTPUTS: tuple[str, ...] = ("sigmoid", "softmax")
+#: how the word embedding starts
+EMBEDDING_INITS: tuple[str, ...] = ("glove", "random")
 
 
 @dataclass
@@ -30,6 +38,16 @@ class ModelConfig:
     ``use_spatial`` appends each box's 6-d geometry to its object feature (see BUTDModel);
     off, as in the reference, which reads the boxes but never uses them. The question-only
     model ignores it.
+
+    ``classifier``: ``simple`` (the reference's MLP) or ``two_stream`` (Teney et al. 2018, 3.5:
+    a text and an image stream whose output rows can start from per-answer vectors; see
+    docs/models.md). ``classifier_init`` (two_stream only): ``glove`` starts the text stream's
+    output rows from the GloVe vectors of each answer's words, ``random`` leaves them random.
+    ``classifier_image_init`` (two_stream only): an .npz of per-answer image vectors
+    (``answers``, ``vectors`` [num_answers, v_dim]) for the image stream's output rows.
+    ``output``: ``sigmoid`` per answer with BCE on soft scores (the reference) or ``softmax``
+    over answers with cross-entropy on the soft scores normalised to a distribution.
+    ``embedding_init``: ``glove`` (the reference) or ``random`` (the embedding's own init).
     """
 
     name: str = "butd"
@@ -42,6 +60,11 @@ class ModelConfig:
     classifier_dropout: float = 0.5
     classifier_hid_mult: int = 2
     use_spatial: bool = False
+    classifier: str = "simple"
+    classifier_init: str = "glove"
+    classifier_image_init: str | None = None
+    output: str = "sigmoid"
+    embedding_init: str = "glove"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -57,7 +80,15 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field."""
-        choices = {"name": MODEL_NAMES, "attention": ATTENTION_TYPES, "activation": ACTIVATIONS}
+        choices = {
+            "name": MODEL_NAMES,
+            "attention": ATTENTION_TYPES,
+            "activation": ACTIVATIONS,
+            "classifier": CLASSIFIERS,
+            "classifier_init": CLASSIFIER_INITS,
+            "output": OUTPUTS,
+            "embedding_init": EMBEDDING_INITS,
+        }
         for field, valid in choices.items():
             value = getattr(self, field)
             if value not in valid:
@@ -72,6 +103,18 @@ class ModelConfig:
                 raise ConfigError(f"model.{field}={value!r} is invalid; expected a value in [0, 1)")
         if not isinstance(self.use_spatial, bool):
             raise ConfigError(f"model.use_spatial={self.use_spatial!r} is invalid; expected true or false")
+        image_init = self.classifier_image_init
+        if image_init is not None and (not isinstance(image_init, str) or not image_init.strip()):
+            raise ConfigError(
+                f"model.classifier_image_init={image_init!r} is invalid; expected the path of an .npz "
+                "file of per-answer image vectors, or null"
+            )
+        if image_init is not None and self.classifier != "two_stream":
+            raise ConfigError(
+                f"model.classifier_image_init={image_init!r} initialises the two-stream classifier's "
+                f"image stream, and model.classifier={self.classifier!r}; set model.classifier=two_stream "
+                "or model.classifier_image_init=null"
+            )
 
 
 def model_config(node: Any) -> ModelConfig:

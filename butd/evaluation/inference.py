@@ -140,10 +140,12 @@ class Answer:
     question: str
     #: question words the vocabulary lacks; they were left out
     unknown_words: list[str]
-    #: (answer, sigmoid probability), best first
+    #: (answer, probability), best first: as `output` makes them from the logits
     top: list[tuple[str, float]]
     #: attention weight of each of the K boxes [K], None for models without attention
     attention: np.ndarray | None
+    #: the model's `model.output`: a sigmoid per answer, or a softmax over the answers
+    output: str = "sigmoid"
 
 
 def max_question_len(ckpt: Checkpoint) -> int:
@@ -186,10 +188,11 @@ def answer(ckpt: Checkpoint, image: ImageRecord, question: str, *, top_k: int = 
         attention = att[0, :, 0].numpy()
     else:
         logits = model(v, q, b)
-    probs = torch.sigmoid(logits[0])
+    output = ckpt.module.model_cfg.output
+    probs = torch.softmax(logits[0], dim=0) if output == "softmax" else torch.sigmoid(logits[0])
     values, labels = probs.topk(min(top_k, probs.numel()))
     top = [(ckpt.answers[int(i)], float(p)) for p, i in zip(values, labels, strict=True)]
-    return Answer(question=question, unknown_words=unknown, top=top, attention=attention)
+    return Answer(question=question, unknown_words=unknown, top=top, attention=attention, output=output)
 
 
 def answer_row(a: Answer) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from torch import nn
 from butd.config.model import ModelConfig
 from butd.models.attention import build_attention
 from butd.models.butd import SPATIAL_DIM, BUTDModel, QuestionOnlyModel
-from butd.models.classifier import Classifier
+from butd.models.classifier import Classifier, TwoStreamClassifier
 from butd.models.fc import FCLayer
 from butd.models.language import QuestionEncoder, WordEmbedding
 
@@ -23,13 +23,7 @@ def build_model(cfg: ModelConfig, *, ntoken: int, v_dim: int, num_answers: int) 
     w_emb = WordEmbedding(ntoken, cfg.emb_dim, dropout=cfg.emb_dropout)
     q_encoder = QuestionEncoder(cfg.emb_dim, cfg.num_hid)
     q_net = FCLayer(cfg.num_hid, cfg.num_hid, activation=act)
-    classifier = Classifier(
-        cfg.num_hid,
-        cfg.classifier_hid_mult * cfg.num_hid,
-        num_answers,
-        activation=act,
-        dropout=cfg.classifier_dropout,
-    )
+    classifier = build_classifier(cfg, v_dim=v_dim, num_answers=num_answers)
     if cfg.name == "question_only":
         return QuestionOnlyModel(w_emb=w_emb, q_encoder=q_encoder, q_net=q_net, classifier=classifier)
     obj_dim = v_dim + SPATIAL_DIM if cfg.use_spatial else v_dim
@@ -45,6 +39,26 @@ def build_model(cfg: ModelConfig, *, ntoken: int, v_dim: int, num_answers: int) 
         v_net=v_net,
         classifier=classifier,
         use_spatial=cfg.use_spatial,
+    )
+
+
+def build_classifier(cfg: ModelConfig, *, v_dim: int, num_answers: int) -> nn.Module:
+    """The reference's MLP, or the two-stream classifier (text stream emb_dim wide, image stream v_dim)."""
+    if cfg.classifier == "two_stream":
+        return TwoStreamClassifier(
+            cfg.num_hid,
+            cfg.emb_dim,
+            v_dim,
+            num_answers,
+            activation=cfg.activation,
+            dropout=cfg.classifier_dropout,
+        )
+    return Classifier(
+        cfg.num_hid,
+        cfg.classifier_hid_mult * cfg.num_hid,
+        num_answers,
+        activation=cfg.activation,
+        dropout=cfg.classifier_dropout,
     )
 
 

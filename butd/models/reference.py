@@ -28,6 +28,7 @@ from torch import nn
 
 from butd.models.build import ModelConfig, build_model
 from butd.models.butd import BUTDModel
+from butd.models.classifier import TwoStreamClassifier
 
 _PREFIXES: tuple[tuple[str, str], ...] = (
     ("w_emb.emb.", "w_emb.emb."),
@@ -135,7 +136,8 @@ def to_reference(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our BUTDModel's weights under the original key names (weight_g stays 0-dim).
 
     Only ReLU models map: gated activations have ``gate`` layers the original lacks. Nor do
-    ``use_spatial`` models: the original has no input columns for the box geometry.
+    ``use_spatial`` models: the original has no input columns for the box geometry, nor
+    two-stream classifiers: the original has the simple one only.
     """
     if not isinstance(model, BUTDModel):
         raise TypeError(f"to_reference needs a BUTDModel, got {type(model).__name__}")
@@ -143,6 +145,11 @@ def to_reference(model: nn.Module) -> dict[str, torch.Tensor]:
         raise ValueError(
             "a use_spatial model has no counterpart in the reference: its attention and v_net take "
             "the 6 box-geometry numbers as extra input columns, which the original model lacks"
+        )
+    if isinstance(model.classifier, TwoStreamClassifier):
+        raise ValueError(
+            "a model.classifier=two_stream model has no counterpart in the reference: the original "
+            "has the simple two-layer classifier only"
         )
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():

@@ -24,6 +24,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from butd.config.model import ModelConfig
 from butd.errors import CheckpointError, ConfigError, disk_full
 
 log = logging.getLogger(__name__)
@@ -338,7 +339,10 @@ def resume_differences(
     the command's data section (unresolved, as checkpoints store it). Empty when they fit.
     """
     diffs: list[str] = []
-    saved = _flat("", {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k != "compile"})
+    saved_hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if isinstance(saved_hparams.get("model"), dict):  # a model key added since: its default was the model
+        saved_hparams["model"] = ModelConfig().to_dict() | saved_hparams["model"]
+    saved = _flat("", {k: v for k, v in saved_hparams.items() if k != "compile"})
     now = _flat("", {k: v for k, v in hparams.items() if k != "compile"})
     for key in sorted(set(saved) | set(now)):
         if saved.get(key) != now.get(key):

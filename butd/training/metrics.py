@@ -19,6 +19,23 @@ def vqa_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss * target.size(1)
 
 
+def vqa_softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a softmax over the answers against the soft scores made a distribution.
+
+    Each question's soft scores are divided by their sum (scores 1 and 0.3 give 0.77 and 0.23);
+    the loss is -sum_a p_a log softmax(z)_a, averaged over the batch's questions. A question
+    whose scores are all zero (no annotator answer in the vocabulary) contributes zero and still
+    counts in the mean, so a batch's scale does not depend on how many such questions it has.
+    No factor: the per-question cross-entropy is already a sum over answers, as the reference's
+    scaled BCE is, and Adamax's steps barely depend on a constant factor on the loss.
+
+    logits, target: [batch, num_answers]; target holds soft scores in [0, 1].
+    """
+    target = target.float()
+    dist = target / target.sum(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
+    return -(dist * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
 def argmax_scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Soft score of the argmax answer for each question. [batch, num_answers] -> [batch]."""
     return target.gather(1, logits.argmax(dim=1, keepdim=True)).squeeze(1)

@@ -18,7 +18,9 @@ from butd.training.metrics import (
     vqa_accuracy_metrics,
     vqa_accuracy_name,
     vqa_bce_loss,
+    vqa_softmax_loss,
 )
+from butd.training.validate import check_output_and_debias
 
 
 class VQAModule(pl.LightningModule):
@@ -45,6 +47,7 @@ class VQAModule(pl.LightningModule):
         self.model_cfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
         # checkpoints hold plain values only
         self.debias_cfg = debias if isinstance(debias, DebiasConfig) else DebiasConfig.from_dict(debias)
+        check_output_and_debias(self.model_cfg, self.debias_cfg)
         self.save_hyperparameters(
             {
                 "model": self.model_cfg.to_dict(),
@@ -124,12 +127,18 @@ class VQAModule(pl.LightningModule):
         rows = torch.cat((prior.float(), prior.new_zeros(1, prior.size(1)).float()))
         self.qtype_prior = rows.to(self.device)
 
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The objective of `model.output`: the reference's scaled BCE, or softmax cross-entropy."""
+        if self.model_cfg.output == "softmax":
+            return vqa_softmax_loss(logits, target)
+        return vqa_bce_loss(logits, target)
+
     def _training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and loss of a training batch under the configured debias method."""
         args = (batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
         if self.debias_cfg.name == "none":
             logits = self(*args)
-            return logits, vqa_bce_loss(logits, batch["target"])
+            return logits, self._loss(logits, batch["target"])
         logits, joint, q_emb = self.model.forward_parts(*args)
         prior = None
         if self.debias.needs_prior:
@@ -155,7 +164,7 @@ class VQAModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
-        loss = vqa_bce_loss(logits, batch["target"])
+        loss = self._loss(logits, batch["target"])
         size = batch["q"].size(0)
         self.val_loss.update(loss, weight=size)
         self.val_score.update(logits, batch["target"])

@@ -82,6 +82,15 @@ def check_optimizer(optim: Any) -> None:
                 )
 
 
+def check_output_and_debias(model: ModelConfig, debias: DebiasConfig) -> None:
+    """The debias losses are defined on per-answer sigmoids: a softmax model trains with none."""
+    if model.output == "softmax" and debias.name != "none":
+        raise ConfigError(
+            f"model.output=softmax with debias={debias.name}: the debias methods are defined on "
+            "per-answer sigmoid outputs (butd.training.debias); use model.output=sigmoid, or debias=none"
+        )
+
+
 def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, DebiasConfig]:
     """Every check that can run before data is read, each once: the data, model, optimizer and
     SLURM sections, the debias method, the seed, and K against the boxes stored on disk. Returns
@@ -92,6 +101,7 @@ def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, Deb
     data = DataConfig.from_dict(cfg.data)
     model = ModelConfig.from_dict(cfg.model)
     debias = DebiasConfig.from_dict(cfg.get("debias"))
+    check_output_and_debias(model, debias)
     check_optimizer(cfg.get("optim"))
     to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
     found = stored_boxes(data) if data.boxes == "fixed" else None

@@ -28,6 +28,15 @@ BAD_VALUES = [
     ("optim.clip_grad_norm=-1", r"optim.clip_grad_norm=-1.0 is invalid; expected a number > 0"),
     ("slurm.requeue_signal=SIGHUP", r"slurm.requeue_signal='SIGHUP' is invalid"),
     ("seed=-1", r"seed=-1 is invalid"),
+    (
+        "model.classifier=mlp",
+        r"model.classifier='mlp' is invalid; expected one of \['simple', 'two_stream'\]",
+    ),
+    ("model.classifier_init=zeros", r"model.classifier_init='zeros' is invalid; expected one of"),
+    ("model.output=tanh", r"model.output='tanh' is invalid; expected one of \['sigmoid', 'softmax'\]"),
+    ("model.embedding_init=word2vec", r"model.embedding_init='word2vec' is invalid; expected one of"),
+    ("model.classifier_image_init=img.npz", r"model.classifier_image_init='img.npz' initialises the two-str"),
+    ("model.output=softmax debias=gge", r"model.output=softmax with debias=gge: the debias methods are def"),
 ]
 
 
@@ -60,7 +69,8 @@ def test_wrong_types_and_unknown_keys_are_refused_when_composing(tmp_path, overr
 @pytest.mark.parametrize("override,message", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
 def test_bad_value_fails_before_any_data_is_read(tmp_path, override, message):
     data_dir = tmp_path / "data"  # the synthetic set would be generated here on first use
-    cfg = compose_train([*TINY_DATA, "logger=csv", override], data_dir=data_dir, output_dir=tmp_path / "run")
+    overrides = [*TINY_DATA, "logger=csv", *override.split(" ")]
+    cfg = compose_train(overrides, data_dir=data_dir, output_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not data_dir.exists(), "validation must come before the data is generated or read"

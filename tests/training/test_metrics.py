@@ -1,8 +1,11 @@
 """The reference loss and scores, against the values the original code produced."""
 
+import math
+
+import pytest
 import torch
 
-from butd.training.metrics import UpperBound, VQAScore, argmax_scores, vqa_bce_loss
+from butd.training.metrics import UpperBound, VQAScore, argmax_scores, vqa_bce_loss, vqa_softmax_loss
 
 
 def _golden(golden_dir, name="model_visible_newatt.pt"):
@@ -37,3 +40,24 @@ def test_scores_accumulate_over_batches_in_percent():
     bound.update(target[1:])
     assert abs(score.compute().item() - 100 * 1.0 / 3) < 1e-4
     assert abs(bound.compute().item() - 100 * 1.6 / 3) < 1e-4
+
+
+def test_softmax_loss_against_a_hand_worked_value():
+    # question 1: softmax(0, ln 2, 0) = (1/4, 1/2, 1/4); scores (1, 0.3, 0) -> (1/1.3, 0.3/1.3, 0);
+    # -(1/1.3) ln(1/4) - (0.3/1.3) ln(1/2) = ln 2 * 2.3 / 1.3. Question 2 has no scoring answer: 0.
+    logits = torch.tensor([[0.0, math.log(2.0), 0.0], [5.0, -1.0, 2.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.3, 0.0], [0.0, 0.0, 0.0]])
+    loss = vqa_softmax_loss(logits, target)
+    assert loss.item() == pytest.approx(math.log(2.0) * 2.3 / 1.3 / 2, rel=1e-6)
+    loss.backward()
+    # the mean over both questions: (softmax - distribution) / 2, and nothing from question 2
+    expected = torch.tensor([[0.25 - 1 / 1.3, 0.5 - 0.3 / 1.3, 0.25], [0.0, 0.0, 0.0]]) / 2
+    torch.testing.assert_close(logits.grad, expected)
+
+
+def test_softmax_loss_is_computed_in_float32_from_bf16_logits():
+    logits = torch.tensor([[0.0, math.log(2.0), 0.0]])
+    target = torch.tensor([[1.0, 0.3, 0.0]])
+    loss = vqa_softmax_loss(logits.bfloat16(), target)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(vqa_softmax_loss(logits, target).item(), rel=1e-2)
