@@ -4,6 +4,7 @@ rows renders the report's Δ view."""
 
 import dataclasses
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from omegaconf import OmegaConf
 from butd.config import CONF_DIR, compose
 from butd.config.data import DataConfig
 from butd.config.model import ModelConfig, model_config
-from tests.conftest import TINY_DATA, compose_job
+from tests.conftest import REPO, TINY_DATA, compose_job
 from tests.test_cli import _run
 from tests.test_studies import compose_all, grid
 
@@ -81,6 +82,19 @@ def test_the_reference_row_changes_nothing():
 def test_a_row_applies_on_top_of_the_experiment():
     cfg = compose("train", ["experiment=quickstart", "trick=batch_256"])
     assert (cfg.data.name, cfg.data.batch_size, cfg.model.num_hid) == ("synthetic", 256, 256)
+
+
+def test_the_readme_figure_puts_the_papers_number_beside_each_row():
+    script = runpy.run_path(str(REPO / "scripts" / "readme_figures.py"))
+    assert set(script["PAPER"]) <= set(TRICKS)
+    table = "| trick | seeds |\n|---|---|\n| reference | 3 |\n| softmax | 3 |\n| vg | 3 |"
+    assert script["with_paper_column"](table).splitlines() == [
+        "| trick | seeds | paper, VQA v2 val |",
+        "|---|---|---|",
+        "| reference | 3 | 63.58 (the reference's own) |",
+        "| softmax | 3 | - |",
+        "| vg | 3 | 63.15 with it; 62.48 without |",
+    ]
 
 
 def test_tips_and_tricks_runs_every_row_and_each_study_runs_rows_of_it():
