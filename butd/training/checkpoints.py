@@ -313,6 +313,8 @@ RESUME_DATA_KEYS: tuple[str, ...] = (
     "train_splits",
     "val_split",
     "batch_size",
+    "targets",
+    "normalize_features",
 )
 
 
