@@ -51,14 +51,15 @@ def reference_config(
 ) -> RunGroup | None:
     """The configuration the others are compared with: the one whose `key` is `value`.
 
-    Without `reference`: the `trick=reference` row when the trick group is what varies, else
-    none. A reference that matches no configuration, or several, is a ReportError naming the
-    values found.
+    Without `reference`: the `trick=reference` row (or the row that leaves `trick` unset, which
+    is the same) when the trick group is what varies, else none. A given reference that matches
+    no configuration, or several, is a ReportError naming the values found.
     """
     if reference is None:
         if varying != [TRICK[0]]:
             return None
-        reference = TRICK
+        unset = [c for c in configs if c.settings.get(TRICK[0], TRICK[1]) == TRICK[1]]
+        return unset[0] if len(unset) == 1 else None
     key, value = reference
     matches = [c for c in configs if c.settings.get(key, "default") == value]
     if len(matches) != 1:

@@ -70,3 +70,16 @@ def test_a_reference_that_matches_no_row_names_what_the_runs_have(tricks, capsys
         main([str(tricks), "--reference", "trick"])
     assert usage.value.code == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_trick_sweep_without_its_reference_row_is_the_plain_table(tmp_path, capsys):
+    sweep = tmp_path / "s"
+    make_run(sweep, "0_a", ["trick=softmax", "seed=1"], [50.0, 55.0])
+    make_run(sweep, "1_b", ["trick=l2_features", "seed=1"], [52.0, 57.0])
+    assert main([str(sweep)]) == 0
+    assert "Δ" not in capsys.readouterr().out
+    make_run(sweep, "2_c", ["seed=1"], [52.0, 56.0])  # trick unset: the reference recipe
+    assert main([str(sweep)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("| default | 1 | 56.00 | reference |")
+    assert lines[3].startswith("| softmax | 1 | 55.00 | -1.00 |")
