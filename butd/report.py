@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from butd.reporting.runs import read_runs
-from butd.reporting.tables import nothing_found, problems_markdown, write_report
+from butd.reporting.tables import ReportError, nothing_found, problems_markdown, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR", help="sweep or run folders")
     parser.add_argument("--out", type=Path, help="where to write (default: the sweep folder, if one)")
     parser.add_argument("--title", help="title of the report and plots (default: the folder names)")
+    parser.add_argument(
+        "--reference",
+        metavar="KEY=VALUE",
+        help="compare every configuration with the one where KEY=VALUE: that row first, a Δ column per "
+        "metric (default: trick=reference when the runs vary the trick group)",
+    )
     args = parser.parse_args(argv)
+    reference = None
+    if args.reference is not None:
+        key, sep, value = args.reference.partition("=")
+        if not sep or not key:
+            parser.error(f"--reference {args.reference!r}: expected KEY=VALUE, e.g. model.output=sigmoid")
+        reference = (key, value)
 
     missing = [d for d in args.sweep_dirs if not d.is_dir()]
     if missing:
@@ -39,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     title = args.title or " + ".join(
         f"{d.resolve().parent.parent.name}/{d.resolve().name}" for d in args.sweep_dirs
     )
-    table, files = write_report(runs, out, title=title)
+    try:
+        table, files = write_report(runs, out, title=title, reference=reference)
+    except ReportError as err:
+        print(err, file=sys.stderr)
+        return 2
     print(table.markdown())
     failed = [r for r in runs if r.status != "finished"]
     if failed:

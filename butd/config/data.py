@@ -20,6 +20,10 @@ from butd.errors import ConfigError
 BOX_SETS = ("fixed", "adaptive")
 #: `data.feature_store` values (`butd.data.stores`)
 FEATURE_STORES = ("h5", "ram", "gpu", "auto")
+#: `data.targets`: the annotators' soft scores, or 1 for the top-scored answer(s) (training batches only)
+TARGETS = ("soft", "binary")
+#: `data.normalize_features`: box features as stored, or each box's vector divided by its L2 norm
+FEATURE_NORMS = ("none", "l2")
 #: raw question/annotation layouts `butd.preparation.formats` reads (`data.format`)
 RAW_FORMATS = ("vqa2", "vqacp")
 #: the split `data.holdout_fraction` carves out of the train split, image-disjoint
@@ -129,6 +133,14 @@ class DataConfig:
     #: of converting `features` again (`butd.preparation.linked`): VQA-CP v2 reads VQA v2's,
     #: whose images it shares. None: convert `features`
     features_from: str | None = None
+    #: the training targets: `soft` (the reference: 0, 0.3, 0.6, 0.9, 1 by annotator count) or
+    #: `binary` (1 for the answer(s) with the question's highest soft score, 0 elsewhere); applies
+    #: to training batches only, so val/score and the official accuracy stay comparable. Not a
+    #: cache setting.
+    targets: str = "soft"
+    #: `none` (the reference) or `l2`: each box's feature vector divided by its L2 norm, in every
+    #: split (the paper's choice). Not a cache setting.
+    normalize_features: str = "none"
 
     def __post_init__(self) -> None:
         splits = set(self.questions) | ({HOLDOUT} if self.holdout_fraction > 0 else set())
@@ -194,6 +206,13 @@ class DataConfig:
             raise ConfigError(
                 f"data.feature_store={self.feature_store!r} is invalid; "
                 f"expected one of {list(FEATURE_STORES)}"
+            )
+        if self.targets not in TARGETS:
+            raise ConfigError(f"data.targets={self.targets!r} is invalid; expected one of {list(TARGETS)}")
+        if self.normalize_features not in FEATURE_NORMS:
+            raise ConfigError(
+                f"data.normalize_features={self.normalize_features!r} is invalid; "
+                f"expected one of {list(FEATURE_NORMS)}"
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")

@@ -28,6 +28,7 @@ from butd.data.priors import QuestionTypes
 from butd.data.sampling import EpochBatchSampler
 from butd.data.splits import SplitTables, padded_boxes
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
+from butd.data.transforms import binary_scores, l2_normalize
 from butd.preparation.build import ensure_prepared
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class VQABatches(Dataset):
     A batch: `v` float16 [B, K, D] (as stored), `b` float32 [B, K, 6], `q`, `question_id`, and for
     annotated splits the targets and official-accuracy tables. K is the boxes per image; with
     a varying number (adaptive boxes) it is the batch's largest, the padding is zero and
-    `v_mask` bool [B, K] marks the real boxes.
+    `v_mask` bool [B, K] marks the real boxes. `targets` and `normalize_features` are
+    `data.targets` and `data.normalize_features` (`butd.data.transforms`).
     """
 
     def __init__(
@@ -53,6 +55,8 @@ class VQABatches(Dataset):
         num_answers: int,
         use_boxes: int | None = None,
         rebuild: str = "python -m butd.prepare",
+        targets: str = "soft",
+        normalize_features: str = "none",
     ) -> None:
         self.paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
         self.path = self.paths[0]
@@ -80,6 +84,8 @@ class VQABatches(Dataset):
         if t.has_targets:
             self.offsets, self.labels, self.scores = t.targets
             self.labels = self.labels.astype(np.int64)
+            if targets == "binary":
+                self.scores = binary_scores(self.offsets, self.scores)
             # the official metric's per-answer accuracies (butd.data.official)
             self.acc_offsets, self.acc_labels, self.acc_scores = t.accuracy
             self.acc_labels = self.acc_labels.astype(np.int64)
@@ -89,6 +95,7 @@ class VQABatches(Dataset):
         #: question-type codes (`set_question_types`), for the debias methods' prior
         self.qtype: np.ndarray | None = None
         self.question_type = t.question_type
+        self.normalize_features = normalize_features
 
     def set_question_types(self, codes: np.ndarray) -> None:
         """Each question's row of the question-type prior; batches then carry it as `qtype`."""
@@ -125,6 +132,8 @@ class VQABatches(Dataset):
             for i, (r, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True)):
                 start = int(t.box_start[r])
                 feats[i, :c] = files[t.image_file[r]][start : start + c]
+        if self.normalize_features == "l2":
+            l2_normalize(feats)
         pos, valid = padded_boxes(self._spatial_start[rows], counts, width)
         spatial = self.spatial[pos]
         spatial[~valid] = 0
@@ -213,23 +222,31 @@ class VQADataModule(pl.LightningDataModule):
             return self.trainer.strategy.root_device
         return torch.device("cuda")
 
-    def dataset(self, splits: str | Sequence[str]) -> VQABatches | TensorSplit:
-        """The prepared split (or splits, concatenated) in the configured store."""
+    def dataset(self, splits: str | Sequence[str], *, training: bool = False) -> VQABatches | TensorSplit:
+        """The prepared split (or splits, concatenated) in the configured store; `training`: with
+        the training targets (`data.targets`; evaluation always reads the soft scores)."""
         splits = (splits,) if isinstance(splits, str) else tuple(splits)
-        key = "+".join(splits)
+        targets = self.cfg.targets if training else "soft"
+        key = "+".join(splits) + ("" if targets == "soft" else f":{targets}")
         if key not in self.datasets:
             paths, num_answers = [self.info.split_path(s) for s in splits], self.info.num_answers
+            read = {"targets": targets, "normalize_features": self.cfg.normalize_features}
             if self.store == "h5":
                 self.datasets[key] = VQABatches(
                     paths,
                     num_answers=num_answers,
                     use_boxes=self.cfg.use_boxes,
                     rebuild=self._rebuild,
+                    **read,
                 )
             else:
                 with _readable(paths, self._rebuild):
                     self.datasets[key] = TensorSplit.load(
-                        paths, num_answers=num_answers, use_boxes=self.cfg.use_boxes, device=self._device()
+                        paths,
+                        num_answers=num_answers,
+                        use_boxes=self.cfg.use_boxes,
+                        device=self._device(),
+                        **read,
                     )
             types = self.question_types
             if types is not None and self.datasets[key].question_type is not None:
@@ -258,12 +275,12 @@ class VQADataModule(pl.LightningDataModule):
                     self.cfg.train_splits,
                     self.cfg.val_split,
                 )
-            self.dataset(self.cfg.train_splits)
+            self.dataset(self.cfg.train_splits, training=True)
         if stage in (None, "fit", "validate"):
             self.dataset(self.cfg.val_split)
 
     def _loader(self, split: str | Sequence[str], *, shuffle: bool) -> DataLoader | TensorBatchLoader:
-        ds = self.dataset(split)
+        ds = self.dataset(split, training=shuffle)
         trainer = self.trainer
         sampler = EpochBatchSampler(
             len(ds),

@@ -19,6 +19,7 @@ from torch.utils.data import Sampler
 
 from butd.config.data import FEATURE_STORES  # noqa: F401  (the values this module serves)
 from butd.data.csr import gather_rows, padded_targets
+from butd.data.transforms import binary_scores, l2_normalize
 from butd.memory import reuse_freed_memory
 
 
@@ -144,8 +145,11 @@ class TensorSplit:
         num_answers: int,
         use_boxes: int | None = None,
         device: torch.device | str = "cpu",
+        targets: str = "soft",
+        normalize_features: str = "none",
     ) -> TensorSplit:
-        """Read prepared `{split}.h5` files whole (only each image's first `use_boxes` boxes, if set)."""
+        """Read prepared `{split}.h5` files whole (only each image's first `use_boxes` boxes, if set);
+        `targets`, `normalize_features`: `data.targets`, `data.normalize_features`, applied once here."""
         from butd.data.splits import SplitTables
 
         paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
@@ -161,6 +165,11 @@ class TensorSplit:
                     f["images/features"], features, t.box_start[mine], counts[mine], box_offsets[mine]
                 )
                 _read_boxes(f["images/spatial"], spatial, t.box_start[mine], counts[mine], box_offsets[mine])
+        if normalize_features == "l2":
+            l2_normalize(features)
+        soft = t.targets
+        if soft is not None and targets == "binary":
+            soft = (soft[0], soft[1], binary_scores(soft[0], soft[2]))
         official = None
         if t.has_targets:
             acc_labels, acc_values = gather_rows(*t.accuracy, np.arange(len(t.question_id)))
@@ -172,7 +181,7 @@ class TensorSplit:
             question_id=t.question_id,
             image_index=t.image_index,
             tokens=t.tokens,
-            targets=t.targets,
+            targets=soft,
             num_answers=num_answers,
             official=official,
             device=device,

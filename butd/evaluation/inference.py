@@ -228,7 +228,9 @@ def run_split(
     alignment = align(ckpt, info)
     for note in alignment.notes:
         log.info("%s", note)
-    dataset = VQABatches(info.split_path(split), num_answers=info.num_answers)
+    # the features as the model was trained on them: the checkpoint's setting, else the config's
+    norm = (ckpt.data_config or {}).get("normalize_features", data.normalize_features)
+    dataset = VQABatches(info.split_path(split), num_answers=info.num_answers, normalize_features=norm)
     loader = split_loader(dataset, batch_size=data.batch_size, num_workers=data.num_workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[])
     qids, labels = predict_split(trainer, ckpt, alignment, loader)

@@ -7,6 +7,10 @@ Files written into the sweep folder (or `--out`):
   seeds and the number of seeds, the official accuracy per answer type when the runs logged it,
   parameter count, seconds per epoch and training throughput;
 - `learning_curves.png` (val/score per epoch, one line per configuration) and `scores.png`.
+
+With a reference configuration (the `trick` group's `reference` row, or `--reference KEY=VALUE`)
+the table is the paper's view: the reference row first, then a row per change, each with the
+difference of its mean to the reference's (`Δ val/score`, `Δ VQA acc`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,45 @@ ACCURACY = {
     "test/vqa_acc/number": "test number",
     "test/vqa_acc/other": "test other",
 }
+
+
+#: the metrics a reference view gives a Δ column, where the runs logged them
+DELTAS = {"val/score": "val/score", "val/vqa_acc": "VQA acc", "test/vqa_acc": "test VQA acc"}
+#: the group whose `reference` row is the reference without being told (conf/trick/)
+TRICK = ("trick", "reference")
+
+
+class ReportError(ValueError):
+    """A report that cannot be made as asked (e.g. a reference that matches no configuration)."""
+
+
+def reference_config(
+    configs: list[RunGroup], varying: list[str], reference: tuple[str, str] | None
+) -> RunGroup | None:
+    """The configuration the others are compared with: the one whose `key` is `value`.
+
+    Without `reference`: the `trick=reference` row (or the row that leaves `trick` unset, which
+    is the same) when the trick group is what varies, else none. A given reference that matches
+    no configuration, or several, is a ReportError naming the values found.
+    """
+    if reference is None:
+        if varying != [TRICK[0]]:
+            return None
+        unset = [c for c in configs if c.settings.get(TRICK[0], TRICK[1]) == TRICK[1]]
+        return unset[0] if len(unset) == 1 else None
+    key, value = reference
+    matches = [c for c in configs if c.settings.get(key, "default") == value]
+    if len(matches) != 1:
+        found = sorted({c.settings.get(key, "default") for c in configs})
+        what = "no configuration" if not matches else f"{len(matches)} configurations (other keys vary too)"
+        raise ReportError(
+            f"--reference {key}={value}: {what} has it; the runs have {key} in {found} and vary {varying}"
+        )
+    return matches[0]
+
+
+def _delta(value: float | None, reference: float | None) -> str:
+    return "-" if value is None or reference is None else f"{value - reference:+.2f}"
 
 
 def split_settings(configs: list[RunGroup]) -> tuple[list[str], dict[str, str]]:
@@ -62,17 +105,39 @@ class Table:
     varying: list[str]
     common: dict[str, str]
     accuracy: list[str]
+    #: the row the others are compared with (first in `configs`), or None: no Δ columns
+    reference: RunGroup | None = None
 
     @classmethod
-    def of(cls, runs: list[Run]) -> Table:
+    def of(cls, runs: list[Run], *, reference: tuple[str, str] | None = None) -> Table:
+        """`reference`: (key, value) of the reference row; None: `trick=reference` if the trick
+        group is what varies (see `reference_config`)."""
         configs = group_runs(runs)
         varying, common = split_settings(configs)
         accuracy = [k for k in ACCURACY if any(c.values(k) for c in configs)]
-        return cls(configs, varying, common, accuracy)
+        ref = reference_config(configs, varying, reference)
+        if ref is not None:
+            configs = [ref, *(c for c in configs if c is not ref)]
+        return cls(configs, varying, common, accuracy, ref)
+
+    @property
+    def deltas(self) -> list[str]:
+        """The metrics with a Δ column: none without a reference."""
+        if self.reference is None:
+            return []
+        return [k for k in DELTAS if k == "val/score" or k in self.accuracy]
+
+    def delta_cells(self, config: RunGroup) -> list[str]:
+        """`+0.52`-style differences of the config's means to the reference's; `reference` on its row."""
+        if config is self.reference:
+            return ["reference"] * len(self.deltas)
+        ref = self.reference
+        return [_delta(config.mean_std(k)[0], ref.mean_std(k)[0]) for k in self.deltas]
 
     def markdown(self) -> str:
         best = max(self.configs, key=lambda c: c.mean_std("val/score")[0])
         head = [*(self.varying or ["configuration"]), "seeds", "best val/score"]
+        head += [f"Δ {DELTAS[k]}" for k in self.deltas]
         head += [ACCURACY[k] for k in self.accuracy]
         head += ["parameters", "s / epoch", "questions / s"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -80,6 +145,7 @@ class Table:
             cells = [c.settings.get(k, "default") for k in self.varying] if self.varying else ["all runs"]
             score = _fmt(*c.mean_std("val/score"))
             cells += [str(len(c.runs)), f"**{score}**" if c is best and len(self.configs) > 1 else score]
+            cells += self.delta_cells(c)
             cells += [_fmt(*c.mean_std(k)) for k in self.accuracy]
             params = c.num_parameters
             cells += [f"{params:,}" if params is not None else "-", _fmt(c.epoch_seconds, digits=1)]
@@ -97,12 +163,25 @@ class Table:
             for key in ("val/score", "val/upper_bound", *self.accuracy):
                 mean, std = c.mean_std(key)
                 row[f"{key} mean"], row[f"{key} std"] = mean, std
+            for key in self.deltas:
+                ref = None if c is self.reference else self.reference.mean_std(key)[0]
+                mean = c.mean_std(key)[0]
+                row[f"{key} delta"] = None if ref is None or mean is None else mean - ref
             row["num_parameters"] = c.num_parameters
             row["epoch_seconds"] = c.epoch_seconds
             row["questions_per_s"] = c.questions_per_s
             row["runs"] = " ".join(str(r.path) for r in c.runs)
             rows.append(row)
         return rows
+
+
+def _reference_note(table: Table) -> str:
+    if table.reference is None:
+        return ""
+    return (
+        f" Each row is one change against the reference row ({label(table.reference, table.varying)}, "
+        "first); Δ is the difference of the means over seeds to the reference's, in points."
+    )
 
 
 def problems_markdown(runs: list[Run]) -> str:
@@ -127,11 +206,14 @@ def nothing_found(roots: list[Path], runs: list[Run]) -> str:
     )
 
 
-def write_report(runs: list[Run], out: Path, *, title: str) -> tuple[Table, list[Path]]:
-    """Write report.md, report.csv and the two plots into `out`; returns the table and the files."""
+def write_report(
+    runs: list[Run], out: Path, *, title: str, reference: tuple[str, str] | None = None
+) -> tuple[Table, list[Path]]:
+    """Write report.md, report.csv and the two plots into `out`; returns the table and the files.
+    `reference`: the (key, value) of the row the others are compared with (`Table.of`)."""
     from butd.reporting.plots import plot_curves, plot_scores
 
-    table = Table.of(runs)
+    table = Table.of(runs, reference=reference)
     out.mkdir(parents=True, exist_ok=True)
     failed = [r for r in runs if r.status != "finished"]
     common = ", ".join(f"{k}={v}" for k, v in table.common.items()) or "none"
@@ -139,7 +221,7 @@ def write_report(runs: list[Run], out: Path, *, title: str) -> tuple[Table, list
         f"# {title}",
         f"{sum(r.status == 'finished' for r in runs)} finished runs in {len(table.configs)} "
         f"configurations. Settings common to all: {common}. Best val/score: mean ± std over seeds "
-        "(percent), the reference's soft score of the argmax answer.",
+        "(percent), the reference's soft score of the argmax answer." + _reference_note(table),
         table.markdown(),
         "![learning curves](learning_curves.png)\n\n![best val/score](scores.png)",
     ]

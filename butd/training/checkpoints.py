@@ -314,6 +314,8 @@ RESUME_DATA_KEYS: tuple[str, ...] = (
     "train_splits",
     "val_split",
     "batch_size",
+    "targets",
+    "normalize_features",
 )
 
 

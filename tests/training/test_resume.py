@@ -60,6 +60,17 @@ def test_another_activation_is_one_line_naming_the_key(tiny_run, tiny_data_dir, 
     assert "model.activation ('relu' in the checkpoint, 'glu' now)" in message
 
 
+def test_other_training_targets_or_features_are_refused(tiny_run, tiny_data_dir, tmp_path):
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "trick=l2_features"])
+    with pytest.raises(
+        CheckpointError, match=r"data.normalize_features \('none' in the checkpoint, 'l2' now\)"
+    ):
+        _choose(cfg, str(tiny_run["ckpt"]))
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "data.targets=binary"])
+    with pytest.raises(CheckpointError, match=r"data.targets \('soft' in the checkpoint, 'binary' now\)"):
+        _choose(cfg, str(tiny_run["ckpt"]))
+
+
 def test_answers_in_another_order_are_refused_not_trained_on(tiny_run, tiny_data_dir, tmp_path):
     def reorder(c):
         c["butd"]["answers"] = c["butd"]["answers"][::-1]
