@@ -12,11 +12,13 @@ SCRIPT="scripts/download_vqa2.sh"
 VQA_URL="${BUTD_VQA_URL:-https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa}"
 FEATURES_URL="${BUTD_FEATURES_URL:-https://imagecaption.blob.core.windows.net/imagecaption}"
 GLOVE_URL="${BUTD_GLOVE_URL:-http://nlp.stanford.edu/data}"
+VG_URL="${BUTD_VG_URL:-https://visualgenome.org/static/data/dataset}"
 VQA_URL="${VQA_URL%/}"
 FEATURES_URL="${FEATURES_URL%/}"
 GLOVE_URL="${GLOVE_URL%/}"
+VG_URL="${VG_URL%/}"
 
-GROUP_ORDER=(questions annotations features36 test36 adaptive test_adaptive glove)
+GROUP_ORDER=(questions annotations features36 test36 adaptive test_adaptive glove vg)
 
 group_description() {
     case "$1" in
@@ -27,6 +29,7 @@ group_description() {
         adaptive) echo "features, 10-100 boxes per image: train2014 + val2014 images" ;;
         test_adaptive) echo "features, 10-100 boxes per image: test2015 images" ;;
         glove) echo "GloVe 6B word vectors (only the 300-d file is unpacked)" ;;
+        vg) echo "Visual Genome v1.2 question-answer pairs and image data (sizes estimated)" ;;
     esac
 }
 
@@ -72,6 +75,10 @@ add_archive test_adaptive "$FEATURES_URL/test2015.zip" 15000 \
     test2015/test2015_resnet101_faster_rcnn_genome.tsv:28000
 add_archive glove "$GLOVE_URL/glove.6B.zip" 862 \
     glove.6B.300d.txt=glove/glove.6B.300d.txt:1040
+add_archive vg "$VG_URL/question_answers.json.zip" 100 \
+    question_answers.json=visual_genome/question_answers.json:350
+add_archive vg "$VG_URL/image_data.json.zip" 2 \
+    image_data.json=visual_genome/image_data.json:17
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -166,6 +173,7 @@ EOF
   data=vqa2 needs           questions annotations features36 glove
   data=vqa2_test needs      the same plus test36
   data=vqa2_adaptive needs  questions annotations adaptive glove
+  data=vqa2_vg needs        questions annotations features36 glove vg
 
 options:
   --raw-dir DIR      where the files go (default: \${BUTD_DATA_DIR:-data}/vqa2/raw)
@@ -184,6 +192,7 @@ mirrors (set these to fetch from elsewhere):
   BUTD_VQA_URL       now $VQA_URL
   BUTD_FEATURES_URL  now $FEATURES_URL
   BUTD_GLOVE_URL     now $GLOVE_URL
+  BUTD_VG_URL        now $VG_URL
 
 then: python -m butd.prepare data=vqa2   (see README, "Real data: VQA v2")
 EOF
@@ -219,7 +228,7 @@ while [[ $# -gt 0 ]]; do
             exit 0
             ;;
         all) SELECTED+=("${GROUP_ORDER[@]}") ;;
-        questions | annotations | features36 | test36 | adaptive | test_adaptive | glove)
+        questions | annotations | features36 | test36 | adaptive | test_adaptive | glove | vg)
             SELECTED+=("$1")
             ;;
         *)
