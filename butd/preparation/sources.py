@@ -11,7 +11,8 @@ are the ones their publisher lists, the unpacked feature sizes are worked out fr
 format (base64 float32 features), the others are rounded.
 
 Mirrors move: each host's base URL can be replaced with an environment variable
-(`BUTD_VQA_URL`, `BUTD_FEATURES_URL`, `BUTD_GLOVE_URL`, `BUTD_VG_URL`), read by this module and the script alike.
+(`BUTD_VQA_URL`, `BUTD_FEATURES_URL`, `BUTD_GLOVE_URL`, `BUTD_VG_URL`), read by this module and
+the script alike.
 """
 
 from __future__ import annotations
