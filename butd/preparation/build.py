@@ -252,6 +252,7 @@ def _visual_genome(
 ) -> VGSelection:
     """The Visual Genome pairs on images of `data.vg.image_splits` with answers in the vocabulary."""
     image_splits = cfg.vg["image_splits"]
+    types = {str(a.get("question_type", "")) for s in image_splits for a in annotations.get(s, [])}
     vg = select_pairs(
         questions_path=cfg.raw_path / cfg.vg["questions"],
         images_path=cfg.raw_path / cfg.vg["images"],
@@ -259,7 +260,7 @@ def _visual_genome(
         image_splits=image_splits,
         answers=answers,
         answer_count=int(cfg.vg["answer_count"]),
-        question_types={str(a.get("question_type", "")) for s in image_splits for a in annotations[s]},
+        question_types=types,
     )
     if not vg.kept:
         vg.report()
