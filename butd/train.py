@@ -84,7 +84,7 @@ def build(
         if types is None:
             raise UserError(
                 f"debias={module.debias_cfg.name} needs each training question's question_type, and "
-                f"data={data_cfg.name}'s splits {list(data_cfg.train_splits)} have none (no annotations, "
+                f"data={data_cfg.name}'s splits {data_cfg.training_splits} have none (no annotations, "
                 "or annotations without question_type). Use debias=none or debias=rubi, or a data set "
                 "with question types (vqa2, vqacp2, synthetic, synthetic_cp)."
             )
@@ -240,7 +240,7 @@ def out_of_memory_advice(
     from butd.data.stores import split_nbytes
 
     info = datamodule.info
-    splits = list(dict.fromkeys([*cfg.data.train_splits, cfg.data.val_split]))
+    splits = list(dict.fromkeys([*datamodule.cfg.training_splits, cfg.data.val_split]))
     held = sum(split_nbytes(info.split_path(s)) for s in splits) / 2**30
     batch = cfg.data.batch_size * info.num_boxes * info.feature_dim * 4 / 2**20
     return (

@@ -13,12 +13,14 @@ VQA_URL="${BUTD_VQA_URL:-https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa}"
 FEATURES_URL="${BUTD_FEATURES_URL:-https://imagecaption.blob.core.windows.net/imagecaption}"
 GLOVE_URL="${BUTD_GLOVE_URL:-http://nlp.stanford.edu/data}"
 VQACP_URL="${BUTD_VQACP_URL:-https://computing.ece.vt.edu/~aish/vqacp}"
+VG_URL="${BUTD_VG_URL:-https://visualgenome.org/static/data/dataset}"
 VQA_URL="${VQA_URL%/}"
 FEATURES_URL="${FEATURES_URL%/}"
 GLOVE_URL="${GLOVE_URL%/}"
 VQACP_URL="${VQACP_URL%/}"
+VG_URL="${VG_URL%/}"
 
-GROUP_ORDER=(questions annotations features36 test36 adaptive test_adaptive glove vqacp)
+GROUP_ORDER=(questions annotations features36 test36 adaptive test_adaptive glove vqacp vg)
 
 group_description() {
     case "$1" in
@@ -30,6 +32,7 @@ group_description() {
         test_adaptive) echo "features, 10-100 boxes per image: test2015 images" ;;
         glove) echo "GloVe 6B word vectors (only the 300-d file is unpacked)" ;;
         vqacp) echo "VQA-CP v2 questions and annotations: train, test (plain JSON files)" ;;
+        vg) echo "Visual Genome v1.2 question-answer pairs and image data (sizes estimated)" ;;
     esac
 }
 
@@ -75,6 +78,10 @@ add_archive test_adaptive "$FEATURES_URL/test2015.zip" 15000 \
     test2015/test2015_resnet101_faster_rcnn_genome.tsv:28000
 add_archive glove "$GLOVE_URL/glove.6B.zip" 862 \
     glove.6B.300d.txt=glove/glove.6B.300d.txt:1040
+add_archive vg "$VG_URL/question_answers.json.zip" 100 \
+    question_answers.json=visual_genome/question_answers.json:350
+add_archive vg "$VG_URL/image_data.json.zip" 2 \
+    image_data.json=visual_genome/image_data.json:17
 
 # Plain files, fetched as they are (no archive): `add_file GROUP URL MB`, the file keeping its name.
 F_GROUP=()
@@ -203,6 +210,7 @@ EOF
   data=vqa2_test needs      the same plus test36
   data=vqa2_adaptive needs  questions annotations adaptive glove
   data=vqacp2 needs         vqacp glove, and data=vqa2's prepared cache (its features are read)
+  data=vqa2_vg needs        questions annotations features36 glove vg
 
 options:
   --raw-dir DIR      where the files go (default: \${BUTD_DATA_DIR:-data}/vqa2/raw)
@@ -222,6 +230,7 @@ mirrors (set these to fetch from elsewhere):
   BUTD_FEATURES_URL  now $FEATURES_URL
   BUTD_GLOVE_URL     now $GLOVE_URL
   BUTD_VQACP_URL     now $VQACP_URL
+  BUTD_VG_URL        now $VG_URL
 
 then: python -m butd.prepare data=vqa2   (see README, "Real data: VQA v2")
 EOF
@@ -257,7 +266,7 @@ while [[ $# -gt 0 ]]; do
             exit 0
             ;;
         all) SELECTED+=("${GROUP_ORDER[@]}") ;;
-        questions | annotations | features36 | test36 | adaptive | test_adaptive | glove | vqacp)
+        questions | annotations | features36 | test36 | adaptive | test_adaptive | glove | vqacp | vg)
             SELECTED+=("$1")
             ;;
         *)

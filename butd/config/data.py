@@ -40,6 +40,18 @@ VQA2_ANNOTATIONS = {
     "train": "v2_mscoco_train2014_annotations.json",
     "val": "v2_mscoco_val2014_annotations.json",
 }
+#: `data.extra_train` values: extra training data prepared into a split of that name
+VG = "vg"
+EXTRA_TRAIN = (VG,)
+#: `data.vg`: Visual Genome v1.2's files (relative to raw_dir); how many of 10 annotators one VG
+#: answer counts as (1: scored 0.3, as one annotator's answer; 10: 1.0, the answer as certain);
+#: the splits whose images VG pairs may use (a pair on another split's image is dropped)
+VG_DEFAULTS: dict[str, Any] = {
+    "questions": "visual_genome/question_answers.json",
+    "images": "visual_genome/image_data.json",
+    "answer_count": 1,
+    "image_splits": ["train"],
+}
 
 
 @dataclass
@@ -141,8 +153,14 @@ class DataConfig:
     #: `none` (the reference) or `l2`: each box's feature vector divided by its L2 norm, in every
     #: split (the paper's choice). Not a cache setting.
     normalize_features: str = "none"
+    #: extra training data, each prepared into a split of its name and trained on after
+    #: `train_splits` (never validated on): `vg`, Visual Genome's question-answer pairs
+    extra_train: list[str] = field(default_factory=list)
+    #: Visual Genome settings (`VG_DEFAULTS`; `butd.preparation.visual_genome`)
+    vg: dict[str, Any] = field(default_factory=lambda: dict(VG_DEFAULTS))
 
     def __post_init__(self) -> None:
+        self._check_extra_train()
         splits = set(self.questions) | ({HOLDOUT} if self.holdout_fraction > 0 else set())
         if self.format not in RAW_FORMATS:
             raise ConfigError(f"data.format={self.format!r} is invalid; expected one of {list(RAW_FORMATS)}")
@@ -216,6 +234,44 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
+
+    def _check_extra_train(self) -> None:
+        unknown = sorted(set(self.extra_train) - set(EXTRA_TRAIN))
+        if unknown:
+            raise ConfigError(
+                f"data.extra_train names {unknown}, which butd does not know; known: {list(EXTRA_TRAIN)}"
+            )
+        clash = sorted(set(self.extra_train) & (set(self.questions) | set(self.train_splits)))
+        if clash:
+            raise ConfigError(
+                f"data.extra_train {clash} is also a split of data.questions or data.train_splits; "
+                "the extra data is prepared into a split of its own name, added after data.train_splits"
+            )
+        wrong = sorted(set(self.vg) - set(VG_DEFAULTS))
+        if wrong:
+            raise ConfigError(f"data.vg has unknown keys {wrong}; valid keys: {sorted(VG_DEFAULTS)}")
+        self.vg = {**VG_DEFAULTS, "image_splits": list(VG_DEFAULTS["image_splits"]), **self.vg}
+        count = self.vg["answer_count"]
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10:
+            raise ConfigError(
+                f"data.vg.answer_count={count!r} is invalid; expected how many of the 10 annotators one "
+                "Visual Genome answer counts as, an integer from 1 (scored 0.3) to 10"
+            )
+        for key in ("questions", "images"):
+            if not isinstance(self.vg[key], str) or not self.vg[key]:
+                raise ConfigError(f"data.vg.{key}={self.vg[key]!r} is invalid; expected a file under raw_dir")
+        image_splits = self.vg["image_splits"]
+        prepared = isinstance(image_splits, list) and not set(image_splits) - set(self.prepare_splits)
+        if VG in self.extra_train and not (image_splits and prepared):
+            raise ConfigError(
+                f"data.vg.image_splits={image_splits!r} is invalid; expected a list of prepared splits "
+                f"(data.prepare_splits: {self.prepare_splits}) whose images Visual Genome pairs may use"
+            )
+
+    @property
+    def training_splits(self) -> list[str]:
+        """The splits training reads: `train_splits`, then the `extra_train` data."""
+        return list(dict.fromkeys([*self.train_splits, *self.extra_train]))
 
     @classmethod
     def from_dict(cls, cfg: Any) -> DataConfig:

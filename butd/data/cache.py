@@ -31,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from butd.config.data import DataConfig
+from butd.config.data import VG, DataConfig
 from butd.data.fingerprint import changed
 from butd.data.text import Vocabulary
 from butd.errors import UserError
@@ -65,8 +65,8 @@ class CacheError(UserError):
 def cache_settings(cfg: DataConfig) -> dict[str, Any]:
     """The settings a cache depends on; recorded in its manifest and compared on load.
 
-    The raw format and the hold-out are recorded only where they are not VQA v2's defaults, so
-    caches made before they existed still load."""
+    The raw format, the hold-out and extra training data are recorded only where they are not
+    VQA v2's defaults, so caches made before they existed still load."""
     extra: dict[str, Any] = {}
     if cfg.format != "vqa2":
         extra["format"] = cfg.format
@@ -76,6 +76,10 @@ def cache_settings(cfg: DataConfig) -> dict[str, Any]:
         extra["changing_priors"] = cfg.changing_priors
     if cfg.features_from is not None:
         extra["features_from"] = cfg.features_from
+    if cfg.extra_train:
+        extra["extra_train"] = list(cfg.extra_train)
+    if VG in cfg.extra_train:
+        extra["vg"] = dict(cfg.vg)
     return extra | {
         "format_version": CACHE_FORMAT_VERSION,
         "num_boxes": cfg.num_boxes,
@@ -91,6 +95,11 @@ def cache_settings(cfg: DataConfig) -> dict[str, Any]:
         "unknown_token": cfg.unknown_token,
         "synthetic": cfg.synthetic,
     }
+
+
+def cached_splits(cfg: DataConfig) -> list[str]:
+    """The splits the cache holds a file of: `prepare_splits`, then the `extra_train` data."""
+    return list(dict.fromkeys([*cfg.prepare_splits, *cfg.extra_train]))
 
 
 def split_file(cache_dir: Path, split: str) -> Path:
@@ -161,6 +170,8 @@ def raw_files(cfg: DataConfig) -> list[Path]:
     ]
     if cfg.features_from is None:  # a linked cache reads another cache's features, not the TSVs
         names += list(cfg.features)
+    if VG in cfg.extra_train:
+        names += [cfg.vg["questions"], cfg.vg["images"]]
     if cfg.glove:
         names.append(cfg.glove)
     return [cfg.raw_path / n for n in dict.fromkeys(names)]

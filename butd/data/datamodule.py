@@ -205,7 +205,7 @@ class VQADataModule(pl.LightningDataModule):
     def store(self) -> str:
         """The feature store in use, with `auto` resolved by what fits where."""
         if self._store is None:
-            splits = dict.fromkeys([*self.cfg.train_splits, self.cfg.val_split])
+            splits = dict.fromkeys([*self.cfg.training_splits, self.cfg.val_split])
             paths = [self.info.split_path(s) for s in splits]
 
             def nbytes(path: Path) -> int:
@@ -258,7 +258,7 @@ class VQADataModule(pl.LightningDataModule):
         """The training splits' question types and prior (None without question types)."""
         if not self._question_types_read:
             self._question_types_read = True
-            paths = [self.info.split_path(s) for s in self.cfg.train_splits]
+            paths = [self.info.split_path(s) for s in self.cfg.training_splits]
             with _readable(paths, self._rebuild):
                 tables = SplitTables.load(paths)
             self._question_types = (
@@ -275,7 +275,7 @@ class VQADataModule(pl.LightningDataModule):
                     self.cfg.train_splits,
                     self.cfg.val_split,
                 )
-            self.dataset(self.cfg.train_splits, training=True)
+            self.dataset(self.cfg.training_splits, training=True)
         if stage in (None, "fit", "validate"):
             self.dataset(self.cfg.val_split)
 
@@ -309,7 +309,7 @@ class VQADataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader | TensorBatchLoader:
-        return self._loader(self.cfg.train_splits, shuffle=True)
+        return self._loader(self.cfg.training_splits, shuffle=True)
 
     def state_dict(self) -> dict[str, Any]:
         """Where the training order stands; saved in every checkpoint so a resume continues it."""

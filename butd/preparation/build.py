@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from butd import __version__
-from butd.config.data import HOLDOUT, DataConfig
+from butd.config.data import HOLDOUT, VG, DataConfig
 from butd.data.answers import answer_vocabulary, compute_targets
 from butd.data.cache import (
     ANSWERS,
@@ -33,6 +33,7 @@ from butd.data.cache import (
     CacheError,
     CacheInfo,
     cache_settings,
+    cached_splits,
     load_cache,
     prepare_command,
     raw_files,
@@ -57,6 +58,7 @@ from butd.preparation.features import CLIP_TOLERANCE
 from butd.preparation.formats import read_entries
 from butd.preparation.linked import link_features
 from butd.preparation.sources import describe_missing
+from butd.preparation.visual_genome import VGSelection, select_pairs
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,7 @@ class _Text:
     glove: np.ndarray
     glove_found: int
     splits: dict[str, SplitQuestions]
+    vg: VGSelection | None = None
 
 
 def _text_stage(cfg: DataConfig) -> _Text:
@@ -223,24 +226,58 @@ def _text_stage(cfg: DataConfig) -> _Text:
     for s in cfg.vocab_splits:
         for q in questions[s]:
             words.add_question(q["question"])
-    vocab = Vocabulary(words.idx2word, unknown_token=cfg.unknown_token)
     answers = answer_vocabulary([a for s in cfg.answer_splits for a in annotations[s]], cfg.min_answer_count)
     if not answers:
         raise CacheError(
             f"no answer occurs for at least data.min_answer_count={cfg.min_answer_count} "
             f"questions in {cfg.answer_splits}; lower it for a small data set"
         )
+    if cfg.holdout_fraction > 0:
+        _split_holdout(cfg, questions, annotations)
+    vg = _visual_genome(cfg, questions, annotations, answers) if VG in cfg.extra_train else None
+    if vg is not None:
+        # training questions: their words join the vocabulary, after every other split's
+        for q in vg.questions:
+            words.add_question(q["question"])
+    vocab = Vocabulary(words.idx2word, unknown_token=cfg.unknown_token)
     if cfg.glove:
         glove, glove_found = load_glove(cfg.raw_path / cfg.glove, vocab.idx2word, cfg.emb_dim)
     else:
         glove, glove_found = np.zeros((len(vocab), cfg.emb_dim), np.float32), 0
-    if cfg.holdout_fraction > 0:
-        _split_holdout(cfg, questions, annotations)
     splits = {
         s: _split_questions(s, questions[s], annotations.get(s), vocab, answers, cfg)
         for s in cfg.prepare_splits
     }
-    return _Text(vocab, answers, glove, glove_found, splits)
+    if vg is not None:
+        splits[VG] = _split_questions(VG, vg.questions, vg.annotations, vocab, answers, cfg)
+        # one VG answer scores as `answer_count` of 10 annotators, which is also its official accuracy
+        splits[VG].accuracy = splits[VG].targets
+    return _Text(vocab, answers, glove, glove_found, splits, vg)
+
+
+def _visual_genome(
+    cfg: DataConfig, questions: dict[str, list], annotations: dict[str, list], answers: list[str]
+) -> VGSelection:
+    """The Visual Genome pairs on images of `data.vg.image_splits` with answers in the vocabulary."""
+    image_splits = cfg.vg["image_splits"]
+    types = {str(a.get("question_type", "")) for s in image_splits for a in annotations.get(s, [])}
+    vg = select_pairs(
+        questions_path=cfg.raw_path / cfg.vg["questions"],
+        images_path=cfg.raw_path / cfg.vg["images"],
+        split_images={s: {int(q["image_id"]) for q in qs} for s, qs in questions.items()},
+        image_splits=image_splits,
+        answers=answers,
+        answer_count=int(cfg.vg["answer_count"]),
+        question_types=types,
+    )
+    if not vg.kept:
+        vg.report()
+        raise CacheError(
+            f"no Visual Genome pair of {cfg.raw_path / cfg.vg['questions']} is usable ({vg.read:,} read, "
+            f"dropped: {vg.counts()['dropped']}): are they the files of the COCO images in data.features? "
+            "Drop data.extra_train, or check data.vg and data.vg.image_splits"
+        )
+    return vg
 
 
 def holdout_images(image_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -323,7 +360,7 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
         # the earlier cache stays as it was; of the new files only a resumable conversion stays
         keep = {STATE} if (cfg.cache_path / STATE).is_file() else set()
         if keep:
-            keep |= {split_file(cfg.cache_path, s).name + PARTIAL for s in cfg.prepare_splits}
+            keep |= {split_file(cfg.cache_path, s).name + PARTIAL for s in cached_splits(cfg)}
         for leftover in [*cfg.cache_path.glob("*" + PARTIAL), cfg.cache_path / STATE]:
             if leftover.name not in keep:
                 leftover.unlink(missing_ok=True)
@@ -358,7 +395,7 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     sources = {str(p.relative_to(cfg.raw_path)): fingerprint(p) for p in raw_files(cfg)}
     text = _text_stage(cfg)
     return_freed_memory()  # the parsed JSON: not to be held through the conversion
-    wanted = {s: np.unique(text.splits[s].image_id) for s in cfg.prepare_splits}
+    wanted = {s: np.unique(text.splits[s].image_id) for s in cached_splits(cfg)}
     feature_paths = [cfg.raw_path / f for f in cfg.features]
     if cfg.features_from is not None:
         result = _link(cfg, root, wanted)
@@ -370,7 +407,7 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
         estimate = sum(q.tokens.nbytes * 8 for q in text.splits.values()) + text.glove.nbytes
         ensure_room(root, estimate, "the questions, answers and GloVe rows")
         split_counts: dict[str, Any] = {}
-        for s in cfg.prepare_splits:
+        for s in cached_splits(cfg):
             w = writers[s]
             if not w.num_images:
                 raise CacheError(
@@ -417,6 +454,10 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     }
     if result.linked:
         manifest["features_from"] = result.linked
+    if text.vg is not None:
+        text.vg.dropped["image_without_features"] = split_counts[VG]["dropped_questions"]
+        manifest["counts"]["visual_genome"] = text.vg.counts()
+        text.vg.report()
     if result.skipped_rows:
         log.warning("%d bad feature rows were skipped (data.skip_bad_rows=true)", result.skipped_rows)
     if result.clipped_boxes:

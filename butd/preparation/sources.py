@@ -11,7 +11,8 @@ are the ones their publisher lists, the unpacked feature sizes are worked out fr
 format (base64 float32 features), the others are rounded.
 
 Mirrors move: each host's base URL can be replaced with an environment variable
-(`BUTD_VQA_URL`, `BUTD_FEATURES_URL`, `BUTD_GLOVE_URL`), read by this module and the script alike.
+(`BUTD_VQA_URL`, `BUTD_FEATURES_URL`, `BUTD_GLOVE_URL`, `BUTD_VG_URL`), read by this module and
+the script alike.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ HOSTS: dict[str, tuple[str, str]] = {
     "glove": ("BUTD_GLOVE_URL", "http://nlp.stanford.edu/data"),
     # the VQA-CP authors' page (VQA-CP v2's JSON files)
     "vqacp": ("BUTD_VQACP_URL", "https://computing.ece.vt.edu/~aish/vqacp"),
+    # the Visual Genome site (v1.2 question-answer pairs and image metadata)
+    "vg": ("BUTD_VG_URL", "https://visualgenome.org/static/data/dataset"),
 }
 
 #: download group -> what it holds; the script takes these names (and `all`)
@@ -46,6 +49,7 @@ GROUPS: dict[str, str] = {
     "test_adaptive": "bottom-up features, 10 to 100 boxes per image: test2015 images",
     "glove": "GloVe 6B word vectors (the 300-d file only is unpacked)",
     "vqacp": "VQA-CP v2 questions and annotations: train, test (plain JSON files)",
+    "vg": "Visual Genome v1.2 question-answer pairs and image metadata (coco_id), for data=vqa2_vg",
 }
 
 
@@ -112,8 +116,24 @@ _T36 = Archive("test2015_36.zip", "test36", "features", 17000)
 _FAD = Archive("trainval.zip", "adaptive", "features", 23000)
 _TAD = Archive("test2015.zip", "test_adaptive", "features", 15000)
 _GLOVE = Archive("glove.6B.zip", "glove", "glove", 862)
+# Visual Genome's sizes are estimates, not measured: nothing could be downloaded where they were written
+_VG_QA = Archive("question_answers.json.zip", "vg", "vg", 100)
+_VG_IMAGES = Archive("image_data.json.zip", "vg", "vg", 2)
 
-ARCHIVES: tuple[Archive, ...] = (_Q_TRAIN, _Q_VAL, _Q_TEST, _A_TRAIN, _A_VAL, _F36, _T36, _FAD, _TAD, _GLOVE)
+ARCHIVES: tuple[Archive, ...] = (
+    _Q_TRAIN,
+    _Q_VAL,
+    _Q_TEST,
+    _A_TRAIN,
+    _A_VAL,
+    _F36,
+    _T36,
+    _FAD,
+    _TAD,
+    _GLOVE,
+    _VG_QA,
+    _VG_IMAGES,
+)
 
 
 def _source(path: str, archive: Archive, unpacked_mb: int, description: str, member: str = "") -> Source:
@@ -178,6 +198,20 @@ SOURCES: dict[str, Source] = {
             1040,
             "GloVe 6B, 300-d vectors (400,000 words)",
             member="glove.6B.300d.txt",
+        ),
+        _source(
+            "visual_genome/question_answers.json",
+            _VG_QA,
+            350,
+            "Visual Genome v1.2: 1.4 million question-answer pairs on 108,077 images",
+            member="question_answers.json",
+        ),
+        _source(
+            "visual_genome/image_data.json",
+            _VG_IMAGES,
+            17,
+            "Visual Genome v1.2: each image's coco_id (null when it is not a COCO image)",
+            member="image_data.json",
         ),
     )
 }

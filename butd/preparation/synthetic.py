@@ -25,10 +25,12 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from butd.config.data import VG_DEFAULTS
 
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "brown", "gray")
 SHAPES = ("cube", "sphere", "cylinder", "cone", "pyramid", "ring")
@@ -102,6 +104,9 @@ class SyntheticSpec:
     annotator_agreement: float = 0.8
     seed: int = 0
     glove_dim: int = 300
+    #: > 0: also Visual Genome v1.2 files (`visual_genome/`) with this many question-answer pairs
+    #: per train and val image, from a random stream of their own (the other files do not change)
+    vg_questions_per_image: int = 0
 
     def __post_init__(self) -> None:
         if self.num_boxes < 4:
@@ -114,6 +119,8 @@ class SyntheticSpec:
             raise ValueError("questions_per_image must be in [1, 999] (question_id = image*1000+k)")
         if not 0.0 <= self.annotator_agreement <= 1.0:
             raise ValueError("annotator_agreement must be a probability")
+        if not 0 <= self.vg_questions_per_image < 1000:
+            raise ValueError(f"vg_questions_per_image must be in [0, 999], got {self.vg_questions_per_image}")
         if self.num_test_images < 0:
             raise ValueError(f"num_test_images must be >= 0, got {self.num_test_images}")
         if self.num_train_images + self.num_val_images + self.num_test_images > MAX_COCO_ID:
@@ -567,7 +574,7 @@ def _annotate(rng: np.random.Generator, q: Question, agreement: float) -> dict:
 # --------------------------------------------------------------------------- writers
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def _write_json(path: Path, obj: dict | list) -> None:
     path.write_text(json.dumps(obj), encoding="utf-8")
 
 
@@ -664,6 +671,8 @@ def generate(raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False) -> d
     _write_glove(paths["glove"], questions, spec)
     if spec.num_test_images:
         paths.update(_generate_test(raw_dir, spec, progress))
+    if spec.vg_questions_per_image:
+        paths.update(_generate_visual_genome(raw_dir, spec, scenes))
     return paths
 
 
@@ -682,4 +691,65 @@ def _generate_test(raw_dir: Path, spec: SyntheticSpec, progress: bool) -> dict[s
     _write_json(paths["test_dev_questions"], _questions_file(dev_questions, "test-dev2015"))
     order = _rng(spec, 12).permutation(len(scenes))
     _write_features(paths["test_features"], scenes, spec, order, progress)
+    return paths
+
+
+# --------------------------------------------------------------------------- Visual Genome
+
+#: share of VG images that are not COCO images (no coco_id), and of answers outside the vocabulary
+VG_NON_COCO = 0.05
+VG_FREE_ANSWER = 0.1
+
+
+def _vg_answer(answer: str) -> str:
+    """An answer as Visual Genome writes it: a capitalised sentence with a period (`Two.`)."""
+    if answer.isdigit() and int(answer) < len(NUMBER_WORDS):
+        answer = NUMBER_WORDS[int(answer)]
+    return answer[:1].upper() + answer[1:] + "."
+
+
+def _generate_visual_genome(raw_dir: Path, spec: SyntheticSpec, scenes: list[Scene]) -> dict[str, Path]:
+    """`visual_genome/question_answers.json` and `image_data.json` (v1.2 layout) for the scenes.
+
+    The train and val images are VG images with a coco_id; a few more VG images have none. Each
+    image gets `vg_questions_per_image` of the generator's questions, capitalised, answered the
+    VG way, a tenth of them with a free-form answer ("Red cube.") outside the answer vocabulary,
+    so that every drop reason of `butd.preparation.visual_genome` but missing features occurs.
+    """
+    rng = _rng(spec, 14)
+    vg_spec = replace(spec, questions_per_image=spec.vg_questions_per_image)
+    questions = sample_questions(scenes, vg_spec, stream=13)
+    vg_of = {s.image_id: i + 1 for i, s in enumerate(scenes)}
+    images = [
+        {"image_id": vg_of[s.image_id], "coco_id": s.image_id, "width": s.width, "height": s.height}
+        for s in scenes
+    ]
+    non_coco = max(1, round(VG_NON_COCO * len(scenes)))
+    first = len(scenes) + 1
+    images += [{"image_id": first + k, "coco_id": None, "width": 500, "height": 375} for k in range(non_coco)]
+    # a non-COCO image asks a question of a random scene (its answer is as good as any there)
+    borrowed = rng.integers(len(questions), size=non_coco * spec.vg_questions_per_image)
+    on_image = [vg_of[q.image_id] for q in questions] + [
+        first + k // spec.vg_questions_per_image for k in range(len(borrowed))
+    ]
+    drafts = questions + [questions[int(i)] for i in borrowed]
+    free = rng.random(len(drafts)) < VG_FREE_ANSWER
+    colors, shapes = rng.integers(len(COLORS), size=len(drafts)), rng.integers(len(SHAPES), size=len(drafts))
+    qas: dict[int, list[dict]] = {img["image_id"]: [] for img in images}
+    for k, (q, image) in enumerate(zip(drafts, on_image, strict=True)):
+        answer = f"{COLORS[colors[k]]} {SHAPES[shapes[k]]}" if free[k] else q.answer
+        qas[image].append(
+            {
+                "qa_id": k + 1,
+                "image_id": image,
+                "question": q.text[:1].upper() + q.text[1:],
+                "answer": _vg_answer(answer),
+                "a_objects": [],
+                "q_objects": [],
+            }
+        )
+    paths = {"vg_questions": raw_dir / VG_DEFAULTS["questions"], "vg_images": raw_dir / VG_DEFAULTS["images"]}
+    paths["vg_questions"].parent.mkdir(parents=True, exist_ok=True)
+    _write_json(paths["vg_questions"], [{"id": i, "qas": v} for i, v in qas.items()])
+    _write_json(paths["vg_images"], images)
     return paths

@@ -313,6 +313,7 @@ RESUME_DATA_KEYS: tuple[str, ...] = (
     "max_question_len",
     "train_splits",
     "val_split",
+    "extra_train",
     "batch_size",
     "targets",
     "normalize_features",

@@ -32,7 +32,7 @@ from butd.preparation.sources import (
 from tests.conftest import CONF_DIR, REPO, compose_train
 
 SCRIPT = REPO / "scripts" / "download_vqa2.sh"
-DATA_CONFIGS = ("vqa2", "vqa2_test", "vqa2_adaptive")
+DATA_CONFIGS = ("vqa2", "vqa2_test", "vqa2_adaptive", "vqa2_vg")
 BASH = shutil.which("bash")
 needs_tools = pytest.mark.skipif(
     not (BASH and shutil.which("curl") and shutil.which("unzip")), reason="needs bash, curl and unzip"
@@ -104,7 +104,7 @@ def _run(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.Co
 
 def test_script_and_sources_list_the_same_archives_urls_files_and_sizes():
     script, table = _script_table(), _sources_table()
-    assert len(script) == len(ARCHIVES) == 10
+    assert len(script) == len(ARCHIVES) == 12
     assert script == table
     # every URL in the script is one of the table's, and the other way round
     urls = set(re.findall(r"https?://\S+?(?=[\"}\s])", SCRIPT.read_text()))
