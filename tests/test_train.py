@@ -74,11 +74,6 @@ def test_every_experiment_composes(experiment, tmp_path):
     and then X's own keys on top, nothing else; X's sweep grid names keys of that config, and each
     of its values composes and lands there; the data section validates; the optimiser builds."""
 
-    from tests.test_tricks import unmerged
-
-    if unmerged(experiment):
-        pytest.skip(unmerged(experiment))
-
     def compose(overrides, **kwargs):
         return compose_train(overrides, data_dir=tmp_path, output_dir=tmp_path / "r", **kwargs)
 

@@ -2,7 +2,6 @@
 compose, each row sets what its file says, `reference` changes nothing, and a real multirun of
 rows renders the report's Δ view."""
 
-import dataclasses
 import json
 import runpy
 from pathlib import Path
@@ -12,7 +11,7 @@ from omegaconf import OmegaConf
 
 from butd.config import CONF_DIR, compose
 from butd.config.data import DataConfig
-from butd.config.model import ModelConfig, model_config
+from butd.config.model import model_config
 from tests.conftest import REPO, TINY_DATA, compose_job
 from tests.test_cli import _run
 from tests.test_studies import compose_all, grid
@@ -20,7 +19,6 @@ from tests.test_studies import compose_all, grid
 TRICKS = sorted(p.stem for p in (CONF_DIR / "trick").glob("*.yaml"))
 #: the studies whose grid is rows of the trick group
 TRICK_STUDIES = ["tips_and_tricks", "ablation_inputs", "ablation_classifier", "ablation_extra_data"]
-SCHEMA = {"model": ModelConfig, "data": DataConfig}
 
 
 def trick_settings(name: str) -> dict[str, object]:
@@ -37,41 +35,6 @@ def trick_settings(name: str) -> dict[str, object]:
     return dict(flat(content))
 
 
-def missing_fields(name: str) -> list[str]:
-    """The keys a row sets that this checkout's configs do not have yet (parts A and B of issue 12)."""
-    fields = {g: {f.name for f in dataclasses.fields(s)} for g, s in SCHEMA.items()}
-    return [k for k in trick_settings(name) if k.split(".")[1] not in fields[k.split(".")[0]]]
-
-
-def unmerged(experiment: str) -> str | None:
-    """Why `conf/experiment/<experiment>.yaml` cannot compose in this checkout yet (a data config,
-    a field or a trick row that the model/VG parts of issue 12 add), or None."""
-    raw = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
-    for entry in raw.get("defaults", []):
-        for key, option in entry.items():
-            group = key.removeprefix("override /")
-            if not (CONF_DIR / group / f"{option}.yaml").is_file():
-                return f"{group}={option} comes with another part of issue 12 (not merged here)"
-    fields = {g: {f.name for f in dataclasses.fields(s)} for g, s in SCHEMA.items()}
-    for key, values in (OmegaConf.select(raw, "hydra.sweeper.params") or {}).items():
-        group, _, name = key.partition(".")
-        if name and group in fields and name not in fields[group]:
-            return f"{key} comes with another part of issue 12 (not merged here)"
-        rows = str(values).split(",") if key == "trick" else []
-        missing = sorted({k for row in rows for k in missing_fields(row)})
-        if missing:
-            return f"rows of {experiment} set {missing}, which other parts of issue 12 add (not merged here)"
-    return None
-
-
-def skip_unless_present(name: str) -> None:
-    missing = missing_fields(name)
-    if missing:
-        pytest.skip(
-            f"trick={name} sets {missing}, fields the model/VG parts of issue 12 add (not merged here)"
-        )
-
-
 def test_every_row_of_the_table_has_a_file():
     assert TRICKS == sorted(
         ["reference", "gated_tanh", "two_stream", "two_stream_random", "softmax", "binary_targets"]
@@ -83,10 +46,7 @@ def test_every_row_of_the_table_has_a_file():
 
 @pytest.mark.parametrize("name", TRICKS)
 def test_each_row_sets_what_its_file_says_and_validates(name):
-    skip_unless_present(name)
     data = ["data=synthetic_vg"] if name == "vg" else []
-    if name == "vg" and not (CONF_DIR / "data" / "synthetic_vg.yaml").is_file():
-        pytest.skip("data=synthetic_vg comes with the VG part of issue 12 (not merged here)")
     cfg = compose("train", [*data, f"trick={name}"])
     for key, value in trick_settings(name).items():
         assert OmegaConf.to_container(cfg)[key.split(".")[0]][key.split(".")[1]] == value, key
@@ -134,15 +94,11 @@ def test_tips_and_tricks_runs_every_row_and_each_study_runs_rows_of_it():
 
 @pytest.mark.parametrize("study", ["tips_and_tricks", "ablation_extra_data"])
 def test_the_vg_studies_read_the_vg_data_for_every_row(study):
-    if not (CONF_DIR / "data" / "vqa2_vg.yaml").is_file():
-        pytest.skip("data=vqa2_vg comes with the VG part of issue 12 (not merged here)")
     assert compose_all([f"experiment={study}"]).data.name == "vqa2_vg"
     assert compose_all([f"experiment=[quickstart,{study}]", "data=synthetic_vg"]).data.name == "synthetic_vg"
 
 
 def test_the_output_study_sweeps_the_output_layer():
-    if "output" not in {f.name for f in dataclasses.fields(ModelConfig)}:
-        pytest.skip("model.output comes with the model part of issue 12 (not merged here)")
     cfg = compose_all(["experiment=[quickstart,ablation_output]"])
     assert grid(cfg)["model.output"] == ["sigmoid", "softmax"] and cfg.task_name == "ablation_output"
 

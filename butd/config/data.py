@@ -40,7 +40,8 @@ VQA2_ANNOTATIONS = {
     "train": "v2_mscoco_train2014_annotations.json",
     "val": "v2_mscoco_val2014_annotations.json",
 }
-#: `data.extra_train` values: extra training data prepared into a split of that name
+#: `data.extra_data` and `data.extra_train` values: extra training data prepared into a split of
+#: that name
 VG = "vg"
 EXTRA_TRAIN = (VG,)
 #: `data.vg`: Visual Genome v1.2's files (relative to raw_dir); how many of 10 annotators one VG
@@ -154,10 +155,13 @@ class DataConfig:
     #: split (the paper's choice). Not a cache setting.
     normalize_features: str = "none"
     #: extra training data, each prepared into a split of its name and trained on after
-    #: `train_splits` (never validated on): `vg`, Visual Genome's question-answer pairs
+    #: `train_splits` (never validated on): `vg`, Visual Genome's question-answer pairs. Each must
+    #: be in `extra_data`. Not a cache setting: the rows of a study with and without VG share a cache
     extra_train: list[str] = field(default_factory=list)
     #: Visual Genome settings (`VG_DEFAULTS`; `butd.preparation.visual_genome`)
     vg: dict[str, Any] = field(default_factory=lambda: dict(VG_DEFAULTS))
+    #: the extra training data the cache prepares, each into a split of its name (a cache setting)
+    extra_data: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._check_extra_train()
@@ -236,12 +240,20 @@ class DataConfig:
             raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
 
     def _check_extra_train(self) -> None:
-        unknown = sorted(set(self.extra_train) - set(EXTRA_TRAIN))
-        if unknown:
+        for key in ("extra_data", "extra_train"):
+            unknown = sorted(set(getattr(self, key)) - set(EXTRA_TRAIN))
+            if unknown:
+                raise ConfigError(
+                    f"data.{key} names {unknown}, which butd does not know; known: {list(EXTRA_TRAIN)}"
+                )
+        unprepared = sorted(set(self.extra_train) - set(self.extra_data))
+        if unprepared:
             raise ConfigError(
-                f"data.extra_train names {unknown}, which butd does not know; known: {list(EXTRA_TRAIN)}"
+                f"data.extra_train={self.extra_train} trains on {unprepared}, which the cache does not "
+                f"prepare (data.extra_data={self.extra_data}); use a data config that prepares it "
+                "(data=vqa2_vg, data=synthetic_vg) or add it to data.extra_data"
             )
-        clash = sorted(set(self.extra_train) & (set(self.questions) | set(self.train_splits)))
+        clash = sorted(set(self.extra_data) & (set(self.questions) | set(self.train_splits)))
         if clash:
             raise ConfigError(
                 f"data.extra_train {clash} is also a split of data.questions or data.train_splits; "
@@ -262,7 +274,7 @@ class DataConfig:
                 raise ConfigError(f"data.vg.{key}={self.vg[key]!r} is invalid; expected a file under raw_dir")
         image_splits = self.vg["image_splits"]
         prepared = isinstance(image_splits, list) and not set(image_splits) - set(self.prepare_splits)
-        if VG in self.extra_train and not (image_splits and prepared):
+        if VG in self.extra_data and not (image_splits and prepared):
             raise ConfigError(
                 f"data.vg.image_splits={image_splits!r} is invalid; expected a list of prepared splits "
                 f"(data.prepare_splits: {self.prepare_splits}) whose images Visual Genome pairs may use"

@@ -76,9 +76,9 @@ def cache_settings(cfg: DataConfig) -> dict[str, Any]:
         extra["changing_priors"] = cfg.changing_priors
     if cfg.features_from is not None:
         extra["features_from"] = cfg.features_from
-    if cfg.extra_train:
-        extra["extra_train"] = list(cfg.extra_train)
-    if VG in cfg.extra_train:
+    if cfg.extra_data:
+        extra["extra_data"] = list(cfg.extra_data)
+    if VG in cfg.extra_data:
         extra["vg"] = dict(cfg.vg)
     return extra | {
         "format_version": CACHE_FORMAT_VERSION,
@@ -98,8 +98,8 @@ def cache_settings(cfg: DataConfig) -> dict[str, Any]:
 
 
 def cached_splits(cfg: DataConfig) -> list[str]:
-    """The splits the cache holds a file of: `prepare_splits`, then the `extra_train` data."""
-    return list(dict.fromkeys([*cfg.prepare_splits, *cfg.extra_train]))
+    """The splits the cache holds a file of: `prepare_splits`, then the `extra_data`."""
+    return list(dict.fromkeys([*cfg.prepare_splits, *cfg.extra_data]))
 
 
 def split_file(cache_dir: Path, split: str) -> Path:
@@ -170,7 +170,7 @@ def raw_files(cfg: DataConfig) -> list[Path]:
     ]
     if cfg.features_from is None:  # a linked cache reads another cache's features, not the TSVs
         names += list(cfg.features)
-    if VG in cfg.extra_train:
+    if VG in cfg.extra_data:
         names += [cfg.vg["questions"], cfg.vg["images"]]
     if cfg.glove:
         names.append(cfg.glove)

@@ -234,7 +234,7 @@ def _text_stage(cfg: DataConfig) -> _Text:
         )
     if cfg.holdout_fraction > 0:
         _split_holdout(cfg, questions, annotations)
-    vg = _visual_genome(cfg, questions, annotations, answers) if VG in cfg.extra_train else None
+    vg = _visual_genome(cfg, questions, annotations, answers) if VG in cfg.extra_data else None
     if vg is not None:
         # training questions: their words join the vocabulary, after every other split's
         for q in vg.questions:
@@ -275,7 +275,7 @@ def _visual_genome(
         raise CacheError(
             f"no Visual Genome pair of {cfg.raw_path / cfg.vg['questions']} is usable ({vg.read:,} read, "
             f"dropped: {vg.counts()['dropped']}): are they the files of the COCO images in data.features? "
-            "Drop data.extra_train, or check data.vg and data.vg.image_splits"
+            "Drop data.extra_data, or check data.vg and data.vg.image_splits"
         )
     return vg
 

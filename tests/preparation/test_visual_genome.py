@@ -190,6 +190,10 @@ def test_config_defaults_and_training_splits(tmp_path):
         ("+data.vg.answers=3", r"data.vg has unknown keys \['answers'\]"),
         ("data.vg.image_splits=[test]", r"data.vg.image_splits=\['test'\] is invalid; expected .*prepared"),
         ("data.train_splits=[train,vg]", r"data.extra_train \['vg'\] is also a split"),
+        (
+            "data.extra_data=[]",
+            r"data.extra_train=\['vg'\] trains on \['vg'\], which the cache does not prepare",
+        ),
     ],
 )
 def test_bad_settings_are_config_errors(tmp_path, override, message):
@@ -215,7 +219,9 @@ def test_a_cache_without_extra_train_has_the_settings_it_had_before(tmp_path):
         "vocab_splits",
     ]
     with_vg = cache_settings(_data(tmp_path, []))
-    assert with_vg["extra_train"] == ["vg"] and with_vg["vg"]["answer_count"] == 1
+    assert with_vg["extra_data"] == ["vg"] and with_vg["vg"]["answer_count"] == 1
+    # training with or without the split vg reads the same cache (the rows of a study)
+    assert cache_settings(_data(tmp_path, ["data.extra_train=[]"])) == with_vg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +268,7 @@ def test_prepare_writes_the_vg_split_and_records_its_counts(vg_cache, caplog):
     assert (
         counts["kept"] == counts["pairs"] - sum(dropped.values()) == info.counts["splits"]["vg"]["questions"]
     )
-    assert info.manifest["settings"]["extra_train"] == ["vg"]
+    assert info.manifest["settings"]["extra_data"] == ["vg"]
     with h5py.File(info.split_path("vg")) as f, h5py.File(info.split_path("train")) as t:
         vg_images = set(f["questions/image_id"][:].tolist())
         assert vg_images <= set(t["questions/image_id"][:].tolist())  # train images only
