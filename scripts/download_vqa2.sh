@@ -146,22 +146,21 @@ spec_mb() {
     echo "${1##*:}"
 }
 
-group_download_mb() {
-    local g="$1" i total=0
-    for i in "${!A_GROUP[@]}"; do
-        if [[ "${A_GROUP[$i]}" == "$g" ]]; then total=$((total + A_MB[i])); fi
-    done
-    for i in "${!F_GROUP[@]}"; do
-        if [[ "${F_GROUP[$i]}" == "$g" ]]; then total=$((total + F_MB[i])); fi
-    done
-    echo "$total"
-}
-
 # what the zips of group $1 take while they are unpacked (plain files are not unpacked)
 group_zip_mb() {
     local g="$1" i total=0
     for i in "${!A_GROUP[@]}"; do
         if [[ "${A_GROUP[$i]}" == "$g" ]]; then total=$((total + A_MB[i])); fi
+    done
+    echo "$total"
+}
+
+# what group $1 downloads: its zips and its plain files
+group_download_mb() {
+    local g="$1" i total
+    total=$(group_zip_mb "$g")
+    for i in "${!F_GROUP[@]}"; do
+        if [[ "${F_GROUP[$i]}" == "$g" ]]; then total=$((total + F_MB[i])); fi
     done
     echo "$total"
 }
