@@ -38,11 +38,18 @@ BOX_SETTINGS = ("num_boxes", "boxes", "min_boxes")
 
 @dataclass
 class Source:
-    """The source cache: its manifest and, per split file, the image table."""
+    """The source cache: its manifest, its split files, and what every linked split needs of them,
+    read once: the joint per-image tables and each file's per-box datasets."""
 
     root: Path
     manifest: dict[str, Any]
     files: list[Path]
+    #: the per-image tables of all source files laid end to end, `box_start` into the joint boxes
+    tables: dict[str, np.ndarray]
+    #: per file: its first row in the joint boxes, and name -> (shape, dtype) of its per-box datasets
+    boxes: list[tuple[Path, int, dict[str, tuple[tuple[int, ...], np.dtype]]]]
+    #: rows of the joint boxes
+    total: int
 
     @classmethod
     def open(cls, root: Path, settings: dict[str, Any]) -> Source:
@@ -67,7 +74,18 @@ class Source:
                 f"asks for: {'; '.join(differ)}. Use a source cache prepared with the same box settings."
             )
         files = [split_file(root, s) for s in manifest["counts"]["splits"]]
-        return cls(root=root, manifest=manifest, files=files)
+        tables: list[dict[str, np.ndarray]] = []
+        boxes = []
+        base = 0
+        for src in files:
+            with h5py.File(src, "r") as f:
+                g = f["images"]
+                start, _ = box_ranges(g)
+                tables.append({name: g[name][:] for name in IMAGE_SETS} | {"box_start": start + base})
+                boxes.append((src, base, {name: (g[name].shape, g[name].dtype) for name in LINKED_SETS}))
+                base += g["features"].shape[0]
+        joint = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
+        return cls(root=root, manifest=manifest, files=files, tables=joint, boxes=boxes, total=base)
 
     def record(self) -> dict[str, Any]:
         """What the new manifest remembers of the source, so a changed source is noticed."""
@@ -93,32 +111,17 @@ class LinkedSplit:
         self.path = path
         self.h5 = h5py.File(path, "w")
         g = self.h5.create_group("images")
-        tables: list[dict[str, np.ndarray]] = []
-        base = 0
-        layouts: dict[str, h5py.VirtualLayout] = {}
-        total = 0
-        for src in source.files:
-            with h5py.File(src, "r") as f:
-                total += f["images/features"].shape[0]
-        for src in source.files:
-            with h5py.File(src, "r") as f:
-                start, count = box_ranges(f["images"])
-                tables.append(
-                    {name: f["images"][name][:] for name in IMAGE_SETS} | {"box_start": start + base}
-                )
-                rows = f["images/features"].shape[0]
+        for name in LINKED_SETS:
+            shape, dtype = source.boxes[0][2][name]
+            layout = h5py.VirtualLayout(shape=(source.total, *shape[1:]), dtype=dtype)
+            for src, base, sets in source.boxes:
+                shape, dtype = sets[name]
                 relative = os.path.relpath(src, path.parent)
-                for name in LINKED_SETS:
-                    ds = f["images"][name]
-                    if name not in layouts:
-                        layouts[name] = h5py.VirtualLayout(shape=(total, *ds.shape[1:]), dtype=ds.dtype)
-                    layouts[name][base : base + rows] = h5py.VirtualSource(
-                        relative, ds.name, shape=ds.shape, dtype=ds.dtype
-                    )
-                base += rows
-        for name, layout in layouts.items():
+                layout[base : base + shape[0]] = h5py.VirtualSource(
+                    relative, f"/images/{name}", shape=shape, dtype=dtype
+                )
             g.create_virtual_dataset(name, layout, fillvalue=np.nan)
-        joint = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
+        joint = source.tables
         # an image in several source splits (none in VQA v2) is taken from the first
         ids, first = np.unique(joint["image_id"], return_index=True)
         take = first[np.isin(ids, images)]
