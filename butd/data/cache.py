@@ -282,27 +282,30 @@ def check_sources(cfg: DataConfig, manifest: dict[str, Any]) -> None:
             log.warning("%s", caveat)
 
 
+def _link_changed(source: Path, record: dict[str, Any]) -> str | None:
+    """How the source cache differs from what a link recorded of it, or None."""
+    manifest = source / MANIFEST
+    if not manifest.is_file():
+        return f"{manifest} does not exist"
+    created = json.loads(manifest.read_text(encoding="utf-8")).get("created")
+    if created != record.get("created"):
+        return f"it was rebuilt ({created}; the link was made to the one of {record.get('created')})"
+    for name, was in record.get("files", {}).items():
+        path = source / name
+        if not path.is_file():
+            return f"{path} is missing"
+        stat = path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (was["size"], was["mtime_ns"]):
+            return f"{path} was rewritten after the link was made (a copy without its times counts too)"
+    return None
+
+
 def check_linked(cfg: DataConfig, record: dict[str, Any]) -> None:
     """Refuse a linked cache (`data.features_from`) whose feature source is gone, was rebuilt or
     changed since the link was made: HDF5 would read a missing source as NaN, a rebuilt one as
     other images' boxes (`butd.preparation.linked`)."""
     source = Path(cfg.features_from or record["cache"])
-    manifest = source / MANIFEST
-    why = None
-    if not manifest.is_file():
-        why = f"{manifest} does not exist"
-    else:
-        created = json.loads(manifest.read_text(encoding="utf-8")).get("created")
-        if created != record.get("created"):
-            why = f"it was rebuilt ({created}; the link was made to the one of {record.get('created')})"
-        for name, was in record.get("files", {}).items():
-            path = source / name
-            if why is not None:
-                break
-            if not path.is_file():
-                why = f"{path} is missing"
-            elif (path.stat().st_size, path.stat().st_mtime_ns) != (was["size"], was["mtime_ns"]):
-                why = f"{path} was rewritten after the link was made (a copy without its times counts too)"
+    why = _link_changed(source, record)
     if why:
         raise CacheError(
             f"the cache at {cfg.cache_path} reads its features from the cache at {source} "
