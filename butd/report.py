@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 
 from butd.reporting.runs import read_runs
-from butd.reporting.tables import ReportError, nothing_found, problems_markdown, write_report
+from butd.reporting.tables import (
+    ReportError,
+    nothing_found,
+    problems_markdown,
+    seeds_needed_lines,
+    write_report,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         help="compare every configuration with the one where KEY=VALUE: that row first, a Δ column per "
         "metric (default: trick=reference when the runs vary the trick group)",
     )
+    parser.add_argument(
+        "--seeds-needed",
+        type=float,
+        metavar="POINTS",
+        help="also say how many seeds per configuration would tell a difference of POINTS of val/score "
+        "(5%% two-sided, 80%% power), from the spread the runs show",
+    )
     args = parser.parse_args(argv)
+    if args.seeds_needed is not None and not args.seeds_needed > 0:
+        parser.error(f"--seeds-needed {args.seeds_needed:g}: expected a difference in points > 0, e.g. 1.0")
     reference = None
     if args.reference is not None:
         key, sep, value = args.reference.partition("=")
@@ -52,11 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{d.resolve().parent.parent.name}/{d.resolve().name}" for d in args.sweep_dirs
     )
     try:
-        table, files = write_report(runs, out, title=title, reference=reference)
+        table, files = write_report(runs, out, title=title, reference=reference, seeds_for=args.seeds_needed)
     except ReportError as err:
         print(err, file=sys.stderr)
         return 2
+    for note in table.notes:
+        print(f"note: {note}")
     print(table.markdown())
+    if args.seeds_needed is not None:
+        print("\nseeds needed " + "\n".join(seeds_needed_lines(table, args.seeds_needed)))
     failed = [r for r in runs if r.status != "finished"]
     if failed:
         print(f"\n{len(failed)} runs not in the table:\n{problems_markdown(failed)}")

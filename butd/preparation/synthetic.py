@@ -107,6 +107,15 @@ class SyntheticSpec:
     #: > 0: also Visual Genome v1.2 files (`visual_genome/`) with this many question-answer pairs
     #: per train and val image, from a random stream of their own (the other files do not change)
     vg_questions_per_image: int = 0
+    #: A language prior such as real images have (bananas are yellow): > 0 draws shapes with Zipf
+    #: weights 1 / (rank + 1) ** shape_skew and each shape's colour with Zipf weights
+    #: 1 / (rank + 1) ** color_skew over a colour order of its own, so that "what color is the
+    #: cube?" has a likely answer. 0 (both): uniform, the quick start's set, byte for byte.
+    shape_skew: float = 0.0
+    color_skew: float = 0.0
+    #: True: count questions are drawn so that every count is asked about equally often (no
+    #: prior); False: about a uniformly drawn colour/shape, so small counts dominate as in VQA
+    balance_counts: bool = True
 
     def __post_init__(self) -> None:
         if self.num_boxes < 4:
@@ -125,6 +134,14 @@ class SyntheticSpec:
             raise ValueError(f"num_test_images must be >= 0, got {self.num_test_images}")
         if self.num_train_images + self.num_val_images + self.num_test_images > MAX_COCO_ID:
             raise ValueError("too many images for COCO-like ids")
+        if not (self.shape_skew >= 0 and self.color_skew >= 0):
+            raise ValueError(
+                f"shape_skew and color_skew must be >= 0, got {self.shape_skew}, {self.color_skew}"
+            )
+
+    @property
+    def skewed(self) -> bool:
+        return self.shape_skew > 0 or self.color_skew > 0
 
     @property
     def objects_range(self) -> tuple[int, int]:
@@ -189,12 +206,35 @@ def _image_ids(spec: SyntheticSpec) -> tuple[list[int], list[int]]:
     return sorted(int(i) for i in ids[:n_train]), sorted(int(i) for i in ids[n_train:])
 
 
-def _sample_objects(rng: np.random.Generator, n: int) -> list[SceneObject]:
-    """Objects with uniform marginals; colours/shapes sometimes repeat so counts above 1 occur."""
+def _zipf(n: int, skew: float) -> np.ndarray:
+    """Probabilities proportional to 1 / (rank + 1) ** skew over n values (uniform at 0)."""
+    weights = 1.0 / np.arange(1, n + 1) ** skew
+    return weights / weights.sum()
+
+
+def _color_orders(spec: SyntheticSpec) -> np.ndarray:
+    """[shapes, colours]: each shape's colours from most to least likely (a fixed stream)."""
+    rng = _rng(spec, 11)
+    return np.stack([rng.permutation(len(COLORS)) for _ in SHAPES])
+
+
+def _sample_objects(rng: np.random.Generator, n: int, spec: SyntheticSpec) -> list[SceneObject]:
+    """Objects with uniform marginals (or the skewed prior of `spec`); colours/shapes sometimes
+    repeat so counts above 1 occur."""
     objects: list[SceneObject] = []
+    if spec.skewed:
+        shape_p, color_p, orders = (
+            _zipf(len(SHAPES), spec.shape_skew),
+            _zipf(len(COLORS), spec.color_skew),
+            _color_orders(spec),
+        )
     for _ in range(n):
-        color = int(rng.integers(len(COLORS)))
-        shape = int(rng.integers(len(SHAPES)))
+        if spec.skewed:
+            shape = int(rng.choice(len(SHAPES), p=shape_p))
+            color = int(orders[shape][rng.choice(len(COLORS), p=color_p)])
+        else:
+            color = int(rng.integers(len(COLORS)))
+            shape = int(rng.integers(len(SHAPES)))
         if objects and rng.random() < 0.3:
             color = objects[int(rng.integers(len(objects)))].color
         if objects and rng.random() < 0.3:
@@ -231,7 +271,7 @@ def _sample_scene(rng: np.random.Generator, spec: SyntheticSpec, image_id: int, 
     """Objects plus clutter boxes, shuffled so box order carries no information."""
     w, h = int(rng.integers(480, 641)), int(rng.integers(360, 641))
     lo, hi = spec.objects_range
-    objects = _sample_objects(rng, int(rng.integers(lo, hi + 1)))
+    objects = _sample_objects(rng, int(rng.integers(lo, hi + 1)), spec)
     boxes = [_object_box(rng, o, w, h) for o in objects]
     k = spec.num_boxes
     if spec.min_boxes is not None:
@@ -438,14 +478,31 @@ def _attribute_question(
     return text, qtype, "other", answer, confusions
 
 
+#: with balance_counts=False, the share of count questions about something in the image
+ASK_PRESENT = 0.75
+
+
 def _count_question(
-    rng: np.random.Generator, scene: Scene, issued: dict[tuple[str, ...], Counter], exclude: set[str]
+    rng: np.random.Generator,
+    scene: Scene,
+    issued: dict[tuple[str, ...], Counter],
+    exclude: set[str],
+    balance: bool = True,
 ) -> Draft:
-    """Pick the least-issued feasible count for the template, so count answers stay balanced."""
+    """Pick the least-issued feasible count for the template, so count answers stay balanced;
+    with `balance` False, ask about an object in the image (ASK_PRESENT) or any value, so that
+    counts follow the scenes (mostly 1 and 2, as people ask about what they see)."""
     fields, template = _pick(rng, list(COUNT_TEMPLATES.items()))
     tally = Counter(_attrs(o, fields) for o in scene.objects)
     keys = _all_keys(fields)
     fresh = [k for k in keys if _render(template, fields, k) not in exclude] or keys
+    if not balance:
+        present = [_attrs(o, fields) for o in scene.objects]
+        present = [k for k in present if k in fresh] or fresh
+        key = _pick(rng, present if rng.random() < ASK_PRESENT else fresh)
+        count = tally[key]
+        confusions = tuple(str(c) for c in (count - 1, count + 1) if c >= 0)
+        return _render(template, fields, key), "how many", "number", str(count), confusions
     by_count: dict[int, list[tuple[int, ...]]] = {}
     for key in fresh:
         by_count.setdefault(tally[key], []).append(key)
@@ -476,7 +533,11 @@ def _exist_question(rng: np.random.Generator, scene: Scene, yes: bool) -> Draft:
 
 
 def _draft(
-    rng: np.random.Generator, scene: Scene, issued: dict[tuple[str, ...], Counter], seen: set[str]
+    rng: np.random.Generator,
+    scene: Scene,
+    issued: dict[tuple[str, ...], Counter],
+    seen: set[str],
+    spec: SyntheticSpec,
 ) -> Draft:
     """One question not yet asked about this image, its kind drawn from KIND_PROBS.
 
@@ -493,7 +554,7 @@ def _draft(
             return _attribute_question(rng, {t: c for t, c in cands.items() if c})
         kind = "count"  # no unique referent left: counting is always possible
     if kind == "count":
-        return _count_question(rng, scene, issued, seen)
+        return _count_question(rng, scene, issued, seen, spec.balance_counts)
     yes = bool(rng.random() < 0.5)
     for _ in range(20):
         draft = _exist_question(rng, scene, yes)
@@ -509,7 +570,7 @@ def _scene_questions(
     out: list[Question] = []
     seen: set[str] = set()
     for k in range(spec.questions_per_image):
-        text, qtype, atype, answer, confusions = _draft(rng, scene, issued, seen)
+        text, qtype, atype, answer, confusions = _draft(rng, scene, issued, seen, spec)
         seen.add(text)
         out.append(
             Question(scene.image_id, scene.image_id * 1000 + k, text, qtype, atype, answer, confusions)

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from butd.config.convergence import ConvergenceRule
 from butd.config.naming import clean_overrides, split_override
 
 OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -41,6 +42,7 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     #: why a run is not finished: the error, or how far its CSV log got
     detail: str = ""
+    _config: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -74,6 +76,30 @@ class Run:
     def mean_over_epochs(self, key: str) -> float | None:
         values = [float(r[key]) for r in self.history if r.get(key) is not None]
         return sum(values) / len(values) if values else None
+
+    @property
+    def convergence(self) -> dict[str, Any]:
+        """`converged` and `converged_epoch` as the run recorded them; for a run recorded before
+        the rule existed, the default rule applied to its history (`computed`: True)."""
+        if "converged" in self.metrics:
+            return {
+                "converged": bool(self.metrics["converged"]),
+                "converged_epoch": self.metrics.get("converged_epoch"),
+                "computed": False,
+            }
+        return {**ConvergenceRule().assess(self.history), "computed": True}
+
+    def setting(self, dotted: str) -> Any:
+        """A value of the run's composed config (`.hydra/config.yaml`), read as plain YAML (nothing in
+        it is resolved), e.g. `trainer.max_epochs`; None where absent."""
+        if self._config is None:
+            config = self.path / CONFIG
+            loaded = yaml.safe_load(config.read_text()) if config.is_file() else None
+            self._config = loaded if isinstance(loaded, dict) else {}
+        node: Any = self._config
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
 
 
 def _job_number(path: Path) -> int:
@@ -181,6 +207,31 @@ class RunGroup:
 
     def values(self, key: str) -> list[float]:
         return [v for v in (r.value(key) for r in self.runs) if v is not None]
+
+    def by_seed(self, key: str) -> dict[str, float]:
+        """`key`'s value per run, keyed by seed (by folder where seeds are unknown or repeat, so
+        that such runs are never paired with another configuration's)."""
+        seeds = [r.seed for r in self.runs]
+        unique = None not in seeds and len(set(seeds)) == len(seeds)
+        out = {}
+        for run, seed in zip(self.runs, seeds, strict=True):
+            value = run.value(key)
+            if value is not None:
+                out[seed if unique else str(run.path)] = value
+        return out
+
+    @property
+    def converged(self) -> int:
+        """How many of the runs converged (`Run.convergence`)."""
+        return sum(r.convergence["converged"] for r in self.runs)
+
+    @property
+    def all_converged(self) -> bool:
+        return self.converged == len(self.runs)
+
+    @property
+    def best_epochs(self) -> list[int]:
+        return [int(r.metrics["best_epoch"]) for r in self.runs if r.metrics.get("best_epoch") is not None]
 
     def mean_std(self, key: str) -> tuple[float | None, float | None]:
         values = self.values(key)

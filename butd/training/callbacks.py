@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
+from butd.config.convergence import ConvergenceRule
 from butd.errors import UserError
 
 
@@ -29,14 +30,28 @@ class MetricsJSON(pl.Callback):
     """Keeps a per-epoch history and writes `metrics.json` in the run folder at the end of fit.
 
     `metrics.json` holds the best `val/score`, the `val/upper_bound` of that epoch, the
-    last completed epoch (0-based, as Lightning counts), the parameter count and the
-    history. The history is part of the callback's checkpoint state, so a resumed run
-    still reports the epochs before the interruption.
+    last completed epoch (0-based, as Lightning counts), whether the run converged by the
+    rule of `butd.config.convergence` (`converged`, `converged_epoch`, `convergence_rule`), the
+    parameter count and the history. The history is part of the callback's checkpoint state, so
+    a resumed run still reports the epochs before the interruption.
+
+    `stop_when_converged`: end the fit at the first epoch at which the rule holds (the run's
+    `trainer.max_epochs` stays the cap), so a study can run "until converged, at most N epochs".
     """
 
-    def __init__(self, *, dirpath: str, monitor: str = "val/score") -> None:
+    def __init__(
+        self,
+        *,
+        dirpath: str,
+        monitor: str = "val/score",
+        patience: int = 5,
+        min_delta: float = 0.1,
+        stop_when_converged: bool = False,
+    ) -> None:
         self.path = Path(dirpath) / "metrics.json"
         self.monitor = monitor
+        self.rule = ConvergenceRule(monitor=monitor, patience=patience, min_delta=min_delta)
+        self.stop_when_converged = stop_when_converged
         self.history: list[dict[str, float]] = []
         #: the run folders of this run, the first one first: a resumed run inherits its
         #: predecessors' through the checkpoint, so `butd.report` counts them as one run
@@ -54,6 +69,8 @@ class MetricsJSON(pl.Callback):
         row.update(_floats(trainer.callback_metrics, ("train/", "val/")))
         row["epoch_seconds"] = round(time.time() - self._epoch_started, 3)
         self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
+        if self.stop_when_converged and self.rule.assess(self.history)["converged"]:
+            trainer.should_stop = True
 
     def summary(self, pl_module: pl.LightningModule) -> dict[str, Any]:
         scored = [r for r in self.history if self.monitor in r]
@@ -63,6 +80,7 @@ class MetricsJSON(pl.Callback):
             "val/upper_bound": best.get("val/upper_bound"),
             "best_epoch": best.get("epoch"),
             "epoch": self.history[-1]["epoch"] if self.history else None,
+            **self.rule.assess(self.history),
             "num_parameters": getattr(pl_module, "num_parameters", None),
             "lineage": self.lineage,
             "history": self.history,

@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from butd.config.convergence import ConvergenceRule
 from butd.config.data import DataConfig
 from butd.config.debias import DebiasConfig
 from butd.config.model import ModelConfig
@@ -91,6 +92,16 @@ def check_output_and_debias(model: ModelConfig, debias: DebiasConfig) -> None:
         )
 
 
+def check_convergence(node: Any) -> None:
+    """`convergence.patience`, `.min_delta` and `.stop` (butd.config.convergence)."""
+    if node is None:
+        return
+    ConvergenceRule(patience=node.get("patience", 5), min_delta=node.get("min_delta", 0.1))
+    stop = node.get("stop", False)
+    if not isinstance(stop, bool):
+        raise ConfigError(f"convergence.stop={stop!r} is invalid; expected true or false")
+
+
 def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, DebiasConfig]:
     """Every check that can run before data is read, each once: the data, model, optimizer and
     SLURM sections, the debias method, the seed, and K against the boxes stored on disk. Returns
@@ -104,6 +115,7 @@ def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, Deb
     check_output_and_debias(model, debias)
     check_optimizer(cfg.get("optim"))
     to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
+    check_convergence(cfg.get("convergence"))
     found = stored_boxes(data) if data.boxes == "fixed" else None
     if found is not None and data.num_boxes > found[0]:
         raise ConfigError(

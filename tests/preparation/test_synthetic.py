@@ -265,3 +265,39 @@ def test_test_splits_are_unannotated_and_test_dev_is_a_subset(tmp_path: Path) ->
     trainval = set(_read_tsv(paths["features"]))
     assert set(_read_tsv(paths["test_features"])) == test_images and not test_images & trainval
     assert not list(tmp_path.glob("*test*annotations*"))
+
+
+def test_the_study_stand_ins_prior_is_stronger_and_answers_still_follow_from_the_scene() -> None:
+    """experiment=standin's knobs: Zipf shapes, per-shape Zipf colours, counts that follow the scenes."""
+    from butd.preparation.synthetic import _color_orders
+
+    spec = SyntheticSpec(num_train_images=600, num_val_images=200, seed=3, shape_skew=1.25,
+                         color_skew=1.75, balance_counts=False)  # fmt: skip
+    scenes = sample_scenes(spec)
+    by_id = {s.image_id: s for s in scenes}
+    objects = [o for s in scenes for o in s.objects]
+    shapes = Counter(o.shape for o in objects)
+    assert shapes.most_common(1)[0][0] == 0 and shapes[0] > 2 * shapes[len(SHAPES) - 1]
+    orders = _color_orders(spec)
+    for shape in range(len(SHAPES)):
+        colors = Counter(o.color for o in objects if o.shape == shape)
+        assert colors.most_common(1)[0][0] == orders[shape][0]  # each shape's own likely colour
+
+    def oracle(spec: SyntheticSpec) -> float:
+        """Exact accuracy on val of the most common train answer of each question string."""
+        questions = sample_questions(sample_scenes(spec), spec)
+        split = {s.image_id: s.split for s in sample_scenes(spec)}
+        prior: dict[str, Counter] = defaultdict(Counter)
+        for q in questions:
+            if split[q.image_id] == "train2014":
+                prior[q.text][q.answer] += 1
+        val = [q for q in questions if split[q.image_id] == "val2014"]
+        return float(np.mean([(prior[q.text].most_common(1) or [("",)])[0][0] == q.answer for q in val]))
+
+    uniform = SyntheticSpec(num_train_images=600, num_val_images=200, seed=3)
+    assert oracle(spec) > oracle(uniform) + 0.15
+    questions = sample_questions(scenes, spec)
+    for q in questions:
+        assert _answer_from_scene(q.text, by_id[q.image_id]) == q.answer, q.text
+    counts = Counter(q.answer for q in questions if q.answer_type == "number")
+    assert counts.most_common(1)[0][0] == "1"  # asked about what is in the image

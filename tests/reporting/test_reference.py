@@ -34,10 +34,18 @@ def tricks(tmp_path):
 def test_the_trick_groups_reference_row_comes_first_with_deltas(tricks, capsys):
     assert main([str(tricks)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| trick | seeds | best val/score | Δ val/score | Δ VQA acc | VQA acc |")
-    assert lines[2].startswith("| reference | 2 | **81.00 ± 1.41** | reference | reference | 60.50 ± 0.71 |")
-    assert lines[3].startswith("| l2_features | 1 | 81.00 | +0.00 | +1.50 | 62.00 |")
-    assert lines[4].startswith("| softmax | 1 | 78.50 | -2.50 | -1.50 | 59.00 |")
+    head = "| trick | seeds | converged | best epoch | best val/score | Δ val/score | Δ VQA acc | VQA acc |"
+    assert lines[0].startswith(head)
+    ref = "| reference | 2 | no (0/2) | 1, 1 | 81.00 ± 1.41 | reference | reference | 60.50 ± 0.71 |"
+    assert lines[2].startswith(ref)
+    # one seed against two: a difference, but no interval to give it
+    no_interval = "(no interval: n=1)"
+    assert lines[3].startswith(
+        f"| l2_features | 1 | no (0/1) | 1 | 81.00 | +0.00 {no_interval} | +1.50 {no_interval}"
+    )
+    assert lines[4].startswith(
+        f"| softmax | 1 | no (0/1) | 1 | 78.50 | -2.50 {no_interval} | -1.50 {no_interval}"
+    )
     rows = list(csv.DictReader((tricks / "report.csv").open()))
     assert [r["trick"] for r in rows] == ["reference", "l2_features", "softmax"]
     assert rows[0]["val/score delta"] == "" and float(rows[2]["val/score delta"]) == pytest.approx(-2.5)
@@ -55,9 +63,10 @@ def test_any_varying_key_can_be_the_reference(tmp_path, capsys):
     assert "Δ" not in capsys.readouterr().out  # no reference: the plain table
     assert main([str(sweep), "--reference", "model.output=sigmoid"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| model.output | seeds | best val/score | Δ val/score | parameters |")
-    assert lines[2].startswith("| sigmoid | 1 | **57.25** | reference |")
-    assert lines[3].startswith("| softmax | 1 | 55.00 | -2.25 |")
+    head = "| model.output | seeds | converged | best epoch | best val/score | Δ val/score | parameters |"
+    assert lines[0].startswith(head)
+    assert lines[2].startswith("| sigmoid | 1 | no (0/1) | 1 | 57.25 | reference |")
+    assert lines[3].startswith("| softmax | 1 | no (0/1) | 1 | 55.00 | -2.25 (no interval: n=1) |")
 
 
 def test_a_reference_that_matches_no_row_names_what_the_runs_have(tricks, capsys):
@@ -77,9 +86,15 @@ def test_a_trick_sweep_without_its_reference_row_is_the_plain_table(tmp_path, ca
     make_run(sweep, "0_a", ["trick=softmax", "seed=1"], [50.0, 55.0])
     make_run(sweep, "1_b", ["trick=l2_features", "seed=1"], [52.0, 57.0])
     assert main([str(sweep)]) == 0
-    assert "Δ" not in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    # said in one line, naming the reference axis value; no Δ column against another row
+    assert out[0] == (
+        "note: the reference row trick=reference has no finished run (none in these folders): no Δ "
+        "column is made against another row; rerun it and report again"
+    )
+    assert "Δ" not in out[1]
     make_run(sweep, "2_c", ["seed=1"], [52.0, 56.0])  # trick unset: the reference recipe
     assert main([str(sweep)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2].startswith("| default | 1 | 56.00 | reference |")
-    assert lines[3].startswith("| softmax | 1 | 55.00 | -1.00 |")
+    assert lines[2].startswith("| default | 1 | no (0/1) | 1 | 56.00 | reference |")
+    assert lines[3].startswith("| softmax | 1 | no (0/1) | 1 | 55.00 | -1.00 (no interval: n=1) |")

@@ -79,7 +79,11 @@ def test_one_row_per_configuration_with_mean_and_std_over_seeds(sweep, capsys):
     assert relu["num_parameters"] == "10" and float(relu["epoch_seconds"]) == pytest.approx(3.0)
 
     # the printed table is the markdown one; common settings are not columns
-    assert "| relu | 2 | 81.00 ± 1.41 |" in out and "| glu | 1 | **85.00** |" in out
+    # 3 epochs cannot meet the convergence rule (5 epochs without gain): no row is called the best
+    assert (
+        "| relu | 2 | no (0/2) | 1, 2 | 81.00 ± 1.41 |" in out and "| glu | 1 | no (0/1) | 1 | 85.00 |" in out
+    )
+    assert "**" not in out
     assert "experiment" not in out.splitlines()[0] and "VQA acc" not in out
     md = (sweep / "report.md").read_text()
     assert "experiment=ablation_activation, trainer.max_epochs=3" in md and "/data" not in md

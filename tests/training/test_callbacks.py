@@ -1,5 +1,7 @@
 """What RunStats adds to each epoch's record, and the objects ablation's box limit, in real fits."""
 
+import json
+
 import numpy as np
 import torch
 
@@ -23,3 +25,15 @@ def test_use_boxes_gives_the_model_the_first_k_boxes(tiny_cfg):
     a, b = full.dataset("val")[[0, 5, 9]], first3.dataset("val")[[0, 5, 9]]
     assert a["v"].shape[1] == 6 and b["v"].shape[1] == 3
     assert torch.equal(a["v"][:, :3], b["v"]) and torch.equal(a["b"][:, :3], b["b"])
+
+
+def test_metrics_json_records_convergence_and_stop_ends_the_run_there(tiny_cfg, tmp_path):
+    # min_delta 100: the rule (patience 1) holds from the second epoch on, whatever the scores
+    rule = ["convergence.patience=1", "convergence.min_delta=100"]
+    summary = train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=4", *rule, "convergence.stop=true"]))
+    assert [r["epoch"] for r in summary["history"]] == [0, 1]  # stopped at epoch 1, under the cap of 4
+    record = json.loads((tmp_path / "logs" / "train" / "runs" / "run" / "metrics.json").read_text())
+    assert record["converged"] is True and record["converged_epoch"] == 1
+    assert record["convergence_rule"] == {"monitor": "val/score", "patience": 1, "min_delta": 100.0}
+    # the default rule (5 epochs without a gain of 0.1) cannot hold after 2 epochs
+    assert train(tiny_cfg(["model.num_hid=16", "trainer.max_epochs=2"], run="b"))["converged"] is False
