@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from butd.config.debias import DebiasConfig
-from butd.training.metrics import vqa_bce_loss
+from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
 
 #: keeps log(b) and log(1 - b) finite where the prior is exactly 0 or 1
 PRIOR_EPS = 1e-12
@@ -227,12 +227,13 @@ class CounterfactualVQA(DebiasLoss):
     gradient to the encoder) and are MLPs with two hidden layers of 1024; each has its own loss on
     a further Linear(A, A) (q_out, v_out), as the authors' code.
 
-    Training: BCE of the fused logit z + q_pred + v_pred (its sigmoid is exp(h)) + BCE of q_out +
-    BCE of v_out, each the reference's scaled BCE, + the cross-entropy of softmax(h_nde) against
-    softmax(h_te) held fixed, which teaches the learned constant c alone: h_te = h(z, q_pred,
-    v_pred), h_nde = h(c, q_pred, c) (the counterfactual world where the image and the knowledge
-    take the constant c, initialised at 0). Inference: TIE = h_te - h_nde, the total effect minus
-    the question's natural direct effect.
+    Training, as the authors': the cross-entropy of softmax(h_te) over the answers (h_te =
+    h(z, q_pred, v_pred)) + that of softmax(q_out) + that of softmax(v_out), against the soft
+    targets made a distribution (`vqa_softmax_loss`: the expectation of the authors' loss on an
+    answer sampled by annotator count), + the cross-entropy of softmax(h_nde) against softmax(h_te)
+    held fixed, which teaches the learned constant c alone: h_nde = h(c, q_pred, c) (the
+    counterfactual world where the image and the knowledge take the constant c, initialised at 0).
+    Inference: TIE = h_te - h_nde, the total effect minus the question's natural direct effect.
     """
 
     needs_visual = True
@@ -261,13 +262,14 @@ class CounterfactualVQA(DebiasLoss):
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
         q_pred, v_pred = self.branches(q_emb, v_emb)
-        fused = logits.float() + q_pred + v_pred  # s(fused) = exp(h_te)
-        loss = vqa_bce_loss(fused, target)
-        loss = loss + vqa_bce_loss(self.q_out(q_pred), target) + vqa_bce_loss(self.v_out(v_pred), target)
+        te = F.logsigmoid(logits.float() + q_pred + v_pred)  # h_te
+        # the authors' cross-entropy over the answers, each branch's scores taken as logits
+        loss = vqa_softmax_loss(te, target)
+        loss = loss + vqa_softmax_loss(self.q_out(q_pred), target)
+        loss = loss + vqa_softmax_loss(self.v_out(v_pred), target)
         # only c learns from this term: h_te is held fixed, h_nde sees q_pred detached
-        te = F.logsigmoid(fused).detach()
         nde = F.logsigmoid(q_pred.detach() + 2.0 * self.constant)
-        kl = -(te.softmax(dim=1) * nde.log_softmax(dim=1)).sum(1).mean()
+        kl = -(te.detach().softmax(dim=1) * nde.log_softmax(dim=1)).sum(1).mean()
         return loss + kl
 
     def answer_scores(self, logits, *, q_emb=None, v_emb=None):

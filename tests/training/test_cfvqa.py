@@ -4,7 +4,7 @@ out from the formula on one question with two answers, and the conflict with a q
 z = (0, 2) main logits, y = (1, 0) soft targets. The question-only and vision-only branches are
 fixed to q_pred = (1, -1) and v_pred = (0.5, 0) whatever their input (last layer's weights 0, bias
 set), their output layers to the identity (q_out = q_pred, v_out = v_pred); the constant c is at
-its initial value 0. s is the sigmoid, sp(x) = log(1 + e^x) = -log s(-x).
+its initial value 0. s is the sigmoid.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ def s(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def sp(x: float) -> float:
-    return math.log1p(math.exp(x))
-
-
 def _cfvqa() -> torch.nn.Module:
     fn = build_debias(DebiasConfig(name="cfvqa"), num_hid=3, num_answers=2, v_dim=4)
     with torch.no_grad():
@@ -49,18 +45,18 @@ def _cfvqa() -> torch.nn.Module:
 def _expected_loss_and_grads() -> tuple[float, list[float], float]:
     """The loss, d loss / d z and d loss / d c, from the formula by hand."""
     fused = [z + q + v for z, q, v in zip((0.0, 2.0), Q_PRED, V_PRED, strict=True)]  # (1.5, 1)
-    # BCE summed over answers (the reference scale): y = 1 -> sp(-x), y = 0 -> sp(x)
-    main = sp(-fused[0]) + sp(fused[1])
-    question = sp(-Q_PRED[0]) + sp(Q_PRED[1])
-    vision = sp(-V_PRED[0]) + sp(V_PRED[1])
-    # p_te = softmax(log s(fused)) = s(fused) / sum; h_nde = log s(q_pred + 2c), at c = 0 its
-    # softmax is s(q_pred) / (s(1) + s(-1)) = s(q_pred)
+    # cross-entropy over the answers, y = (1, 0) made a distribution: -log softmax(scores)_0, with
+    # h_te = log s(fused) for the fused branch: softmax(h_te) = s(fused) / sum
     te = [s(x) for x in fused]
     p_te = [t / sum(te) for t in te]
+    main = -math.log(p_te[0])
+    question = math.log1p(math.exp(Q_PRED[1] - Q_PRED[0]))  # -log softmax((1, -1))_0
+    vision = math.log1p(math.exp(V_PRED[1] - V_PRED[0]))
+    # h_nde = log s(q_pred + 2c); at c = 0 its softmax is s(q_pred) / (s(1) + s(-1)) = s(q_pred)
     nde = [s(q) for q in Q_PRED]
     kl = -sum(p * math.log(n / sum(nde)) for p, n in zip(p_te, nde, strict=True))
-    # only the fused BCE reaches z: s(fused) - y
-    grad_z = [te[0] - 1.0, te[1]]
+    # only the fused term reaches z: (softmax(h_te) - y) * d log s(x) / dx = (p - y) s(-x)
+    grad_z = [(p - y) * s(-x) for p, y, x in zip(p_te, (1.0, 0.0), fused, strict=True)]
     # d/dc of -sum_a p_a [log s(q_a + 2c) - log sum_b s(q_b + 2c)] at c = 0
     d_log_s = [2.0 * (1.0 - n) for n in nde]
     d_log_sum = sum(2.0 * n * (1.0 - n) for n in nde) / sum(nde)
@@ -76,7 +72,7 @@ def test_loss_and_gradients_follow_the_formula() -> None:
     v_emb = torch.randn(1, 4, requires_grad=True)
     loss = fn(z, Y, q_emb=q_emb, v_emb=v_emb)
     expected, grad_z, grad_c = _expected_loss_and_grads()
-    assert loss.item() == pytest.approx(expected, abs=1e-5)  # 5.786 with these values
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
     dz, dq, dv, dc = torch.autograd.grad(loss, [z, q_emb, v_emb, fn.constant], allow_unused=True)
     assert dz[0].tolist() == pytest.approx(grad_z, abs=1e-6)
     assert dc.item() == pytest.approx(grad_c, abs=1e-6)
@@ -91,11 +87,10 @@ def test_only_the_constant_learns_from_the_kl_term() -> None:
     loss = fn(z, Y, q_emb=q_emb, v_emb=v_emb)
     names = ["z", *dict(fn.named_parameters())]
     grads = dict(zip(names, torch.autograd.grad(loss, [z, *fn.parameters()]), strict=True))
-    # with the KL term removed the loss is the three BCEs: same gradient to z, none to c
-    fused = z + torch.tensor([Q_PRED]) + torch.tensor([V_PRED])
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(fused, Y, reduction="sum")
-    (dz_bce,) = torch.autograd.grad(bce, [z])
-    assert torch.allclose(grads["z"], dz_bce, atol=1e-6)
+    # with the KL term removed the loss is the three cross-entropies: same gradient to z, none to c
+    te = torch.nn.functional.logsigmoid(z + torch.tensor([Q_PRED]) + torch.tensor([V_PRED]))
+    (dz_ce,) = torch.autograd.grad(-te.log_softmax(dim=1)[0, 0], [z])
+    assert torch.allclose(grads["z"], dz_ce, atol=1e-6)
     assert grads["constant"].abs().item() > 0
 
 
