@@ -108,14 +108,16 @@ def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
     table = Table(title=f"image {image_id} ({split}): {result.question}")
     table.add_column("#", justify="right")
     table.add_column("answer")
-    table.add_column("probability", justify="right")
+    table.add_column("TIE" if result.output == "tie" else "probability", justify="right")
     for rank, (ans, p) in enumerate(result.top, start=1):
         table.add_row(str(rank), ans, f"{p:.3f}")
-    table.caption = (
-        "probability: softmax over the answers (trained with cross-entropy on the soft scores)"
-        if result.output == "softmax"
-        else "probability: sigmoid of the logit (trained per answer with BCE)"
-    )
+    captions = {
+        "softmax": "probability: softmax over the answers (trained with cross-entropy on the soft scores)",
+        "tie": "TIE: CF-VQA's total indirect effect, log p(a | q, v) - log p(a | q) (its counterfactual "
+        "inference; not a probability)",
+    }
+    sigmoid = "probability: sigmoid of the logit (trained per answer with BCE)"
+    table.caption = captions.get(result.output, sigmoid)
     return table
 
 

@@ -79,8 +79,9 @@ def build(
         # the data section as written (interpolations kept), so evaluate/predict find the cache
         "data_config": OmegaConf.to_container(cfg.data, resolve=False),
     }
+    # every method gets the prior when the data has question types: the diagnostics read it
+    types = datamodule.question_types
     if module.debias.needs_prior:
-        types = datamodule.question_types
         if types is None:
             raise UserError(
                 f"debias={module.debias_cfg.name} needs each training question's question_type, and "
@@ -88,6 +89,7 @@ def build(
                 "or annotations without question_type). Use debias=none or debias=rubi, or a data set "
                 "with question types (vqa2, vqacp2, synthetic, synthetic_cp)."
             )
+    if types is not None:
         import torch
 
         module.set_prior(torch.from_numpy(types.prior))

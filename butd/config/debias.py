@@ -15,7 +15,16 @@ from butd.config.structured import to_typed
 from butd.errors import ConfigError
 
 #: `butd.training.debias.build_debias` makes a loss for each
-DEBIAS_METHODS: tuple[str, ...] = ("none", "reweight", "bias_product", "learned_mixin", "lmh", "rubi", "gge")
+DEBIAS_METHODS: tuple[str, ...] = (
+    "none",
+    "reweight",
+    "bias_product",
+    "learned_mixin",
+    "lmh",
+    "rubi",
+    "gge",
+    "cfvqa",
+)
 #: the methods that read the question-type prior, so the data must have question types
 NEEDS_PRIOR: tuple[str, ...] = ("reweight", "bias_product", "learned_mixin", "lmh", "gge")
 

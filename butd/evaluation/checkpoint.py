@@ -23,6 +23,7 @@ from butd.data.cache import CacheInfo
 from butd.data.text import Vocabulary
 from butd.errors import CheckpointError, ConfigError
 from butd.training.checkpoints import UnsafeCheckpointError, load_weights_only
+from butd.training.debias import MethodAnswers
 from butd.training.module import VQAModule
 
 
@@ -40,6 +41,14 @@ class Checkpoint:
     @property
     def model(self) -> torch.nn.Module:
         return self.module.model
+
+    @property
+    def answerer(self) -> torch.nn.Module:
+        """The model as its training method answers: the model itself, or for a method that changes
+        inference (CF-VQA's counterfactual) the model with the method (`MethodAnswers`)."""
+        if not self.module.debias.changes_inference:
+            return self.module.model
+        return MethodAnswers(model=self.module.model, debias=self.module.debias).eval()
 
     @property
     def feature_dim(self) -> int:

@@ -70,7 +70,7 @@ def predict_split(
     trainer: pl.Trainer, ckpt: Checkpoint, alignment: Alignment, loader: DataLoader
 ) -> tuple[np.ndarray, np.ndarray]:
     """question ids int64 [Q] and the checkpoint's argmax labels int64 [Q], in split order."""
-    outputs = trainer.predict(Predictor(ckpt.model, alignment.token_map), dataloaders=loader)
+    outputs = trainer.predict(Predictor(ckpt.answerer, alignment.token_map), dataloaders=loader)
     qids = torch.cat([o["question_id"] for o in outputs]).cpu().numpy()
     labels = torch.cat([o["label"] for o in outputs]).cpu().numpy()
     return qids, labels
@@ -140,11 +140,13 @@ class Answer:
     question: str
     #: question words the vocabulary lacks; they were left out
     unknown_words: list[str]
-    #: (answer, probability), best first: as `output` makes them from the logits
+    #: (answer, probability), best first: as `output` makes them from the logits; for `output`
+    #: "tie" (CF-VQA) the total indirect effect log p(a | q, v) - log p(a | q), not a probability
     top: list[tuple[str, float]]
     #: attention weight of each of the K boxes [K], None for models without attention
     attention: np.ndarray | None
-    #: the model's `model.output`: a sigmoid per answer, or a softmax over the answers
+    #: the model's `model.output`: a sigmoid per answer, or a softmax over the answers; "tie" for
+    #: a CF-VQA checkpoint, which answers with its counterfactual inference
     output: str = "sigmoid"
 
 
@@ -189,10 +191,19 @@ def answer(ckpt: Checkpoint, image: ImageRecord, question: str, *, top_k: int = 
     else:
         logits = model(v, q, b)
     output = ckpt.module.model_cfg.output
-    probs = torch.softmax(logits[0], dim=0) if output == "softmax" else torch.sigmoid(logits[0])
+    if ckpt.module.debias.changes_inference:
+        output = "tie"
+        probs = ckpt.answerer(v, q, b)[0]
+    else:
+        probs = torch.softmax(logits[0], dim=0) if output == "softmax" else torch.sigmoid(logits[0])
     values, labels = probs.topk(min(top_k, probs.numel()))
     top = [(ckpt.answers[int(i)], float(p)) for p, i in zip(values, labels, strict=True)]
     return Answer(question=question, unknown_words=unknown, top=top, attention=attention, output=output)
+
+
+def _value_key(a: Answer) -> str:
+    """`probability`, or `tie` for CF-VQA's total indirect effect (a log ratio, not a probability)."""
+    return "tie" if a.output == "tie" else "probability"
 
 
 def answer_row(a: Answer) -> dict[str, Any]:
@@ -200,7 +211,7 @@ def answer_row(a: Answer) -> dict[str, Any]:
     return {
         "question": a.question,
         "unknown_words": a.unknown_words,
-        "answers": [{"answer": ans, "probability": p} for ans, p in a.top],
+        "answers": [{"answer": ans, _value_key(a): p} for ans, p in a.top],
         "attention": None if a.attention is None else [float(x) for x in a.attention],
     }
 

@@ -139,3 +139,34 @@ def plot_scores(configs: list[RunGroup], labels: list[str], path: Path, *, title
     ax.grid(axis="x", alpha=0.3)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_diagnostics(configs: list[RunGroup], labels: list[str], path: Path, *, title: str) -> None:
+    """Per answer type (columns), the validation share of questions answered with the question
+    type's most frequent training answer (top row) and with an answer the type has at all (bottom
+    row), per epoch: mean over seeds, one line per configuration."""
+    types = {"yes_no": "yes/no", "number": "number", "other": "other"}
+    rows = {"prior_top": "most frequent answer (%)", "prior_support": "an answer of the type (%)"}
+    fig, axes = plt.subplots(len(rows), len(types), figsize=(11, 6), layout="constrained", squeeze=False)
+    for r, (name, ylabel) in enumerate(rows.items()):
+        for col, (key, type_label) in enumerate(types.items()):
+            ax = axes[r][col]
+            for i, (config, text) in enumerate(zip(configs, labels, strict=True)):
+                epochs, mean, _, _ = _curve(config, f"val/diag/{name}/{key}")
+                if epochs:
+                    ax.plot(epochs, mean, marker="o", markersize=2, label=text, **_style(i))
+            ax.set_ylim(-3, 103)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if r == 0:
+                ax.set_title(type_label, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(ylabel, fontsize=8)
+            if r == len(rows) - 1:
+                ax.set_xlabel("epoch (0-based)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, fontsize=7, loc="outside lower center", ncols=min(len(names), 5))
+    fig.suptitle(f"{title}\nvalidation questions answered with the prior (mean over seeds)", fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -6,7 +6,9 @@ Files written into the sweep folder (or `--out`):
 - `report.md` and `report.csv`: one row per configuration, best `val/score` mean +- std over
   seeds and the number of seeds, the official accuracy per answer type when the runs logged it,
   parameter count, seconds per epoch and training throughput;
-- `learning_curves.png` (val/score per epoch, one line per configuration) and `scores.png`.
+- `learning_curves.png` (val/score per epoch, one line per configuration) and `scores.png`;
+- when the runs logged diagnostics (`val/diag/*`, e.g. a debias study), a `## Diagnostics` table
+  in report.md and `diagnostics.png` (the prior-answer shares per epoch and answer type).
 
 With a reference configuration (the `trick` group's `reference` row, or `--reference KEY=VALUE`)
 the table is the paper's view: the reference row first, then a row per change, each with the
@@ -44,6 +46,21 @@ ACCURACY = {
     "test/vqa_acc/number": "test number",
     "test/vqa_acc/other": "test other",
 }
+
+
+#: the diagnostics (`{train,val}/diag/<name>[/<type>]`, butd.training.module), what each means
+DIAGNOSTICS = {
+    "prior_top": "answers the question type's most frequent training answer (%)",
+    "prior_support": "answers an answer its question type has in training (%)",
+    "gate": "Learned-Mixin gate g",
+    "smooth": "Learned-Mixin smoothing s(w_s)",
+    "mask": "RUBi mean mask s(q_pred)",
+    "pseudo_weight": "GGE pseudo-label weight 2 s(-2 y b) at the top answer",
+    "constant": "CF-VQA constant c",
+    "tie_changed": "CF-VQA answers changed by the TIE (%)",
+}
+#: the columns of the diagnostics table: all questions, then per answer type
+DIAGNOSTIC_TYPES = {"": "all", "/yes_no": "yes/no", "/number": "number", "/other": "other"}
 
 
 #: the metrics a reference view gives a Δ column, where the runs logged them
@@ -263,6 +280,23 @@ def _epochs(epochs: list[int]) -> str:
     return f"{statistics.median(epochs):g} ({min(epochs)}-{max(epochs)})"
 
 
+def diagnostics_markdown(table: Table, *, stage: str = "val") -> str | None:
+    """The hold-out diagnostics of the selected epoch, mean over seeds, per configuration and
+    answer type (None when the runs logged none): what explains a debias method's answers."""
+    rows = []
+    for c in table.configs:
+        for name, meaning in DIAGNOSTICS.items():
+            cells = [c.mean_std(f"{stage}/diag/{name}{suffix}")[0] for suffix in DIAGNOSTIC_TYPES]
+            if all(v is None for v in cells):
+                continue
+            config = label(c, table.varying) if table.varying else "all runs"
+            rows.append(f"| {config} | {meaning} | " + " | ".join(_fmt(v) for v in cells) + " |")
+    if not rows:
+        return None
+    head = ["configuration", "diagnostic", *DIAGNOSTIC_TYPES.values()]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows])
+
+
 def _reference_note(table: Table) -> str:
     if table.reference is None:
         return ""
@@ -386,7 +420,7 @@ def write_report(
     """Write report.md, report.csv and the two plots into `out`; returns the table and the files.
     `reference`: the (key, value) of the row the others are compared with (`Table.of`);
     `seeds_for`: a difference in points for a "seeds needed" section (`seeds_needed_lines`)."""
-    from butd.reporting.plots import plot_curves, plot_scores
+    from butd.reporting.plots import plot_curves, plot_diagnostics, plot_scores
 
     table = Table.of(runs, reference=reference)
     out.mkdir(parents=True, exist_ok=True)
@@ -406,6 +440,15 @@ def write_report(
     if seeds_for is not None:
         lines = seeds_needed_lines(table, seeds_for)
         parts += ["## Seeds needed", lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])]
+    diagnostics = diagnostics_markdown(table)
+    if diagnostics is not None:
+        parts += [
+            "## Diagnostics",
+            "On the validation split at the selected epoch, mean over seeds, for all questions and per "
+            "answer type (`val/diag/*`; docs/debias.md says what each measures).",
+            diagnostics,
+            "![diagnostics per epoch](diagnostics.png)",
+        ]
     if failed:
         parts += [f"## Runs not in the table ({len(failed)})", problems_markdown(failed)]
     files = [out / "report.md", out / "report.csv", out / "learning_curves.png", out / "scores.png"]
@@ -418,4 +461,7 @@ def write_report(
     labels = [label(c, table.varying) for c in table.configs]
     plot_curves(table.configs, labels, files[2], title=title)
     plot_scores(table.configs, labels, files[3], title=title)
+    if diagnostics is not None:
+        files.append(out / "diagnostics.png")
+        plot_diagnostics(table.configs, labels, files[-1], title=title)
     return table, files

@@ -3,13 +3,19 @@
 A method sees the main model's answer logits z [batch, A], the soft targets y [batch, A], the
 question-type prior b [batch, A] (the row of each question's type: the mean soft target of each
 answer over the training questions of that type), the joint representation h [batch, num_hid]
-and the question embedding q [batch, num_hid]. It returns the training loss; at inference every
-method here answers with z alone, so evaluation and prediction need no change.
+and the question embedding q [batch, num_hid] (CF-VQA also the mean of the image's object
+features). It returns the training loss. At inference every method answers with z alone except
+CF-VQA, which answers with its total indirect effect (`DebiasLoss.answer_scores`, used by
+training's validation and test, `butd.evaluate` and `butd.predict`).
+
+`DebiasLoss.diagnostics` gives named per-question values that explain a method's behaviour (the
+Learned-Mixin gate, RUBi's mask, ...); the module logs their means per answer type
+(`{train,val}/diag/<name>`, docs/debias.md).
 
 Losses keep the reference's scale (a sum over answers, a mean over questions), so the learning
-rate and gradient clip tuned for the reference stay right. Definitions: DESIGN.md, section 1b
+rate and gradient clip tuned for the reference stay right. Definitions and sources: docs/debias.md
 (Clark et al. 2019 for reweight, bias product, Learned-Mixin and LMH; Cadene et al. 2019 for
-RUBi; Han et al. 2021 for GGE-D).
+RUBi; Han et al. 2021 for GGE-D; Niu et al. 2021 for CF-VQA).
 """
 
 from __future__ import annotations
@@ -19,16 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from butd.config.debias import DebiasConfig
-from butd.training.metrics import vqa_bce_loss
+from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
 
 #: keeps log(b) and log(1 - b) finite where the prior is exactly 0 or 1
 PRIOR_EPS = 1e-12
 
 
 class DebiasLoss(nn.Module):
-    """The reference loss; subclasses change it. `needs_prior`: the batch must carry question types."""
+    """The reference loss; subclasses change it. `needs_prior`: the batch must carry question types;
+    `needs_visual`: `forward` also takes `v_emb`, the mean object feature (`visual_mean`);
+    `diagnostic_names`: the names `diagnostics` returns, fixed per method so the module can make
+    one metric per name before the first batch."""
 
     needs_prior = False
+    needs_visual = False
+    diagnostic_names: tuple[str, ...] = ()
+    #: whether `answer_scores` differs from the main logits (the method changes inference)
+    changes_inference = False
 
     def forward(
         self,
@@ -40,6 +53,41 @@ class DebiasLoss(nn.Module):
         q_emb: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return vqa_bce_loss(logits, target)
+
+    @torch.no_grad()
+    def diagnostics(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        prior: torch.Tensor | None = None,
+        joint: torch.Tensor | None = None,
+        q_emb: torch.Tensor | None = None,
+        v_emb: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Named per-question values [batch] (`diagnostic_names`), from the same inputs as `forward`;
+        none by default. Device arithmetic only: the module averages them per answer type."""
+        return {}
+
+    def answer_scores(
+        self,
+        logits: torch.Tensor,
+        *,
+        q_emb: torch.Tensor | None = None,
+        v_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The scores the method answers with, [batch, A] (argmax = the answer): z itself."""
+        return logits
+
+
+def visual_mean(v: torch.Tensor, v_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean object feature of each image, over its real boxes: v [batch, k, v_dim] (any float
+    dtype), v_mask [batch, k] bool or None -> float32 [batch, v_dim]."""
+    v = v.float()
+    if v_mask is None:
+        return v.mean(1)
+    mask = v_mask.to(v.dtype).unsqueeze(2)  # [batch, k, 1]
+    return (v * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 class Reweight(DebiasLoss):
@@ -99,6 +147,14 @@ class LearnedMixin(DebiasLoss):
         self.smooth = nn.Parameter(torch.full((1,), float(smooth_init)))
         self.entropy_weight = entropy_weight
 
+    diagnostic_names = ("gate", "smooth")
+
+    @torch.no_grad()
+    def diagnostics(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
+        """`gate`: g = softplus(w . h + c) of each question; `smooth`: s(w_s), the same for all."""
+        gate = F.softplus(self.gate(joint)).squeeze(1).float()
+        return {"gate": gate, "smooth": torch.sigmoid(self.smooth).float().expand_as(gate)}
+
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
         g = F.softplus(self.gate(joint))  # [batch, 1]
         log_bias = _log_prior_pair(prior, torch.sigmoid(self.smooth)) * g.unsqueeze(2)  # [batch, A, 2]
@@ -121,6 +177,13 @@ class RUBi(DebiasLoss):
             nn.Linear(num_hid, num_hid), nn.ReLU(), nn.Linear(num_hid, num_answers)
         )
 
+    diagnostic_names = ("mask",)
+
+    @torch.no_grad()
+    def diagnostics(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
+        """`mask`: the mean over the answers of the mask s(q_pred) of each question."""
+        return {"mask": torch.sigmoid(self.question_only(q_emb)).mean(1).float()}
+
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
         q_logits = self.question_only(q_emb.detach())
         return vqa_bce_loss(logits * torch.sigmoid(q_logits), target) + vqa_bce_loss(q_logits, target)
@@ -131,14 +194,132 @@ class GreedyGradientEnsemble(DebiasLoss):
     negative gradient of the bias's loss, so z learns what the prior does not explain."""
 
     needs_prior = True
+    diagnostic_names = ("pseudo_weight",)
+
+    @torch.no_grad()
+    def diagnostics(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
+        """`pseudo_weight`: the factor 2 s(-2 y b) by which the pseudo-label scales the target, at
+        each question's top-scored answer (1: the prior explains none of it; below 1: part)."""
+        top = target.argmax(dim=1, keepdim=True)
+        y, b = target.gather(1, top), prior.gather(1, top)
+        return {"pseudo_weight": (2.0 * torch.sigmoid(-2.0 * y * b)).squeeze(1).float()}
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
         pseudo = 2.0 * target * torch.sigmoid(-2.0 * target * prior)
         return vqa_bce_loss(logits, pseudo)
 
 
-def build_debias(cfg: DebiasConfig, *, num_hid: int, num_answers: int) -> DebiasLoss:
-    """The loss module of method `cfg.name`; its parameters train with the model's."""
+def _mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (1024, 1024)) -> nn.Sequential:
+    """Linear layers with a ReLU between them: in_dim -> hidden... -> out_dim."""
+    dims = (in_dim, *hidden, out_dim)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class CounterfactualVQA(DebiasLoss):
+    """CF-VQA (Niu et al. 2021) with SUM fusion: the main logits z (the knowledge branch, K) fused
+    with a question-only branch q_pred = c_q(q) and a vision-only branch v_pred = c_v(mean v)
+    as h(z, q, v) = log s(z + q_pred + v_pred). Both branches read their inputs detached (no
+    gradient to the encoder) and are MLPs with two hidden layers of 1024; each has its own loss on
+    a further Linear(A, A) (q_out, v_out), as the authors' code.
+
+    Training, as the authors': the cross-entropy of softmax(h_te) over the answers (h_te =
+    h(z, q_pred, v_pred)) + that of softmax(q_out) + that of softmax(v_out), against the soft
+    targets made a distribution (`vqa_softmax_loss`: the expectation of the authors' loss on an
+    answer sampled by annotator count), + the cross-entropy of softmax(h_nde) against softmax(h_te)
+    held fixed, which teaches the learned constant c alone: h_nde = h(c, q_pred, c) (the
+    counterfactual world where the image and the knowledge take the constant c, initialised at 0).
+    Inference: TIE = h_te - h_nde, the total effect minus the question's natural direct effect.
+    """
+
+    needs_visual = True
+    changes_inference = True
+    diagnostic_names = ("constant", "tie_changed")
+
+    def __init__(self, *, num_hid: int, v_dim: int, num_answers: int, hidden: int = 1024) -> None:
+        super().__init__()
+        self.q_branch = _mlp(num_hid, num_answers, (hidden, hidden))
+        self.q_out = nn.Linear(num_answers, num_answers)
+        self.v_branch = _mlp(v_dim, num_answers, (hidden, hidden))
+        self.v_out = nn.Linear(num_answers, num_answers)
+        self.constant = nn.Parameter(torch.zeros(()))
+
+    def branches(self, q_emb: torch.Tensor, v_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q_pred, v_pred [batch, A] from q_emb [batch, num_hid] and v_emb [batch, v_dim], detached."""
+        return self.q_branch(q_emb.detach().float()), self.v_branch(v_emb.detach().float())
+
+    def effects(
+        self, logits: torch.Tensor, q_pred: torch.Tensor, v_pred: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_te = log s(z + q_pred + v_pred) and h_nde = log s(c + q_pred + c), both [batch, A]."""
+        te = F.logsigmoid(logits.float() + q_pred + v_pred)
+        nde = F.logsigmoid(q_pred + 2.0 * self.constant)
+        return te, nde
+
+    def forward(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
+        q_pred, v_pred = self.branches(q_emb, v_emb)
+        te = F.logsigmoid(logits.float() + q_pred + v_pred)  # h_te
+        # the authors' cross-entropy over the answers, each branch's scores taken as logits
+        loss = vqa_softmax_loss(te, target)
+        loss = loss + vqa_softmax_loss(self.q_out(q_pred), target)
+        loss = loss + vqa_softmax_loss(self.v_out(v_pred), target)
+        # only c learns from this term: h_te is held fixed, h_nde sees q_pred detached
+        nde = F.logsigmoid(q_pred.detach() + 2.0 * self.constant)
+        kl = -(te.detach().softmax(dim=1) * nde.log_softmax(dim=1)).sum(1).mean()
+        return loss + kl
+
+    def answer_scores(self, logits, *, q_emb=None, v_emb=None):
+        """TIE = h_te - h_nde [batch, A]: log p(a | q, v) - log p(a | q, no image)."""
+        te, nde = self.effects(logits, *self.branches(q_emb, v_emb))
+        return te - nde
+
+    @torch.no_grad()
+    def diagnostics(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
+        """`constant`: c; `tie_changed`: 1 where the TIE's argmax (the answer given) differs from
+        the total effect's (the answer of the fused model), else 0."""
+        te, nde = self.effects(logits, *self.branches(q_emb, v_emb))
+        changed = ((te - nde).argmax(dim=1) != te.argmax(dim=1)).float()
+        return {"constant": self.constant.float().expand_as(changed), "tie_changed": changed}
+
+
+def method_scores(
+    model: nn.Module,
+    debias: DebiasLoss,
+    v: torch.Tensor,
+    q: torch.Tensor,
+    b: torch.Tensor | None = None,
+    v_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The scores a model trained with `debias` answers with, [batch, A]: its logits, or for a
+    method that changes inference (CF-VQA) the method's scores from the model's parts."""
+    if not debias.changes_inference:
+        return model(v, q, b, v_mask)
+    logits, _, q_emb = model.forward_parts(v, q, b, v_mask)
+    return debias.answer_scores(logits, q_emb=q_emb, v_emb=visual_mean(v, v_mask))
+
+
+class MethodAnswers(nn.Module):
+    """A model and its debias method as one module with the model's call signature, returning the
+    scores the method answers with (`method_scores`): what evaluate and predict run."""
+
+    def __init__(self, *, model: nn.Module, debias: DebiasLoss) -> None:
+        super().__init__()
+        self.model = model
+        self.debias = debias
+
+    def forward(self, v, q, b=None, v_mask=None) -> torch.Tensor:
+        return method_scores(self.model, self.debias, v, q, b, v_mask)
+
+
+def build_debias(
+    cfg: DebiasConfig, *, num_hid: int, num_answers: int, v_dim: int | None = None
+) -> DebiasLoss:
+    """The loss module of method `cfg.name`; its parameters train with the model's. `v_dim`: the
+    object feature size (CF-VQA's vision-only branch)."""
     if cfg.name == "none":
         return DebiasLoss()
     if cfg.name == "reweight":
@@ -153,4 +334,8 @@ def build_debias(cfg: DebiasConfig, *, num_hid: int, num_answers: int) -> Debias
         return RUBi(num_hid=num_hid, num_answers=num_answers)
     if cfg.name == "gge":
         return GreedyGradientEnsemble()
+    if cfg.name == "cfvqa":
+        if v_dim is None:
+            raise ValueError("debias=cfvqa needs v_dim, the object feature size of its vision-only branch")
+        return CounterfactualVQA(num_hid=num_hid, v_dim=v_dim, num_answers=num_answers)
     raise ValueError(f"no loss for debias.name={cfg.name!r}")

@@ -126,6 +126,48 @@ class WeightedMean(Metric):
         return (self.total / self.weight.clamp(min=1)).float()
 
 
+class TypedMean(Metric):
+    """Mean of a per-question value over the questions of one answer type (all with None), times
+    `scale` (100 for a share in percent). No host read: the type is a mask product."""
+
+    full_state_update = False
+
+    def __init__(self, answer_type: int | None = None, scale: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.answer_type = answer_type
+        self.scale = scale
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, answer_type: torch.Tensor) -> None:
+        """value: [batch] float; answer_type: [batch] codes (`butd.data.official`)."""
+        value = value.detach().double()
+        if self.answer_type is None:
+            self.total += value.sum()
+            self.count += value.numel()
+            return
+        mine = (answer_type == self.answer_type).double()
+        self.total += (value * mine).sum()
+        self.count += mine.sum()
+
+    def compute(self) -> torch.Tensor:
+        return (self.scale * self.total / self.count.clamp(min=1)).float()
+
+
+def typed_mean_metrics(scale: float = 1.0) -> torch.nn.ModuleDict:
+    """A TypedMean overall (`overall`) and per answer type (`yes_no`, `number`, `other`)."""
+    from butd.data.official import ANSWER_TYPES
+
+    metrics = {"overall": TypedMean(scale=scale)}
+    metrics.update({_type_key(t): TypedMean(answer_type=i, scale=scale) for i, t in enumerate(ANSWER_TYPES)})
+    return torch.nn.ModuleDict(metrics)
+
+
+def diagnostic_name(stage: str, name: str, key: str) -> str:
+    """`val/diag/gate` overall, `val/diag/gate/yes_no` etc. per answer type."""
+    return f"{stage}/diag/{name}" if key == "overall" else f"{stage}/diag/{name}/{key}"
+
+
 def vqa_accuracy_metrics() -> torch.nn.ModuleDict:
     """Overall and per answer type official accuracy; `vqa_accuracy_name` gives their log names."""
     from butd.data.official import ANSWER_TYPES

@@ -10,17 +10,29 @@ from hydra.utils import instantiate
 
 from butd.config.debias import DebiasConfig
 from butd.models import ModelConfig, build_model, count_parameters
-from butd.training.debias import build_debias
+from butd.training.debias import build_debias, method_scores, visual_mean
 from butd.training.metrics import (
     UpperBound,
     VQAScore,
     WeightedMean,
+    diagnostic_name,
+    typed_mean_metrics,
     vqa_accuracy_metrics,
     vqa_accuracy_name,
     vqa_bce_loss,
     vqa_softmax_loss,
 )
 from butd.training.validate import check_output_and_debias
+
+#: diagnostics of every method, from the question-type prior: the share of questions whose answer
+#: is the question type's most frequent training answer, and whose answer the type ever has
+PRIOR_DIAGNOSTICS = ("prior_top", "prior_support")
+#: the diagnostics that are shares of questions, logged in percent (the others are plain means)
+PERCENT_DIAGNOSTICS = frozenset({"prior_top", "prior_support", "tie_changed"})
+
+
+def _diagnostic_scale(name: str) -> float:
+    return 100.0 if name in PERCENT_DIAGNOSTICS else 1.0
 
 
 class VQAModule(pl.LightningModule):
@@ -62,9 +74,19 @@ class VQAModule(pl.LightningModule):
         self.model = build_model(self.model_cfg, ntoken=ntoken, v_dim=v_dim, num_answers=num_answers)
         self.num_parameters = count_parameters(self.model)
         #: the training loss: the reference's with debias=none (butd.training.debias)
-        self.debias = build_debias(self.debias_cfg, num_hid=self.model_cfg.num_hid, num_answers=num_answers)
+        self.debias = build_debias(
+            self.debias_cfg, num_hid=self.model_cfg.num_hid, num_answers=num_answers, v_dim=v_dim
+        )
         #: question-type prior [types + 1, num_answers] (last row: a type unseen in training); `set_prior`
         self.register_buffer("qtype_prior", None, persistent=False)
+        #: each row's most frequent answer [types + 1] (-1 for the unseen type's empty row); `set_prior`
+        self.register_buffer("qtype_top", None, persistent=False)
+        #: the diagnostics per name, each a mean per answer type (`train/diag/{name}`, `val/diag/{name}`)
+        names = (*self.debias.diagnostic_names, *PRIOR_DIAGNOSTICS)
+        self.train_diag, self.val_diag = (
+            torch.nn.ModuleDict({n: typed_mean_metrics(scale=_diagnostic_scale(n)) for n in names})
+            for _ in range(2)
+        )
         self.test_score = VQAScore()
         self.test_vqa_acc = vqa_accuracy_metrics()
         self.train_loss = WeightedMean()
@@ -126,6 +148,8 @@ class VQAModule(pl.LightningModule):
         not saved in checkpoints (inference does not use it)."""
         rows = torch.cat((prior.float(), prior.new_zeros(1, prior.size(1)).float()))
         self.qtype_prior = rows.to(self.device)
+        top = rows.argmax(dim=1)
+        self.qtype_top = torch.where(rows.amax(dim=1) > 0, top, torch.full_like(top, -1))
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The objective of `model.output`: the reference's scaled BCE, or softmax cross-entropy."""
@@ -133,25 +157,89 @@ class VQAModule(pl.LightningModule):
             return vqa_softmax_loss(logits, target)
         return vqa_bce_loss(logits, target)
 
-    def _training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and loss of a training batch under the configured debias method."""
+    def _parts(self, batch: dict[str, torch.Tensor], *, training: bool = True) -> dict[str, torch.Tensor]:
+        """The main logits and what the debias method reads besides (`butd.training.debias`).
+        Outside training a batch without question types goes without the prior."""
         args = (batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
         if self.debias_cfg.name == "none":
-            logits = self(*args)
-            return logits, self._loss(logits, batch["target"])
+            return {"logits": self(*args)}
         logits, joint, q_emb = self.model.forward_parts(*args)
-        prior = None
+        parts = {"logits": logits, "joint": joint, "q_emb": q_emb}
         if self.debias.needs_prior:
+            if not training and (self.qtype_prior is None or "qtype" not in batch):
+                return parts
             if self.qtype_prior is None or "qtype" not in batch:
                 raise RuntimeError(f"debias={self.debias_cfg.name} needs the question-type prior (set_prior)")
-            prior = self.qtype_prior[batch["qtype"]]
-        return logits, self.debias(logits, batch["target"], prior=prior, joint=joint, q_emb=q_emb)
+            parts["prior"] = self.qtype_prior[batch["qtype"]]
+        if self.debias.needs_visual:
+            parts["v_emb"] = visual_mean(batch["v"], batch.get("v_mask"))
+        return parts
+
+    def _objective(self, parts: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        if self.debias_cfg.name == "none":
+            return self._loss(parts["logits"], target)
+        extra = {k: v for k, v in parts.items() if k != "logits"}
+        return self.debias(parts["logits"], target, **extra)
+
+    def _training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and loss of a training batch under the configured debias method."""
+        parts = self._parts(batch)
+        return parts["logits"], self._objective(parts, batch["target"])
+
+    def _answer_scores(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The scores the method answers with (the logits; CF-VQA's TIE): [batch, num_answers]."""
+        if not self.debias.changes_inference:
+            return parts["logits"]
+        return self.debias.answer_scores(parts["logits"], q_emb=parts["q_emb"], v_emb=parts["v_emb"])
+
+    def answer_scores(
+        self,
+        v: torch.Tensor,
+        q: torch.Tensor,
+        b: torch.Tensor | None = None,
+        v_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """As `forward`, the scores the trained method answers with: the logits, or for a method
+        that changes inference (CF-VQA) its own scores. Their argmax is the answer."""
+        return method_scores(self.model, self.debias, v, q, b, v_mask)
+
+    def _update_diagnostics(
+        self, stage: str, parts: dict[str, torch.Tensor], scores: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> list[str]:
+        """Feed this batch to the stage's diagnostics; returns the names that got values."""
+        if "answer_type" not in batch:
+            return []
+        values: dict[str, torch.Tensor] = {}
+        if self.debias_cfg.name != "none" and (not self.debias.needs_prior or "prior" in parts):
+            extra = {k: v for k, v in parts.items() if k != "logits"}
+            values.update(self.debias.diagnostics(parts["logits"].detach(), batch["target"], **extra))
+        if self.qtype_top is not None and "qtype" in batch:
+            pred = scores.detach().argmax(dim=1, keepdim=True)  # [batch, 1]
+            qtype = batch["qtype"]
+            values["prior_top"] = (pred.squeeze(1) == self.qtype_top[qtype]).float()
+            values["prior_support"] = (self.qtype_prior[qtype].gather(1, pred).squeeze(1) > 0).float()
+        for name, value in values.items():
+            for metric in self._diagnostics(stage)[name].values():
+                metric.update(value, batch["answer_type"])
+        return list(values)
+
+    def _log_diagnostics(self, stage: str, names: list[str], size: int) -> None:
+        for name in names:
+            for key, metric in self._diagnostics(stage)[name].items():
+                name_key = diagnostic_name(stage, name, key)
+                self.log(name_key, metric, on_step=False, on_epoch=True, batch_size=size)
+
+    def _diagnostics(self, stage: str) -> torch.nn.ModuleDict:
+        return self.train_diag if stage == "train" else self.val_diag
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits, loss = self._training_loss(batch)
+        parts = self._parts(batch)
+        logits = parts["logits"]
+        loss = self._objective(parts, batch["target"])
         size = batch["q"].size(0)
         self.train_score.update(logits, batch["target"])
         self.train_loss.update(loss.detach(), weight=size)
+        diagnosed = self._update_diagnostics("train", parts, logits, batch)
         if self._log_step():
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, batch_size=size)
         if not self._logged["train"]:
@@ -160,22 +248,29 @@ class VQAModule(pl.LightningModule):
             self.log(
                 "train/score", self.train_score, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
             )
+            self._log_diagnostics("train", diagnosed, size)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
+        # the loss is the main logits' plain loss for every method; the scores, accuracies and so
+        # the checkpoint selection follow the method's answers (CF-VQA's TIE, as its authors select)
+        parts = self._parts(batch, training=False)
+        logits = parts["logits"]
+        scores = self._answer_scores(parts)
         loss = self._loss(logits, batch["target"])
         size = batch["q"].size(0)
         self.val_loss.update(loss, weight=size)
-        self.val_score.update(logits, batch["target"])
+        self.val_score.update(scores, batch["target"])
         self.val_upper_bound.update(batch["target"])
+        diagnosed = self._update_diagnostics("val", parts, scores, batch)
         official = "acc_labels" in batch
         if official:
             for metric in self.val_vqa_acc.values():
-                metric.update(logits, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
+                metric.update(scores, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
         if self._logged["val"]:
             return
         self._logged["val"] = True
+        self._log_diagnostics("val", diagnosed, size)
         self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True, batch_size=size)
         self.log("val/score", self.val_score, on_epoch=True, prog_bar=True, batch_size=size)
         self.log("val/upper_bound", self.val_upper_bound, on_epoch=True, batch_size=size)
@@ -199,7 +294,7 @@ class VQAModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """The test split, once with the selected checkpoint: `test/score`, `test/vqa_acc` per type."""
-        logits = self(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
+        logits = self.answer_scores(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
         size = batch["q"].size(0)
         self.test_score.update(logits, batch["target"])
         self.log("test/score", self.test_score, on_epoch=True, batch_size=size)

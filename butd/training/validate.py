@@ -84,7 +84,14 @@ def check_optimizer(optim: Any) -> None:
 
 
 def check_output_and_debias(model: ModelConfig, debias: DebiasConfig) -> None:
-    """The debias losses are defined on per-answer sigmoids: a softmax model trains with none."""
+    """The debias losses are defined on per-answer sigmoids: a softmax model trains with none.
+    CF-VQA subtracts the question's direct effect from the image's: it needs a model that sees one."""
+    if debias.name == "cfvqa" and model.name == "question_only":
+        raise ConfigError(
+            "debias=cfvqa with model=question_only: CF-VQA fuses the model with its own question-only "
+            "branch and subtracts that branch's effect at inference, so the model must see the image; "
+            "use model=butd (or another image model), or train the question-only model with debias=none"
+        )
     if model.output == "softmax" and debias.name != "none":
         raise ConfigError(
             f"model.output=softmax with debias={debias.name}: the debias methods are defined on "

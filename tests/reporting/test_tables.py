@@ -150,3 +150,20 @@ def test_test_split_columns_appear_beside_the_holdout_score(tmp_path, capsys):
     assert "| best val/score | test VQA acc | test yes/no | test other |" in capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / "out" / "report.csv").open()))
     assert [(r["debias"], float(r["test/vqa_acc mean"])) for r in rows] == [("none", 30.0), ("lmh", 45.0)]
+
+
+def test_a_debias_study_reports_its_diagnostics(tmp_path):
+    sweep = tmp_path / "s"
+    diag = {"val/diag/prior_top": 20.0, "val/diag/prior_top/yes_no": 0.0, "val/diag/prior_top/other": 30.0}
+    make_run(sweep, "0_a", ["debias=none", "seed=1"], [80.0, 78.0], extra=diag)
+    gate = {"val/diag/gate": 4.0, "val/diag/gate/yes_no": 6.0, "val/diag/gate/number": 3.0}
+    make_run(sweep, "1_b", ["debias=lmh", "seed=1"], [40.0, 41.0], extra={**diag, **gate})
+    seed2 = {**diag, **gate, "val/diag/gate": 5.0}
+    make_run(sweep, "2_c", ["debias=lmh", "seed=2"], [40.0, 42.0], extra=seed2)
+    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Diagnostics" in report
+    most = "answers the question type's most frequent training answer (%)"
+    assert f"| debias=none | {most} | 20.00 | 0.00 | - | 30.00 |" in report
+    assert "| debias=lmh | Learned-Mixin gate g | 4.50 | 6.00 | 3.00 | - |" in report  # mean of 2 seeds
+    assert mpimg.imread(tmp_path / "out" / "diagnostics.png").shape[0] > 100

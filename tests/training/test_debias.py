@@ -138,7 +138,7 @@ def test_every_method_has_a_loss_and_a_config_file() -> None:
     from butd.config import CONF_DIR
 
     for name in DEBIAS_METHODS:
-        build_debias(DebiasConfig(name=name), num_hid=3, num_answers=2)
+        build_debias(DebiasConfig(name=name), num_hid=3, num_answers=2, v_dim=4)
         assert (CONF_DIR / "debias" / f"{name}.yaml").is_file()
     with pytest.raises(ConfigError, match="debias.name='mixin' is invalid"):
         DebiasConfig(name="mixin")
