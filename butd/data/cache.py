@@ -80,6 +80,8 @@ def cache_settings(cfg: DataConfig) -> dict[str, Any]:
         extra["extra_data"] = list(cfg.extra_data)
     if VG in cfg.extra_data:
         extra["vg"] = dict(cfg.vg)
+    if cfg.format == "gqa":
+        extra["gqa"] = dict(cfg.gqa)
     return extra | {
         "format_version": CACHE_FORMAT_VERSION,
         "num_boxes": cfg.num_boxes,
@@ -162,6 +164,10 @@ class CacheInfo:
 
 def raw_files(cfg: DataConfig) -> list[Path]:
     """Every raw file the config needs, as absolute-or-relative paths under raw_dir."""
+    if cfg.format == "gqa":
+        from butd.preparation.gqa import raw_paths
+
+        return raw_paths(cfg)
     names: list[str] = []
     needed_splits = set(cfg.vocab_splits) | set(cfg.prepare_splits)
     names += [cfg.questions[s] for s in cfg.questions if s in needed_splits]

@@ -270,6 +270,13 @@ def _read_boxes(
         if int(counts[a:b].sum()) == hi - lo:  # contiguous: every box of these images is kept
             source.read_direct(out, np.s_[lo:hi], np.s_[int(dest[a]) : int(dest[a]) + hi - lo])
             continue
+        kept = int(counts[a:b].sum())
+        if hi - lo > 4 * kept:  # sparse (GQA's split images among all object rows): image by image
+            at = int(dest[a])
+            for s, c in zip(starts[a:b].tolist(), counts[a:b].tolist(), strict=True):
+                source.read_direct(out, np.s_[s : s + c], np.s_[at : at + c])
+                at += c
+            continue
         buf = source[lo:hi]
         keep = np.zeros(hi - lo, bool)
         for s, c in zip((starts[a:b] - lo).tolist(), counts[a:b].tolist(), strict=True):
