@@ -165,7 +165,7 @@ class CacheInfo:
 def raw_files(cfg: DataConfig) -> list[Path]:
     """Every raw file the config needs, as absolute-or-relative paths under raw_dir."""
     if cfg.format == "gqa":
-        from butd.preparation.gqa import raw_paths
+        from butd.data.gqa import raw_paths
 
         return raw_paths(cfg)
     names: list[str] = []

@@ -30,9 +30,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    from butd.config.data import DataConfig
 
 #: the split file's group that holds the GQA tables (absent in VQA caches)
 GROUP = "gqa"
@@ -239,11 +243,24 @@ def submission(keys: np.ndarray, labels: np.ndarray, answers: list[str]) -> list
     return [{"questionId": str(k), "prediction": answers[int(i)]} for k, i in zip(keys, labels, strict=True)]
 
 
-__all__ = [
-    "GQATables",
-    "chi_square_distribution",
-    "choices_table",
-    "gqa_metrics",
-    "reasoning_steps",
-    "submission",
-]
+# ----------------------------------------------------------------- raw files of a GQA config
+
+
+def raw_names(cfg: DataConfig) -> list[str]:
+    """The raw files of a GQA config besides its questions: the object files, their info, the choices."""
+    pattern = str(cfg.gqa["objects"])
+    names = [pattern.format(i) for i in range(int(cfg.gqa["objects_files"]))]
+    names.append(str(cfg.gqa["objects_info"]))
+    names += [f for s, f in (cfg.gqa.get("choices") or {}).items() if s in cfg.prepare_splits]
+    return names
+
+
+def raw_paths(cfg: DataConfig) -> list[Path]:
+    """Every raw file a GQA config needs: questions (a folder of chunks as its files), the object
+    files and their info, the choices, GloVe."""
+    questions = []
+    for s in dict.fromkeys([*cfg.vocab_splits, *cfg.answer_splits, *cfg.prepare_splits]):
+        path = cfg.raw_path / cfg.questions[s]
+        questions += sorted(path.glob("*.json")) if path.is_dir() else [path]
+    names = raw_names(cfg) + ([cfg.glove] if cfg.glove else [])
+    return list(dict.fromkeys([*questions, *(cfg.raw_path / n for n in names)]))

@@ -397,7 +397,8 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     if cfg.format == "gqa":  # GQA's own layout (butd.preparation.gqa)
         from butd.preparation import gqa
 
-        text, gqa_tables = gqa.text_stage(cfg)
+        vocab, answers, glove, found, fields, gqa_tables = gqa.text_stage(cfg)
+        text = _Text(vocab, answers, glove, found, {s: SplitQuestions(**f) for s, f in fields.items()})
     else:
         text = _text_stage(cfg)
     return_freed_memory()  # the parsed JSON: not to be held through the conversion

@@ -31,6 +31,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import h5py
@@ -218,9 +219,7 @@ def _answer_type(answer: str) -> str:
 
 
 def split_questions(cfg: DataConfig, split: str, q: GQASplit, vocab: Vocabulary, answers: list[str]):
-    """The `SplitQuestions` of a GQA split (hard targets) and its GQA tables."""
-    from butd.preparation.build import SplitQuestions
-
+    """The fields of a GQA split's `SplitQuestions` (hard targets) and its GQA tables."""
     n = len(q.entries)
     try:
         tokens = np.array(
@@ -231,11 +230,13 @@ def split_questions(cfg: DataConfig, split: str, q: GQASplit, vocab: Vocabulary,
             f"a question of split '{split}' has the word {err.word!r}, which is not in the vocabulary "
             f"built from data.vocab_splits={cfg.vocab_splits}; set data.unknown_token=UNK"
         ) from None
-    out = SplitQuestions(
+    out = SimpleNamespace(
         question_id=np.arange(n, dtype=np.int64),
         image_id=q.image_id,
         tokens=tokens.reshape(n, cfg.max_question_len),
         text={"question": np.array([e["question"] for e in q.entries], dtype=object)},
+        targets=None,
+        accuracy=None,
     )
     annotated = all("answer" in e for e in q.entries) and n > 0
     types = [e.get("types") or {} for e in q.entries]
@@ -270,13 +271,12 @@ def split_questions(cfg: DataConfig, split: str, q: GQASplit, vocab: Vocabulary,
         choices = _load_json(cfg.raw_path / choices_file)
         tables.valid = choices_table(q.keys, choices, "valid", answers)
         tables.plausible = choices_table(q.keys, choices, "plausible", answers)
-    return out, tables
+    return vars(out), tables
 
 
 def text_stage(cfg: DataConfig):
-    """Questions -> vocabulary, answers, GloVe rows, per-split arrays and GQA tables."""
-    from butd.preparation.build import _Text
-
+    """Questions -> vocabulary, answers, GloVe rows (and how many GloVe has), per split the fields
+    of its `SplitQuestions`, and per split its GQA tables."""
     splits = {
         s: _split(cfg, s) for s in dict.fromkeys([*cfg.vocab_splits, *cfg.answer_splits, *cfg.prepare_splits])
     }
@@ -306,8 +306,7 @@ def text_stage(cfg: DataConfig):
     prepared, tables = {}, {}
     for s in cfg.prepare_splits:
         prepared[s], tables[s] = split_questions(cfg, s, splits[s], vocab, answers)
-    text = _Text(vocab, answers, glove, found, prepared)
-    return text, tables
+    return vocab, answers, glove, found, prepared, tables
 
 
 class ObjectSplit:
@@ -400,26 +399,6 @@ def write_tables(h5: h5py.File, tables: GQATables) -> None:
     """The GQA tables of the questions the split file kept (those whose image has features)."""
     kept = h5["questions/question_id"][:]
     tables.subset(kept).write(h5)
-
-
-def raw_names(cfg: DataConfig) -> list[str]:
-    """The raw files of a GQA config besides its questions: the object files, their info, the choices."""
-    pattern = str(cfg.gqa["objects"])
-    names = [pattern.format(i) for i in range(int(cfg.gqa["objects_files"]))]
-    names.append(str(cfg.gqa["objects_info"]))
-    names += [f for s, f in (cfg.gqa.get("choices") or {}).items() if s in cfg.prepare_splits]
-    return names
-
-
-def raw_paths(cfg: DataConfig) -> list[Path]:
-    """Every raw file a GQA config needs: questions (a folder of chunks as its files), the object
-    files and their info, the choices, GloVe."""
-    questions = []
-    for s in dict.fromkeys([*cfg.vocab_splits, *cfg.answer_splits, *cfg.prepare_splits]):
-        path = cfg.raw_path / cfg.questions[s]
-        questions += sorted(path.glob("*.json")) if path.is_dir() else [path]
-    names = raw_names(cfg) + ([cfg.glove] if cfg.glove else [])
-    return list(dict.fromkeys([*questions, *(cfg.raw_path / n for n in names)]))
 
 
 def link(cfg: DataConfig, root: Path, wanted: dict[str, np.ndarray]):
