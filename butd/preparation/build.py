@@ -351,7 +351,8 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
         raise CacheError(
             f"cannot prepare data={cfg.name}: raw files missing under {cfg.raw_path}:\n"
             + "\n".join(describe_missing(missing, cfg.raw_path))
-            + "\nDownload the official VQA v2 files (see README, 'Real data')."
+            + f"\nDownload the official {'GQA' if cfg.format == 'gqa' else 'VQA v2'} files "
+            "(see README, 'Real data')."
         )
     cfg.cache_path.mkdir(parents=True, exist_ok=True)
     try:
