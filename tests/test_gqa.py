@@ -103,3 +103,25 @@ def test_the_train_command_on_synthetic_gqa(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "test/gqa/accuracy" in run.stderr + run.stdout
     assert "Traceback" not in run.stderr
+
+
+def test_gqa_baseline_composes_with_openvqa_s_gqa_butd_settings(tmp_path):
+    from butd.config.data import DataConfig
+    from butd.training.validate import validate_train_config
+
+    cfg = compose_train(["experiment=gqa_baseline"], data_dir=tmp_path, output_dir=tmp_path / "run")
+    data, model, _ = validate_train_config(cfg)
+    assert (data.name, data.format, data.boxes, data.num_boxes, data.batch_size) == (
+        "gqa",
+        "gqa",
+        "adaptive",
+        100,
+        512,
+    )
+    assert (model.num_hid, model.output, model.use_spatial, model.att_dropout, model.classifier_dropout) == (
+        1024, "softmax", True, 0.2, 0.5,
+    )  # fmt: skip
+    opt = cfg.optim.optimizer
+    assert (opt.lr, list(opt.betas), opt.eps, cfg.optim.clip_grad_norm) == (0.002, [0.9, 0.999], 1e-9, 0.25)
+    assert cfg.trainer.max_epochs == 13
+    assert isinstance(DataConfig.from_dict(cfg.data), DataConfig)

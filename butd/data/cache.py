@@ -241,6 +241,16 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
             f"rebuild with `{prepare_command(cfg)} force=true`"
         )
     check_sources(cfg, manifest)
+    if cfg.format == "gqa":  # its features are views of GQA's object files (butd.preparation.gqa)
+        from butd.data.gqa import object_paths
+
+        gone = [p for p in object_paths(cfg) if not p.is_file()]
+        if gone:
+            raise CacheError(
+                f"the cache at {root} reads its features in place from GQA's object files, and {gone[0]} "
+                f"is missing ({len(gone)} of them; HDF5 would read their boxes as NaN). Put them back "
+                "(`bash scripts/download_gqa.sh objects`) or point data.raw_dir at them"
+            )
     if "features_from" in manifest:
         check_linked(cfg, manifest["features_from"])
     cached_dim = manifest["counts"].get("feature_dim")

@@ -246,6 +246,12 @@ def submission(keys: np.ndarray, labels: np.ndarray, answers: list[str]) -> list
 # ----------------------------------------------------------------- raw files of a GQA config
 
 
+def object_paths(cfg: DataConfig) -> list[Path]:
+    """GQA's object files, which a GQA cache reads in place."""
+    pattern = str(cfg.gqa["objects"])
+    return [cfg.raw_path / pattern.format(i) for i in range(int(cfg.gqa["objects_files"]))]
+
+
 def raw_names(cfg: DataConfig) -> list[str]:
     """The raw files of a GQA config besides its questions: the object files, their info, the choices."""
     pattern = str(cfg.gqa["objects"])

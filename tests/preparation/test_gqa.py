@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from butd.data.cache import CacheError
+from butd.data.cache import CacheError, load_cache
 from butd.data.gqa import GQATables
 from butd.preparation.build import ensure_prepared, ensure_raw, prepare
 from butd.preparation.formats import read_entries
@@ -135,3 +135,11 @@ def test_the_all_questions_read_the_chunked_train_folder(gqa_dir, tmp_path):
     assert info.counts["splits"]["train"]["questions"] > balanced.counts["splits"]["train"]["questions"]
     tables = GQATables.read(cfg.cache_path / "val.h5")
     assert not tables.balanced.all() and tables.balanced.any()
+
+
+def test_a_cache_whose_object_file_is_gone_is_refused_at_load(raw_copy):
+    cfg = gqa_config(raw_copy)
+    prepare(cfg, progress=False)
+    (cfg.raw_path / "objects" / "gqa_objects_0.h5").unlink()
+    with pytest.raises(CacheError, match="gqa_objects_0.h5 is missing .*download_gqa.sh objects"):
+        load_cache(cfg)
