@@ -35,10 +35,14 @@ def _available_ram() -> int:
 
 
 def split_nbytes(path: Path) -> int:
-    """Bytes a split's features take once loaded (float16, as stored)."""
+    """Bytes a split's features take once loaded (float16, as stored): its own boxes only, where
+    the file views a larger set (a linked cache, GQA's object files: `images/box_start`)."""
     with h5py.File(path, "r") as f:
-        ds = f["images/features"]
-        return int(np.prod(ds.shape)) * ds.dtype.itemsize
+        images = f["images"]
+        ds = images["features"]
+        if "box_start" not in images:
+            return int(np.prod(ds.shape)) * ds.dtype.itemsize
+        return int(images["counts"][:].sum()) * int(ds.shape[1]) * 2
 
 
 def choose_store(

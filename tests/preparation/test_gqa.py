@@ -11,6 +11,7 @@ import pytest
 
 from butd.data.cache import CacheError, load_cache
 from butd.data.gqa import GQATables
+from butd.data.stores import split_nbytes
 from butd.preparation.build import ensure_prepared, ensure_raw, prepare
 from butd.preparation.formats import read_entries
 from butd.preparation.gqa import N_IMAGE_BASE
@@ -60,6 +61,11 @@ def test_split_files_view_the_object_files_in_place_with_objects_num_boxes(gqa_d
         )
     tables = GQATables.read(cfg.cache_path / "val.h5")
     assert list(tables.key) == list(questions)  # GQA's ids, in file order
+    # a feature store loads the split's own boxes, not every image's 6 rows of the object files
+    with h5py.File(cfg.cache_path / "val.h5", "r") as f:
+        own = int(f["images/counts"][:].sum())
+        assert own < f["images/features"].shape[0]
+    assert split_nbytes(cfg.cache_path / "val.h5") == own * 16 * 2
     assert tables.valid is not None and tables.entailed[1].size > 0
 
 
