@@ -125,3 +125,29 @@ def test_gqa_baseline_composes_with_openvqa_s_gqa_butd_settings(tmp_path):
     assert (opt.lr, list(opt.betas), opt.eps, cfg.optim.clip_grad_norm) == (0.002, [0.9, 0.999], 1e-9, 0.25)
     assert cfg.trainer.max_epochs == 13
     assert isinstance(DataConfig.from_dict(cfg.data), DataConfig)
+    sub = compose_train(["data=gqa_submission"], data_dir=tmp_path, output_dir=tmp_path / "run").data
+    sub = DataConfig.from_dict(sub)
+    assert sub.prepare_splits == ["submission"] and sub.questions["submission"].endswith(
+        "submission_all_questions.json"
+    )
+
+
+def test_predict_answers_the_submission_questions_from_a_cache_of_their_own(gqa_run, tmp_path):
+    """data=gqa_submission's layout on the tiny set: the questions without answers, every one answered."""
+    from butd.predict import predict
+
+    data = [
+        *TINY_GQA,
+        "+data.questions.submission=questions1.2/submission_all_questions.json",
+        "data.prepare_splits=[submission]",
+        "data.test_split=null",
+        f"data.cache_dir={gqa_run['data']}/synthetic_gqa/cache_submission",
+    ]
+    args = [f"ckpt_path={gqa_run['ckpt']}", "trainer.accelerator=cpu", "split=submission", *data]
+    cfg = compose_job("predict", args, data_dir=gqa_run["data"], output_dir=tmp_path)
+    predict(cfg, Console(quiet=True))
+    written = json.loads((tmp_path / "submission_predictions.json").read_text())
+    raw = gqa_config(gqa_run["data"]).raw_path / "questions1.2" / "submission_all_questions.json"
+    questions = json.loads(raw.read_text())
+    assert not any("answer" in q for q in questions.values())
+    assert [p["questionId"] for p in written] == list(questions)

@@ -349,20 +349,18 @@ class ObjectSplit:
     @staticmethod
     def _write_spatial(index: ObjectsIndex, where: list, starts: np.ndarray, spatial: h5py.Dataset) -> None:
         """x1/w, y1/h, x2/w, y2/h, bw/w, bh/h per real box, one object file at a time."""
-        k = index.num_boxes
         for f, path in enumerate(index.files):
             mine = [(i, r, c, w, h) for i, (ff, r, c, w, h) in enumerate(where) if ff == f]
             if not mine:
                 continue
             with h5py.File(path, "r") as src:
-                boxes = src["bboxes"]
+                boxes = src["bboxes"][:]  # [n, K, 4]: a few MB per file, read once
                 for i, r, c, w, h in mine:
                     b = boxes[r, :c].astype(np.float32)
                     scale = np.array([w, h, w, h], np.float32)
                     geo = np.concatenate([b / scale, (b[:, 2:] - b[:, :2]) / scale[:2]], axis=1)
                     start = int(starts[i])
                     spatial[start : start + c] = geo
-        del k
 
     def finish(self) -> None:
         """Nothing to trim: the tables were written whole."""

@@ -12,6 +12,7 @@ draws); only the files differ, so `data=gqa`'s reader, feature views and metrics
   is select, one filter per attribute word of the referent, then query/count/exist; `entailed`
   lists the image's other questions of the same structural type; `groups.global` is the asked
   attribute (`count` for counting, none for existence);
+- `questions1.2/submission_all_questions.json`: the testdev questions without their answers;
 - `eval/val_choices.json`: `valid` is every value of the asked attribute (yes/no, the counts),
   `plausible` the same without one wrong value;
 - `objects/gqa_objects_{0,1}.h5` (`features` [n, K, D] float32, `bboxes` [n, K, 4], the rows past
@@ -193,6 +194,13 @@ def generate_gqa(raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False) 
         else:
             paths[f"{split}_all"] = qdir / f"{split}_all_questions.json"
             _write(paths[f"{split}_all"], all_entries)
+    # the questions a submission answers, without their answers (GQA's test files have none)
+    paths["submission"] = qdir / "submission_all_questions.json"
+    hidden = ("answer", "fullAnswer")
+    _write(
+        paths["submission"],
+        {k: {f: v for f, v in e.items() if f not in hidden} for k, e in test_entries.items()},
+    )
     paths["val_choices"] = raw_dir / "eval" / "val_choices.json"
     _write(paths["val_choices"], {k: choices[k] for k in by_split["val"]})
     paths.update(_write_objects(raw_dir, scenes + test_scenes, spec))
