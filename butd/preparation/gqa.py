@@ -211,6 +211,12 @@ def _split(cfg: DataConfig, split: str) -> GQASplit:
     questions = read_questions(path)
     keys = list(questions)
     entries = [questions[k] for k in keys]
+    for key, e in zip(keys, entries, strict=True):
+        if not isinstance(e, dict) or not isinstance(e.get("question"), str) or "imageId" not in e:
+            raise CacheError(
+                f"{path}: question {key!r} has no imageId or no question text; GQA's entries carry both. "
+                "A damaged download? Re-download it"
+            )
     return GQASplit(keys, entries, np.array([image_number(e["imageId"], path) for e in entries], np.int64))
 
 

@@ -149,3 +149,13 @@ def test_a_cache_whose_object_file_is_gone_is_refused_at_load(raw_copy):
     (cfg.raw_path / "objects" / "gqa_objects_0.h5").unlink()
     with pytest.raises(CacheError, match="gqa_objects_0.h5 is missing .*download_gqa.sh objects"):
         load_cache(cfg)
+
+
+def test_a_question_without_image_id_is_named(raw_copy):
+    path = raw_copy / "synthetic_gqa" / "raw" / "questions1.2" / "val_balanced_questions.json"
+    questions = json.loads(path.read_text())
+    key = list(questions)[3]
+    del questions[key]["imageId"]
+    path.write_text(json.dumps(questions))
+    message = _prepare_error(raw_copy)
+    assert f"question {key!r} has no imageId" in message and str(path) in message
