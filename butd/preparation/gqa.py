@@ -116,6 +116,8 @@ class ObjectsIndex:
     rows: list[int]
     num_boxes: int
     feature_dim: int
+    #: the stored dtypes of `features` and `bboxes` (float32 in the release), kept by the views
+    dtypes: dict[str, np.dtype] = field(default_factory=dict)
     #: image number -> (file, row, objectsNum, width, height)
     images: dict[int, tuple[int, int, int, float, float]] = field(default_factory=dict)
     without_boxes: list[str] = field(default_factory=list)
@@ -149,6 +151,7 @@ def read_objects(cfg: DataConfig) -> ObjectsIndex:
                         "[n, 100, 2048] and 'bboxes' [n, 100, 4]. A damaged download? Re-download it"
                     )
                 feats, boxes = f["features"].shape, f["bboxes"].shape
+                dtypes = {name: f[name].dtype for name in LINKED.values()}
         except OSError as err:
             raise CacheError(f"{path} is not a readable HDF5 file ({err}); re-download it") from None
         if len(feats) != 3 or boxes != (*feats[:2], 4):
@@ -162,7 +165,9 @@ def read_objects(cfg: DataConfig) -> ObjectsIndex:
             f"the object files {[p.name for p in files]} differ in boxes x features: {sorted(shapes)}"
         )
     num_boxes, feature_dim = shapes.pop()
-    index = ObjectsIndex(files=files, rows=rows, num_boxes=int(num_boxes), feature_dim=int(feature_dim))
+    index = ObjectsIndex(
+        files=files, rows=rows, num_boxes=int(num_boxes), feature_dim=int(feature_dim), dtypes=dtypes
+    )
     info = _load_json(info_path)
     if not isinstance(info, dict):
         raise CacheError(f"{info_path} holds a {type(info).__name__}; expected an object keyed by imageId")
@@ -326,12 +331,13 @@ class ObjectSplit:
         total, k = index.total_boxes, index.num_boxes
         for ours, theirs in LINKED.items():
             width = index.feature_dim if ours == "features" else 4
-            layout = h5py.VirtualLayout(shape=(total, width), dtype=np.float32)
+            dtype = index.dtypes[theirs]
+            layout = h5py.VirtualLayout(shape=(total, width), dtype=dtype)
             base = 0
             for src, n in zip(index.files, index.rows, strict=True):
                 relative = os.path.relpath(src, path.parent)
                 layout[base * k : (base + n) * k] = h5py.VirtualSource(
-                    relative, theirs, shape=(n, k, width), dtype=np.float32
+                    relative, theirs, shape=(n, k, width), dtype=dtype
                 )
                 base += n
             g.create_virtual_dataset(ours, layout, fillvalue=np.nan)
