@@ -44,8 +44,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 f"write its results file with `python -m butd.predict ckpt_path={cfg.ckpt_path} "
                 f"split={split}` (and upload it to EvalAI)"
             )
-        annotations = annotations_from_cache(f)
+        annotations = None if data.format == "gqa" else annotations_from_cache(f)
     dataset, qids, labels, alignment = run_split(cfg, ckpt, data, info, split)
+    if data.format == "gqa":  # GQA's metrics and predictions format (butd.evaluation.gqa)
+        return _evaluate_gqa(cfg, ckpt, data, info, split, qids, alignment.answer_to_cache[labels])
     results = [
         {"question_id": int(q), "answer": ckpt.answers[int(i)]} for q, i in zip(qids, labels, strict=True)
     ]
@@ -72,8 +74,33 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def _evaluate_gqa(cfg, ckpt, data, info, split: str, qids, labels) -> dict[str, Any]:
+    from butd.evaluation.gqa import evaluate_gqa
+    from butd.evaluation.inference import write_json
+
+    found = evaluate_gqa(split, info.split_path(split), qids, labels, info.answers())
+    out = Path(cfg.paths.output_dir)
+    metrics = {
+        "checkpoint": str(ckpt.path),
+        "data": data.name,
+        "split": split,
+        "questions": len(qids),
+        "balanced_questions": found["balanced_questions"],
+        "dropped_questions": info.counts["splits"][split].get("dropped_questions", 0),
+        "gqa": found["gqa"],
+    }
+    write_json(out / "predictions.json", found["predictions"], indent=None)
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
 def tables(metrics: dict[str, Any]) -> list[Table]:
-    """The answer-type table (with the soft score) and the question-type table."""
+    """The answer-type table (with the soft score) and the question-type table; GQA's metrics."""
+    if "gqa" in metrics:
+        from butd.evaluation.gqa import gqa_table
+
+        title = f"{metrics['data']} {metrics['split']}: {metrics['balanced_questions']:,} balanced questions"
+        return [gqa_table(title, metrics["gqa"])]
     official, counts = metrics["official"], metrics["question_counts"]
     main = Table(title=f"{metrics['data']} {metrics['split']}: {metrics['questions']:,} questions")
     for col in ("", "questions", "VQA accuracy"):
@@ -103,7 +130,7 @@ def main(cfg: DictConfig) -> float:
         console.print(table)
     out = Path(cfg.paths.output_dir)
     report_written([out / "predictions.json", out / "metrics.json"])
-    return metrics["official"]["overall"]
+    return metrics["gqa"]["accuracy"] if "gqa" in metrics else metrics["official"]["overall"]
 
 
 if __name__ == "__main__":

@@ -44,7 +44,13 @@ def predict_split(cfg: DictConfig, console: Console) -> Path:
     results = [
         {"question_id": int(q), "answer": ckpt.answers[int(i)]} for q, i in zip(qids, labels, strict=True)
     ]
-    path = write_json(Path(cfg.paths.output_dir) / results_name(split), results, indent=None)
+    name = results_name(split)
+    if data.format == "gqa":  # GQA's predictions file, by its question ids (butd.evaluation.gqa)
+        from butd.evaluation.gqa import predictions
+
+        results = predictions(info.split_path(split), split, qids, [r["answer"] for r in results])
+        name = f"{split}_predictions.json"
+    path = write_json(Path(cfg.paths.output_dir) / name, results, indent=None)
     dropped = info.counts["splits"][split].get("dropped_questions", 0)
     if dropped:
         console.print(

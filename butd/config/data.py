@@ -25,7 +25,7 @@ TARGETS = ("soft", "binary")
 #: `data.normalize_features`: box features as stored, or each box's vector divided by its L2 norm
 FEATURE_NORMS = ("none", "l2")
 #: raw question/annotation layouts `butd.preparation.formats` reads (`data.format`)
-RAW_FORMATS = ("vqa2", "vqacp")
+RAW_FORMATS = ("vqa2", "vqacp", "gqa")
 #: the split `data.holdout_fraction` carves out of the train split, image-disjoint
 HOLDOUT = "holdout"
 
@@ -40,6 +40,16 @@ VQA2_ANNOTATIONS = {
     "train": "v2_mscoco_train2014_annotations.json",
     "val": "v2_mscoco_val2014_annotations.json",
 }
+#: `data.gqa` (GQA's object features and choices, relative to raw_dir; `butd.preparation.gqa`): the
+#: object files (`{}` is the file number), how many there are, their info JSON, and split -> the
+#: `{split}_choices.json` of the validity and plausibility metrics
+GQA_DEFAULTS: dict[str, Any] = {
+    "objects": "objects/gqa_objects_{}.h5",
+    "objects_files": 16,
+    "objects_info": "objects/gqa_objects_info.json",
+    "choices": {"val": "eval/val_choices.json"},
+}
+
 #: `data.extra_data` and `data.extra_train` values: extra training data prepared into a split of
 #: that name
 VG = "vg"
@@ -162,6 +172,8 @@ class DataConfig:
     vg: dict[str, Any] = field(default_factory=lambda: dict(VG_DEFAULTS))
     #: the extra training data the cache prepares, each into a split of its name (a cache setting)
     extra_data: list[str] = field(default_factory=list)
+    #: GQA's object files and choices (`GQA_DEFAULTS`); read with `format: gqa` only
+    gqa: dict[str, Any] = field(default_factory=lambda: dict(GQA_DEFAULTS))
 
     def __post_init__(self) -> None:
         self._check_extra_train()
@@ -186,7 +198,9 @@ class DataConfig:
                     f"data.{key} names splits {unknown} that data.questions does not list "
                     f"(known: {sorted(splits)})"
                 )
-        missing = sorted(set(self.answer_splits) - set(self.annotations))
+        self._check_gqa()
+        # GQA's answers are in its questions files
+        missing = sorted(set(self.answer_splits) - set(self.annotations)) if self.format != "gqa" else []
         if missing:
             raise ConfigError(f"data.answer_splits {missing} have no entry in data.annotations")
         if self.boxes not in BOX_SETS:
@@ -238,6 +252,22 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
+
+    def _check_gqa(self) -> None:
+        wrong = sorted(set(self.gqa) - set(GQA_DEFAULTS))
+        if wrong:
+            raise ConfigError(f"data.gqa has unknown keys {wrong}; valid keys: {sorted(GQA_DEFAULTS)}")
+        self.gqa = {**GQA_DEFAULTS, **self.gqa}
+        files = self.gqa["objects_files"]
+        if isinstance(files, bool) or not isinstance(files, int) or files < 1:
+            raise ConfigError(
+                f"data.gqa.objects_files={files!r} is invalid; expected the number of object files (16)"
+            )
+        if "{}" not in str(self.gqa["objects"]):
+            raise ConfigError(
+                f"data.gqa.objects={self.gqa['objects']!r} has no {{}} for the file number "
+                "(e.g. objects/gqa_objects_{}.h5)"
+            )
 
     def _check_extra_train(self) -> None:
         for key in ("extra_data", "extra_train"):

@@ -80,6 +80,8 @@ def cache_settings(cfg: DataConfig) -> dict[str, Any]:
         extra["extra_data"] = list(cfg.extra_data)
     if VG in cfg.extra_data:
         extra["vg"] = dict(cfg.vg)
+    if cfg.format == "gqa":
+        extra["gqa"] = dict(cfg.gqa)
     return extra | {
         "format_version": CACHE_FORMAT_VERSION,
         "num_boxes": cfg.num_boxes,
@@ -162,6 +164,10 @@ class CacheInfo:
 
 def raw_files(cfg: DataConfig) -> list[Path]:
     """Every raw file the config needs, as absolute-or-relative paths under raw_dir."""
+    if cfg.format == "gqa":
+        from butd.data.gqa import raw_paths
+
+        return raw_paths(cfg)
     names: list[str] = []
     needed_splits = set(cfg.vocab_splits) | set(cfg.prepare_splits)
     names += [cfg.questions[s] for s in cfg.questions if s in needed_splits]
@@ -235,6 +241,16 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
             f"rebuild with `{prepare_command(cfg)} force=true`"
         )
     check_sources(cfg, manifest)
+    if cfg.format == "gqa":  # its features are views of GQA's object files (butd.preparation.gqa)
+        from butd.data.gqa import object_paths
+
+        gone = [p for p in object_paths(cfg) if not p.is_file()]
+        if gone:
+            raise CacheError(
+                f"the cache at {root} reads its features in place from GQA's object files, and {gone[0]} "
+                f"is missing ({len(gone)} of them; HDF5 would read their boxes as NaN). Put them back "
+                "(`bash scripts/download_gqa.sh objects`) or point data.raw_dir at them"
+            )
     if "features_from" in manifest:
         check_linked(cfg, manifest["features_from"])
     cached_dim = manifest["counts"].get("feature_dim")

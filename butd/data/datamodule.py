@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from butd.config.data import DataConfig
 from butd.data.cache import CacheError, CacheInfo, load_cache, prepare_command
 from butd.data.csr import gather_rows
+from butd.data.gqa import GQATables
 from butd.data.priors import QuestionTypes
 from butd.data.sampling import EpochBatchSampler
 from butd.data.splits import SplitTables, padded_boxes
@@ -179,6 +180,8 @@ class VQADataModule(pl.LightningDataModule):
         self._prepared = False
         self._question_types: QuestionTypes | None = None
         self._question_types_read = False
+        #: split -> its GQA tables and the answers (`gqa_tables`), read once
+        self._gqa: dict[str, tuple[GQATables, list[str]] | None] = {}
 
     def prepare_data(self) -> None:
         # `butd.train` prepares before it builds the model and Lightning calls this again in `fit`:
@@ -190,6 +193,17 @@ class VQADataModule(pl.LightningDataModule):
         else:
             load_cache(self.cfg)
         self._prepared = True
+
+    def gqa_tables(self, stage: str) -> tuple[GQATables, list[str]] | None:
+        """The GQA tables of the split a stage scores (`val`: data.val_split, `test`: data.test_split)
+        and the answer list, for the official GQA metrics; None unless the cache is GQA's."""
+        split = self.cfg.val_split if stage == "val" else self.cfg.test_split
+        if self.cfg.format != "gqa" or split is None:
+            return None
+        if split not in self._gqa:
+            tables = GQATables.read(self.info.split_path(split))
+            self._gqa[split] = None if tables is None else (tables, self.info.answers())
+        return self._gqa[split]
 
     @property
     def info(self) -> CacheInfo:

@@ -35,10 +35,14 @@ def _available_ram() -> int:
 
 
 def split_nbytes(path: Path) -> int:
-    """Bytes a split's features take once loaded (float16, as stored)."""
+    """Bytes a split's features take once loaded (float16, as stored): its own boxes only, where
+    the file views a larger set (a linked cache, GQA's object files: `images/box_start`)."""
     with h5py.File(path, "r") as f:
-        ds = f["images/features"]
-        return int(np.prod(ds.shape)) * ds.dtype.itemsize
+        images = f["images"]
+        ds = images["features"]
+        if "box_start" not in images:
+            return int(np.prod(ds.shape)) * ds.dtype.itemsize
+        return int(images["counts"][:].sum()) * int(ds.shape[1]) * 2
 
 
 def choose_store(
@@ -269,6 +273,13 @@ def _read_boxes(
         lo, hi = int(starts[a]), int(stored_end[b - 1])
         if int(counts[a:b].sum()) == hi - lo:  # contiguous: every box of these images is kept
             source.read_direct(out, np.s_[lo:hi], np.s_[int(dest[a]) : int(dest[a]) + hi - lo])
+            continue
+        kept = int(counts[a:b].sum())
+        if hi - lo > 4 * kept:  # sparse (GQA's split images among all object rows): image by image
+            at = int(dest[a])
+            for s, c in zip(starts[a:b].tolist(), counts[a:b].tolist(), strict=True):
+                source.read_direct(out, np.s_[s : s + c], np.s_[at : at + c])
+                at += c
             continue
         buf = source[lo:hi]
         keep = np.zeros(hi - lo, bool)

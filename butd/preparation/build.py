@@ -351,7 +351,8 @@ def _prepare_locked(cfg: DataConfig, *, force: bool, progress: bool) -> CacheInf
         raise CacheError(
             f"cannot prepare data={cfg.name}: raw files missing under {cfg.raw_path}:\n"
             + "\n".join(describe_missing(missing, cfg.raw_path))
-            + "\nDownload the official VQA v2 files (see README, 'Real data')."
+            + f"\nDownload the official {'GQA' if cfg.format == 'gqa' else 'VQA v2'} files "
+            "(see README, 'Real data')."
         )
     cfg.cache_path.mkdir(parents=True, exist_ok=True)
     try:
@@ -393,11 +394,21 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     root = cfg.cache_path
     # taken before reading: a file edited during the build then differs from its fingerprint
     sources = {str(p.relative_to(cfg.raw_path)): fingerprint(p) for p in raw_files(cfg)}
-    text = _text_stage(cfg)
+    gqa_tables = None
+    if cfg.format == "gqa":  # GQA's own layout (butd.preparation.gqa)
+        from butd.preparation import gqa
+
+        vocab, answers, glove, found, fields, gqa_tables = gqa.text_stage(cfg)
+        text = _Text(vocab, answers, glove, found, {s: SplitQuestions(**f) for s, f in fields.items()})
+    else:
+        text = _text_stage(cfg)
     return_freed_memory()  # the parsed JSON: not to be held through the conversion
     wanted = {s: np.unique(text.splits[s].image_id) for s in cached_splits(cfg)}
     feature_paths = [cfg.raw_path / f for f in cfg.features]
-    if cfg.features_from is not None:
+    if gqa_tables is not None:
+        result = gqa.link(cfg, root, wanted)
+        feature_paths = [cfg.raw_path / cfg.gqa["objects_info"]]
+    elif cfg.features_from is not None:
         result = _link(cfg, root, wanted)
         feature_paths = [Path(cfg.features_from)]
     else:
@@ -419,6 +430,8 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
                 if group in w.h5:
                     del w.h5[group]
             split_counts[s] = _write_split_questions(w, text.splits[s], s)
+            if gqa_tables is not None:
+                gqa.write_tables(w.h5, gqa_tables[s])
             w.h5.attrs["split"] = s
             w.h5.attrs["format_version"] = CACHE_FORMAT_VERSION
     finally:
@@ -580,6 +593,8 @@ def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
     if cfg.changing_priors is None:
         wanted = json.dumps(cfg.synthetic, sort_keys=True)  # as before the re-split existed
     if not spec_file.is_file() or spec_file.read_text() != wanted:
+        if cfg.format == "gqa":  # the same scenes in GQA's formats
+            from butd.preparation.synthetic_gqa import generate_gqa as generate
         generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
         if cfg.changing_priors is not None:
             from butd.preparation.changing_priors import write_changing_priors

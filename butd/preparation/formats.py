@@ -34,9 +34,21 @@ def _load(path: Path) -> Any:
         raise CacheError(f"{path} is not valid JSON: {err}") from err
 
 
+def _refuse_gqa(path: Path, content: Any) -> None:
+    """One line naming GQA's layout (an object of questions keyed by id) when that is what was found."""
+    if isinstance(content, dict) and content:
+        first = next(iter(content.values()))
+        if isinstance(first, dict) and "imageId" in first:
+            raise CacheError(
+                f"{path} is a GQA questions file (an object keyed by question id, with imageId), not a "
+                "VQA file; use data=gqa for it (or data.format=gqa)"
+            )
+
+
 def _vqa2(path: Path, key: str) -> list[dict[str, Any]]:
     """`{"questions": [...]}` / `{"annotations": [...]}`, the official VQA v1/v2 files."""
     content = _load(path)
+    _refuse_gqa(path, content)
     if isinstance(content, list):
         raise CacheError(
             f"{path} is a bare JSON list, not VQA v2's {{'{key}': [...]}}: a VQA-CP file? "
@@ -50,6 +62,7 @@ def _vqa2(path: Path, key: str) -> list[dict[str, Any]]:
 def _vqacp(path: Path, key: str) -> list[dict[str, Any]]:
     """A bare list whose every entry names its image's COCO split (`coco_split`), VQA-CP's layout."""
     content = _load(path)
+    _refuse_gqa(path, content)
     if isinstance(content, dict):
         raise CacheError(
             f"{path} is a JSON object with keys {sorted(content)[:4]}, not a bare list as VQA-CP's files "

@@ -310,7 +310,9 @@ def how_to_get(relative_name: str | Path, raw_dir: str | Path | None = None) -> 
     if plain is not None:
         return f"`{download_command(plain.group, raw_dir)}` ({plain.url}, {format_mb(plain.mb)})"
     if source is None:
-        return "not an official file: check data.raw_dir and the data config"
+        return gqa_how_to_get(relative_name, raw_dir) or (
+            "not an official file: check data.raw_dir and the data config"
+        )
     archive = source.archive
     return (
         f"`{download_command(archive.group, raw_dir)}` "
@@ -336,3 +338,69 @@ def describe_missing(missing: Iterable[Path], raw_dir: str | Path) -> list[str]:
         ordered = " ".join(g for g in GROUPS if g in needed)
         lines.append(f"  all of them at once: `{download_command(ordered, raw_dir)}`")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# GQA (data=gqa, conf/data/gqa.yaml): its own download script, host and groups. Each archive is
+# unpacked into one folder under the GQA raw dir (`data/gqa/raw` by default). The questions zip's
+# size is the one GQA's download page lists; the others are estimates, not measured (nothing
+# could be downloaded where this was written): the unpacked object files are worked out from
+# their shapes (148,854 images x 100 boxes x 2048 float32 features, plus boxes) as an upper
+# bound, HDF5 compression would make them smaller.
+
+#: the GQA download script, relative to the repository root
+GQA_SCRIPT = "scripts/download_gqa.sh"
+#: GQA's host (kept apart from HOSTS, the VQA v2 script's), overridable like the others
+GQA_HOST = ("BUTD_GQA_URL", "https://nlp.stanford.edu/data/gqa")
+
+
+@dataclass(frozen=True)
+class GQAArchive:
+    """One GQA download: a zip unpacked into the folder `folder` of the raw dir."""
+
+    group: str
+    name: str
+    folder: str
+    download_mb: int
+    unpacked_mb: int
+    description: str
+    estimated: bool
+
+    @property
+    def url(self) -> str:
+        env, default = GQA_HOST
+        return f"{(os.environ.get(env) or default).rstrip('/')}/{self.name}"
+
+
+GQA_ARCHIVES: tuple[GQAArchive, ...] = (
+    GQAArchive(
+        "questions", "questions1.2.zip", "questions1.2", 1400, 6000,
+        "questions v1.2: train/val/testdev/test/challenge, balanced and all", estimated=False,
+    ),
+    GQAArchive(
+        "eval", "eval.zip", "eval", 500, 2000,
+        "the evaluation's choices files (val_choices.json, train_choices/)", estimated=True,
+    ),
+    GQAArchive(
+        "objects", "objectFeatures.zip", "objects", 32000, 123000,
+        "object features: gqa_objects_{0..15}.h5 and gqa_objects_info.json", estimated=True,
+    ),
+)  # fmt: skip
+
+
+def gqa_default_raw_dir() -> Path:
+    """Where the GQA script puts the raw files when it is not told: `${BUTD_DATA_DIR:-data}/gqa/raw`."""
+    return Path(os.environ.get("BUTD_DATA_DIR") or "data") / "gqa" / "raw"
+
+
+def gqa_how_to_get(relative_name: str | Path, raw_dir: str | Path | None = None) -> str | None:
+    """How to get a GQA raw file (relative to data.raw_dir), or None when it is not one."""
+    first = PurePosixPath(_relative(relative_name)).parts[:1]
+    archive = next((a for a in GQA_ARCHIVES if first == (a.folder,)), None)
+    if archive is None:
+        return None
+    command = f"bash {GQA_SCRIPT} {archive.group}"
+    if raw_dir is not None and Path(raw_dir).resolve() != gqa_default_raw_dir().resolve():
+        command += f" --raw-dir {raw_dir}"
+    size = format_mb(archive.download_mb) + (", estimated" if archive.estimated else "")
+    return f"`{command}` ({archive.name} from {archive.url}, {size})"

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from butd.config.debias import DebiasConfig
 from butd.models import ModelConfig, build_model, count_parameters
 from butd.training.debias import build_debias, method_scores, visual_mean
+from butd.training.gqa import GQAEpoch
 from butd.training.metrics import (
     UpperBound,
     VQAScore,
@@ -103,6 +104,9 @@ class VQAModule(pl.LightningModule):
         self.grad_norm: torch.Tensor | None = None
         #: whether this epoch's metric objects are registered with Lightning's logging yet
         self._logged = {"train": False, "val": False}
+        #: the official GQA metrics, on a GQA cache (`butd.training.gqa`): stage -> predictions
+        self._gqa = {"val": GQAEpoch(), "test": GQAEpoch()}
+        self._gqa_on = {"val": False, "test": False}
 
     #: torch.compile's backend for `compile=true` (a test may count graphs with another)
     compile_backend: Any = "inductor"
@@ -137,6 +141,33 @@ class VQAModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._logged["val"] = False
+        self._gqa["val"].reset()
+        self._gqa_on["val"] = self._gqa_tables("val") is not None
+
+    def on_test_epoch_start(self) -> None:
+        self._gqa["test"].reset()
+        self._gqa_on["test"] = self._gqa_tables("test") is not None
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_gqa("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_gqa("test")
+
+    def _gqa_tables(self, stage: str):
+        """The GQA tables and answers of the stage's split, or None (not a GQA cache, no datamodule)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        tables = getattr(datamodule, "gqa_tables", None)
+        return tables(stage) if tables is not None else None
+
+    def _log_gqa(self, stage: str) -> None:
+        """`val/gqa/<metric>` (`test/gqa/...`) from the epoch's predictions, read here, at its end."""
+        found = self._gqa_tables(stage)
+        if found is not None and self._gqa[stage].ids:
+            tables, answers = found
+            for name, value in self._gqa[stage].scores(tables, answers).items():
+                self.log(f"{stage}/gqa/{name}", float(value), batch_size=1)
+        self._gqa[stage].reset()
 
     def _log_step(self) -> bool:
         """Whether Lightning writes the logs (and the progress bar reads them) after this step."""
@@ -263,6 +294,8 @@ class VQAModule(pl.LightningModule):
         self.val_score.update(scores, batch["target"])
         self.val_upper_bound.update(batch["target"])
         diagnosed = self._update_diagnostics("val", parts, scores, batch)
+        if self._gqa_on["val"]:
+            self._gqa["val"].update(batch["question_id"], scores)
         official = "acc_labels" in batch
         if official:
             for metric in self.val_vqa_acc.values():
@@ -297,6 +330,8 @@ class VQAModule(pl.LightningModule):
         logits = self.answer_scores(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
         size = batch["q"].size(0)
         self.test_score.update(logits, batch["target"])
+        if self._gqa_on["test"]:
+            self._gqa["test"].update(batch["question_id"], logits)
         self.log("test/score", self.test_score, on_epoch=True, batch_size=size)
         for key, metric in self.test_vqa_acc.items():
             metric.update(logits, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
