@@ -24,6 +24,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from butd.config.debias import DebiasConfig
 from butd.config.model import ModelConfig
 from butd.errors import CheckpointError, ConfigError, disk_full
 
@@ -345,6 +346,8 @@ def resume_differences(
     saved_hparams = dict(checkpoint.get("hyper_parameters") or {})
     if isinstance(saved_hparams.get("model"), dict):  # a model key added since: its default was the model
         saved_hparams["model"] = ModelConfig().to_dict() | saved_hparams["model"]
+    if isinstance(saved_hparams.get("debias"), dict):  # likewise a debias key added since (`mode`)
+        saved_hparams["debias"] = DebiasConfig().to_dict() | saved_hparams["debias"]
     saved = _flat("", {k: v for k, v in saved_hparams.items() if k != "compile"})
     now = _flat("", {k: v for k, v in hparams.items() if k != "compile"})
     for key in sorted(set(saved) | set(now)):

@@ -6,10 +6,10 @@ answer over the training questions of that type), the joint representation h [ba
 and the question embedding q [batch, num_hid]. It returns the training loss; at inference every
 method here answers with z alone, so evaluation and prediction need no change.
 
-Losses keep the reference's scale (a sum over answers, a mean over questions), so the learning
-rate and gradient clip tuned for the reference stay right. Definitions: DESIGN.md, section 1b
-(Clark et al. 2019 for reweight, bias product, Learned-Mixin and LMH; Cadene et al. 2019 for
-RUBi; Han et al. 2021 for GGE-D).
+Each loss is its authors' definition with their released defaults; docs/debias.md gives the
+formulas and sources: Clark et al. 2019 (reweight, bias product, Learned-Mixin, LMH), Cadene et
+al. 2019 (RUBi), Han et al. 2021 (GGE-D, GGE-Q, GGE-DQ). The losses that carry the factor A (a
+sum over answers per question, as the reference's) are those whose authors scale them so.
 """
 
 from __future__ import annotations
@@ -21,14 +21,19 @@ from torch import nn
 from butd.config.debias import DebiasConfig
 from butd.training.metrics import vqa_bce_loss
 
-#: keeps log(b) and log(1 - b) finite where the prior is exactly 0 or 1
-PRIOR_EPS = 1e-12
+#: the hidden widths of the question-only classifier c_1 (RUBi, GGE-Q, GGE-DQ), as their authors'
+QUESTION_ONLY_HIDDEN: tuple[int, ...] = (1024, 1024)
 
 
 class DebiasLoss(nn.Module):
-    """The reference loss; subclasses change it. `needs_prior`: the batch must carry question types."""
+    """The reference loss; subclasses change it. `needs_prior`: the batch must carry question types.
+
+    `two_steps`: the method trains in two optimizer steps per batch (`branch_step_loss`, then
+    `model_step_loss`) rather than one step on `forward`'s loss.
+    """
 
     needs_prior = False
+    two_steps = False
 
     def forward(
         self,
@@ -43,9 +48,9 @@ class DebiasLoss(nn.Module):
 
 
 class Reweight(DebiasLoss):
-    """Per-answer BCE weighted by 1 - b, divided by the weights' sum (times A: the reference scale).
-
-    Answers the question type already predicts count less. With b = 0 it is the reference loss.
+    """Per-answer BCE weighted by w = 1 - b: sum(w * bce) / sum(w), over the batch's questions and
+    answers (Clark et al.'s definition: no factor A, so its scale is a per-answer mean, about A
+    times smaller than the reference loss's). Answers the question type already predicts count less.
     """
 
     needs_prior = True
@@ -53,7 +58,7 @@ class Reweight(DebiasLoss):
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
         weights = 1.0 - prior
         per_answer = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return (weights * per_answer).sum() / weights.sum() * target.size(1)
+        return (weights * per_answer).sum() / weights.sum()
 
 
 def _pair_log_probs(logits: torch.Tensor, log_bias: torch.Tensor) -> torch.Tensor:
@@ -67,22 +72,25 @@ def _pair_nll(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(target * log_probs[..., 0] + (1.0 - target) * log_probs[..., 1]).sum(1).mean(0)
 
 
-def _log_prior_pair(prior: torch.Tensor, smooth: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """(log(b + s), log(1 - b + s)): [batch, A, 2]."""
-    pair = torch.stack((prior, 1.0 - prior), dim=2) + smooth
-    return pair.clamp(min=PRIOR_EPS).log()
+def _log_prior_pair(prior: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
+    """(log(b + s), log(1 - b + s)) with the smoothing s > 0: finite where b is 0 or 1. [batch, A, 2]."""
+    return (torch.stack((prior, 1.0 - prior), dim=2) + smooth).log()
 
 
 class BiasProduct(DebiasLoss):
-    """The model's per-answer distribution times the prior's, as the training likelihood.
-
-    With b = 0.5 everywhere the bias cancels and the loss is the reference BCE.
-    """
+    """The model's per-answer distribution times the prior's, as the training likelihood, the prior
+    smoothed by a learned s(w_s) added to b and to 1 - b (Clark et al.'s init w_s = -1), so an
+    answer whose prior is exactly 0 or 1 still teaches its logit."""
 
     needs_prior = True
 
+    def __init__(self, *, smooth_init: float = -1.0) -> None:
+        super().__init__()
+        self.smooth = nn.Parameter(torch.full((1,), float(smooth_init)))
+
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
-        return _pair_nll(_pair_log_probs(logits, _log_prior_pair(prior)), target)
+        log_bias = _log_prior_pair(prior, torch.sigmoid(self.smooth))
+        return _pair_nll(_pair_log_probs(logits, log_bias), target)
 
 
 class LearnedMixin(DebiasLoss):
@@ -110,31 +118,99 @@ class LearnedMixin(DebiasLoss):
         return loss
 
 
-class RUBi(DebiasLoss):
-    """A question-only branch masks the main logits during training: loss on z * s(q_pred) plus
-    the branch's own loss. The branch reads the question embedding detached, so neither loss
-    teaches the question encoder through it."""
+class QuestionOnlyBranch(nn.Module):
+    """c_1, an MLP on the question embedding (hidden 1024, 1024, ReLU; output A), and c_2, a
+    Linear(A, A) on c_1's output, as RUBi's and GGE's authors build them. The embedding is read
+    detached: no loss teaches the question encoder through the branch."""
 
     def __init__(self, *, num_hid: int, num_answers: int) -> None:
         super().__init__()
-        self.question_only = nn.Sequential(
-            nn.Linear(num_hid, num_hid), nn.ReLU(), nn.Linear(num_hid, num_answers)
-        )
+        widths = (num_hid, *QUESTION_ONLY_HIDDEN)
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+        self.c_1 = nn.Sequential(*layers, nn.Linear(widths[-1], num_answers))
+        self.c_2 = nn.Linear(num_answers, num_answers)
+
+    def forward(self, q_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q_emb: [batch, num_hid] -> (q_pred = c_1(q), q_out = c_2(q_pred)), each [batch, A]."""
+        q_pred = self.c_1(q_emb.detach())
+        return q_pred, self.c_2(q_pred)
+
+
+class RUBi(DebiasLoss):
+    """The main logits masked during training: loss on z * s(q_pred), q_pred = c_1(q), plus the
+    question-only loss on c_2(q_pred). BCE on soft targets for both (as UpDn ports of RUBi do;
+    the authors' own code uses softmax cross-entropy on one sampled answer)."""
+
+    def __init__(self, *, num_hid: int, num_answers: int) -> None:
+        super().__init__()
+        self.branch = QuestionOnlyBranch(num_hid=num_hid, num_answers=num_answers)
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
-        q_logits = self.question_only(q_emb.detach())
-        return vqa_bce_loss(logits * torch.sigmoid(q_logits), target) + vqa_bce_loss(q_logits, target)
+        q_pred, q_out = self.branch(q_emb)
+        return vqa_bce_loss(logits * torch.sigmoid(q_pred), target) + vqa_bce_loss(q_out, target)
+
+
+def gge_pseudo_labels(target: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """2 y s(-2 y B): the negative gradient GGE's paper derives for the bias ensemble B's loss
+    (the authors' code keeps this form). Not detached, as in the authors' code."""
+    return 2.0 * target * torch.sigmoid(-2.0 * target * bias)
 
 
 class GreedyGradientEnsemble(DebiasLoss):
-    """GGE-D: the prior as the bias model; BCE of z against pseudo-labels 2 y s(-2 y b), the
-    negative gradient of the bias's loss, so z learns what the prior does not explain."""
+    """GGE-D: the prior as the bias model; BCE of z against pseudo-labels 2 y s(-2 y b), so z
+    learns what the prior does not explain."""
 
     needs_prior = True
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
-        pseudo = 2.0 * target * torch.sigmoid(-2.0 * target * prior)
-        return vqa_bce_loss(logits, pseudo)
+        return vqa_bce_loss(logits, gge_pseudo_labels(target, prior))
+
+
+class GreedyGradientQuestion(DebiasLoss):
+    """GGE-Q (`with_prior=False`) and GGE-DQ (`with_prior=True`): a question-only branch
+    (c_1, c_2, as RUBi's) as a bias model, trained greedily before the main model.
+
+    - GGE-Q: the branch learns the targets, BCE(c_2(q_pred), y); z learns the pseudo-labels of
+      B = q_out (the branch's logits).
+    - GGE-DQ: the prior first, then the branch: the branch learns the prior's pseudo-labels
+      2 y s(-2 y b); z learns those of B = s(q) + b.
+
+    `mode="tog"` sums both losses in one step (`forward`), with q = q_out. `mode="iter"` takes two
+    optimizer steps per batch: `branch_step_loss`, then `model_step_loss`; there GGE-DQ's B uses
+    q = q_pred = c_1(q), as the authors' code does. Every loss keeps the factor A.
+    """
+
+    def __init__(self, *, num_hid: int, num_answers: int, with_prior: bool, mode: str = "tog") -> None:
+        super().__init__()
+        self.branch = QuestionOnlyBranch(num_hid=num_hid, num_answers=num_answers)
+        self.with_prior = with_prior
+        self.mode = mode
+        self.needs_prior = with_prior
+        self.two_steps = mode == "iter"
+
+    def _branch_loss(self, q_out: torch.Tensor, target: torch.Tensor, prior: torch.Tensor | None):
+        labels = gge_pseudo_labels(target, prior) if self.with_prior else target
+        return vqa_bce_loss(q_out, labels)
+
+    def _model_loss(self, logits, target, prior, q_branch: torch.Tensor) -> torch.Tensor:
+        bias = torch.sigmoid(q_branch) + prior if self.with_prior else q_branch
+        return vqa_bce_loss(logits, gge_pseudo_labels(target, bias))
+
+    def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
+        _, q_out = self.branch(q_emb)
+        return self._model_loss(logits, target, prior, q_out) + self._branch_loss(q_out, target, prior)
+
+    def branch_step_loss(self, target: torch.Tensor, *, prior=None, q_emb=None) -> torch.Tensor:
+        """The first step of `mode="iter"`: the branch's own loss."""
+        _, q_out = self.branch(q_emb)
+        return self._branch_loss(q_out, target, prior)
+
+    def model_step_loss(self, logits, target, *, prior=None, q_emb=None) -> torch.Tensor:
+        """The second step of `mode="iter"`: z against the pseudo-labels of the (updated) bias."""
+        q_pred, q_out = self.branch(q_emb)
+        return self._model_loss(logits, target, prior, q_pred if self.with_prior else q_out)
 
 
 def build_debias(cfg: DebiasConfig, *, num_hid: int, num_answers: int) -> DebiasLoss:
@@ -144,7 +220,7 @@ def build_debias(cfg: DebiasConfig, *, num_hid: int, num_answers: int) -> Debias
     if cfg.name == "reweight":
         return Reweight()
     if cfg.name == "bias_product":
-        return BiasProduct()
+        return BiasProduct(smooth_init=cfg.smooth_init)
     if cfg.name == "learned_mixin":
         return LearnedMixin(num_hid=num_hid, smooth_init=cfg.smooth_init)
     if cfg.name == "lmh":
@@ -153,4 +229,8 @@ def build_debias(cfg: DebiasConfig, *, num_hid: int, num_answers: int) -> Debias
         return RUBi(num_hid=num_hid, num_answers=num_answers)
     if cfg.name == "gge":
         return GreedyGradientEnsemble()
+    if cfg.name in ("gge_q", "gge_dq"):
+        return GreedyGradientQuestion(
+            num_hid=num_hid, num_answers=num_answers, with_prior=cfg.name == "gge_dq", mode=cfg.mode
+        )
     raise ValueError(f"no loss for debias.name={cfg.name!r}")

@@ -81,6 +81,11 @@ class VQAModule(pl.LightningModule):
         self.grad_norm: torch.Tensor | None = None
         #: whether this epoch's metric objects are registered with Lightning's logging yet
         self._logged = {"train": False, "val": False}
+        #: debias.mode=iter takes two optimizer steps per batch: Lightning's manual optimisation
+        self.automatic_optimization = not self.debias_cfg.two_steps
+        #: the gradient clip (value, algorithm) of the manual steps: the trainer's settings, which
+        #: Lightning refuses to apply itself under manual optimisation (`butd.train` moves them here)
+        self.manual_clip: tuple[float | None, str | None] = (None, None)
 
     #: torch.compile's backend for `compile=true` (a test may count graphs with another)
     compile_backend: Any = "inductor"
@@ -133,6 +138,14 @@ class VQAModule(pl.LightningModule):
             return vqa_softmax_loss(logits, target)
         return vqa_bce_loss(logits, target)
 
+    def _prior(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Each question's row of the question-type prior [batch, A], where the method reads it."""
+        if not self.debias.needs_prior:
+            return None
+        if self.qtype_prior is None or "qtype" not in batch:
+            raise RuntimeError(f"debias={self.debias_cfg.name} needs the question-type prior (set_prior)")
+        return self.qtype_prior[batch["qtype"]]
+
     def _training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and loss of a training batch under the configured debias method."""
         args = (batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
@@ -140,15 +153,43 @@ class VQAModule(pl.LightningModule):
             logits = self(*args)
             return logits, self._loss(logits, batch["target"])
         logits, joint, q_emb = self.model.forward_parts(*args)
-        prior = None
-        if self.debias.needs_prior:
-            if self.qtype_prior is None or "qtype" not in batch:
-                raise RuntimeError(f"debias={self.debias_cfg.name} needs the question-type prior (set_prior)")
-            prior = self.qtype_prior[batch["qtype"]]
+        prior = self._prior(batch)
         return logits, self.debias(logits, batch["target"], prior=prior, joint=joint, q_emb=q_emb)
 
+    def _two_step_training(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """debias.mode=iter: a step of the bias branch on its own loss, then a step of the model
+        (with a fresh forward pass) on its loss against the updated branch; one optimizer over
+        every parameter, each step's gradient clipped as the trainer's clip says. Gradients are
+        zeroed in place, not freed, as in the PyTorch the method's authors ran, so the optimizer
+        also moves the parameters that a step's loss does not reach by their momentum. Returns the
+        model step's logits and the sum of the two losses (what one step on both would minimise);
+        `grad_norm` is the larger of the two steps' norms, so a non-finite one reaches the
+        divergence guard. Lightning counts two optimizer steps per batch (`global_step`)."""
+        optimizer = self.optimizers()
+        args = (batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
+        prior, target = self._prior(batch), batch["target"]
+        losses, norms = [], []
+        for part in ("branch", "model"):
+            logits, _, q_emb = self.model.forward_parts(*args)
+            if part == "branch":
+                loss = self.debias.branch_step_loss(target, prior=prior, q_emb=q_emb)
+            else:
+                loss = self.debias.model_step_loss(logits, target, prior=prior, q_emb=q_emb)
+            self.manual_backward(loss)
+            self.configure_gradient_clipping(optimizer, *self.manual_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=False)
+            losses.append(loss.detach())
+            if self.grad_norm is not None:
+                norms.append(self.grad_norm)
+        self.grad_norm = torch.stack(norms).max() if len(norms) == 2 else None
+        return logits, losses[0] + losses[1]
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits, loss = self._training_loss(batch)
+        if self.automatic_optimization:
+            logits, loss = self._training_loss(batch)
+        else:
+            logits, loss = self._two_step_training(batch)
         size = batch["q"].size(0)
         self.train_score.update(logits, batch["target"])
         self.train_loss.update(loss.detach(), weight=size)
