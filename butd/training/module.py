@@ -168,6 +168,12 @@ class VQAModule(pl.LightningModule):
         optimizer = self.optimizers()
         args = (batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
         prior, target = self._prior(batch), batch["target"]
+        # A parameter the optimizer has stepped holds a zeroed gradient, except right after a resume
+        # (checkpoints carry no gradients): zeroed again, so a resumed run steps as the straight one.
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None and optimizer.state.get(p):
+                    p.grad = torch.zeros_like(p)
         losses, norms = [], []
         for part in ("branch", "model"):
             logits, _, q_emb = self.model.forward_parts(*args)
