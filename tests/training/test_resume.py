@@ -149,3 +149,34 @@ def test_a_checkpoint_from_before_debias_mode_resumes(tiny_run, tiny_data_dir, t
     ckpt = _edited(tiny_run["ckpt"], tmp_path / "older.ckpt", older)
     cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
     assert _choose(cfg, str(ckpt)) == str(ckpt)
+
+
+def _old_rubi(c):
+    """RUBi as butd defined it before its authors' c_1 / c_2 branch: one hidden layer."""
+    c["hyper_parameters"]["debias"] |= {"name": "rubi"}
+    hid, answers = c["hyper_parameters"]["model"]["num_hid"], c["hyper_parameters"]["num_answers"]
+    c["state_dict"] |= {
+        "debias.question_only.0.weight": torch.zeros(hid, hid),
+        "debias.question_only.0.bias": torch.zeros(hid),
+        "debias.question_only.2.weight": torch.zeros(answers, hid),
+        "debias.question_only.2.bias": torch.zeros(answers),
+    }
+
+
+def test_debias_parameters_of_an_earlier_definition_refuse_resume_but_evaluate(
+    tiny_run, tiny_data_dir, tmp_path
+):
+    from butd.evaluation.checkpoint import load_checkpoint
+
+    old = _edited(tiny_run["ckpt"], tmp_path / "old_rubi.ckpt", _old_rubi)
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "debias=rubi"])
+    with pytest.raises(CheckpointError) as err:
+        _choose(cfg, str(old))
+    message = str(err.value)
+    assert (
+        "\n" not in message and "debias=rubi's parameters (the checkpoint's ['debias.question_only" in message
+    )
+    assert "made by an earlier definition of the method" in message
+    # inference reads the model only: the checkpoint still evaluates
+    ckpt = load_checkpoint(old)
+    assert ckpt.module.debias_cfg.name == "rubi" and ckpt.answers
