@@ -133,12 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = _instantiate_group(cfg.get("callbacks"))
     callbacks.append(InterruptCheckpoint(dirpath=Path(cfg.paths.output_dir) / "checkpoints"))
     loggers = _instantiate_group(cfg.get("logger"))
-    if not module.automatic_optimization:  # debias.mode=iter: the module clips each of its two steps
-        module.manual_clip = (
-            cfg.trainer.get("gradient_clip_val"),
-            cfg.trainer.get("gradient_clip_algorithm"),
-        )
-        trainer_kwargs["gradient_clip_val"] = None
+    trainer_kwargs |= module.take_gradient_clip(cfg.trainer)  # debias.mode=iter clips its own steps
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
     )

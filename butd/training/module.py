@@ -87,6 +87,15 @@ class VQAModule(pl.LightningModule):
         #: Lightning refuses to apply itself under manual optimisation (`butd.train` moves them here)
         self.manual_clip: tuple[float | None, str | None] = (None, None)
 
+    def take_gradient_clip(self, trainer_cfg: Any) -> dict[str, Any]:
+        """Under manual optimisation (debias.mode=iter) Lightning refuses to clip itself: the
+        module takes the trainer config's clip for its own steps. Returns the Trainer arguments
+        that go with it ({} under automatic optimisation)."""
+        if self.automatic_optimization:
+            return {}
+        self.manual_clip = (trainer_cfg.get("gradient_clip_val"), trainer_cfg.get("gradient_clip_algorithm"))
+        return {"gradient_clip_val": None}
+
     #: torch.compile's backend for `compile=true` (a test may count graphs with another)
     compile_backend: Any = "inductor"
 
