@@ -192,12 +192,15 @@ class VQAModule(pl.LightningModule):
                 loss = self.debias.model_step_loss(logits, target, prior=prior, q_emb=q_emb)
             self.manual_backward(loss)
             self.configure_gradient_clipping(optimizer, *self.manual_clip)
+            if self.grad_norm is None:  # no norm clipping: the guard still needs this step's norm
+                grads = [p.grad for p in self.parameters() if p.grad is not None]
+                self.grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+            if self.grad_norm is not None:
+                norms.append(self.grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=False)
             losses.append(loss.detach())
-            if self.grad_norm is not None:
-                norms.append(self.grad_norm)
-        self.grad_norm = torch.stack(norms).max() if len(norms) == 2 else None
+        self.grad_norm = torch.stack(norms).max() if norms else None
         return logits, losses[0] + losses[1]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

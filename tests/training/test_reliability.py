@@ -348,9 +348,13 @@ def test_nan_features_stop_the_run_naming_the_questions_and_keep_the_checkpoints
     assert not (logs / "train" / "runs" / "diverged" / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("method", [[], ["debias=gge_dq_iter"]], ids=["plain", "gge_dq_iter"])
+@pytest.mark.parametrize(
+    "method",
+    [[], ["debias=gge_dq_iter"], ["debias=gge_dq_iter", "optim.clip_grad_norm=null"]],
+    ids=["plain", "gge_dq_iter", "gge_dq_iter_unclipped"],
+)
 def test_a_learning_rate_that_diverges_stops_at_the_first_bad_step(tiny_data_dir, tmp_path, method):
-    """Also under debias.mode=iter's two steps per batch (manual optimisation)."""
+    """Also under debias.mode=iter's two steps per batch (manual optimisation), clipped or not."""
     logs = tmp_path / "logs"
     with pytest.raises(DivergenceError) as err:
         train(
