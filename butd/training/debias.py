@@ -173,9 +173,13 @@ class GreedyGradientQuestion(DebiasLoss):
     (c_1, c_2, as RUBi's) as a bias model, trained greedily before the main model.
 
     - GGE-Q: the branch learns the targets, BCE(c_2(q_pred), y); z learns the pseudo-labels of
-      B = q_out (the branch's logits).
+      B = s(q_out), the branch's probabilities, as GGE-DQ reads the branch (the authors' latest
+      code reads the logits q_out there: pseudo-labels up to 2 y, so BCE against them has no
+      lower bound and training diverges; their first release read s(q_pred)).
     - GGE-DQ: the prior first, then the branch: the branch learns the prior's pseudo-labels
       2 y s(-2 y b); z learns those of B = s(q) + b.
+
+    With B >= 0 every pseudo-label lies in [0, y].
 
     `mode="tog"` sums both losses in one step (`forward`), with q = q_out. `mode="iter"` takes two
     optimizer steps per batch: `branch_step_loss`, then `model_step_loss`; there GGE-DQ's B uses
@@ -195,7 +199,7 @@ class GreedyGradientQuestion(DebiasLoss):
         return vqa_bce_loss(q_out, labels)
 
     def _model_loss(self, logits, target, prior, q_branch: torch.Tensor) -> torch.Tensor:
-        bias = torch.sigmoid(q_branch) + prior if self.with_prior else q_branch
+        bias = torch.sigmoid(q_branch) + prior if self.with_prior else torch.sigmoid(q_branch)
         return vqa_bce_loss(logits, gge_pseudo_labels(target, bias))
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):

@@ -167,16 +167,32 @@ def test_the_question_only_branch_blocks_the_gradient_to_the_question_encoder(na
     assert branch[0].abs().sum() > 0  # the branch itself learns
 
 
+@pytest.mark.parametrize("name", ["gge", "gge_q", "gge_dq"])
+def test_gge_pseudo_labels_stay_within_the_targets(name) -> None:
+    """B >= 0 keeps 2 y s(-2 y B) in [0, y]: BCE against them is bounded below, even when the
+    branch's logits are very negative (with B = q_out the labels would reach 2 y)."""
+    torch.manual_seed(0)
+    fn = build_debias(DebiasConfig(name=name), num_hid=NUM_HID, num_answers=ANSWERS).double()
+    if name != "gge":
+        with torch.no_grad():
+            fn.branch.c_2.weight.zero_()
+            fn.branch.c_2.bias.fill_(-50.0)
+    y = torch.tensor(Y)
+    z = torch.full((BATCH, ANSWERS), 40.0)  # far past any sensible logit
+    loss = fn(z.double(), y, prior=torch.tensor(PRIOR), q_emb=torch.tensor(Q))
+    assert loss.item() >= 0  # BCE against labels in [0, 1] is never negative
+
+
 def test_gge_d_fits_the_pseudo_labels_of_the_prior() -> None:
     t = pseudo(Y, PRIOR)
     _check("gge", bce(Z, t).sum() / BATCH, (sig(Z) - t) / BATCH)
 
 
 def test_gge_q_tog() -> None:
-    # the branch fits y; z fits the pseudo-labels of the branch's logits q_out
+    # the branch fits y; z fits the pseudo-labels of the branch's probabilities s(q_out)
     _, _, fn = _run("gge_q")
     _, q_out = _branch(fn)
-    t = pseudo(Y, q_out)
+    t = pseudo(Y, sig(q_out))
     _check("gge_q", bce(Z, t).sum() / BATCH + bce(q_out, Y).sum() / BATCH, (sig(Z) - t) / BATCH)
 
 
@@ -205,7 +221,7 @@ def test_gge_q_iter_steps() -> None:
     _, q_out = _branch(fn)
     branch, _, _ = _run("gge_q", mode="iter", step="branch")
     assert branch == pytest.approx(bce(q_out, Y).sum() / BATCH, rel=1e-12)
-    t = pseudo(Y, q_out)
+    t = pseudo(Y, sig(q_out))
     _check("gge_q", bce(Z, t).sum() / BATCH, (sig(Z) - t) / BATCH, mode="iter", step="model")
 
 
