@@ -135,6 +135,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = _instantiate_group(cfg.get("callbacks"))
     callbacks.append(InterruptCheckpoint(dirpath=Path(cfg.paths.output_dir) / "checkpoints"))
     loggers = _instantiate_group(cfg.get("logger"))
+    trainer_kwargs |= module.take_gradient_clip(cfg.trainer)  # debias.mode=iter clips its own steps
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
     )

@@ -47,8 +47,12 @@ def test_every_grid_point_of_a_study_composes_into_a_valid_config(study):
             point = compose_all([f"experiment={study}", f"{key}={value}"])
             model_config(point.model)
             DataConfig.from_dict(point.data)
-            if key == "debias":
-                assert DebiasConfig.from_dict(point.debias).name == value
+            if key == "debias":  # a method, or a method in its two-step mode (`_iter`)
+                debias = DebiasConfig.from_dict(point.debias)
+                assert (debias.name, debias.mode) == (
+                    value.removesuffix("_iter"),
+                    "iter" if "_iter" in value else "tog",
+                )
             elif key != "model":  # a group choice, otherwise a value that lands where it says
                 assert str(OmegaConf.select(point, key)) == value
 
@@ -131,3 +135,13 @@ def test_the_debias_study_selects_on_the_holdout_and_tests_once():
     )
     synthetic = compose_all(["experiment=[ablation_debias,quickstart_cp]"])
     assert synthetic.data.name == "synthetic_cp" and grid(synthetic) == grid(cfg)
+    methods = grid(cfg)["debias"]
+    assert {"gge", "gge_q", "gge_q_iter", "gge_dq", "gge_dq_iter", "cfvqa"} <= set(methods)
+
+
+def test_the_gge_recipe_is_opt_in_and_wins_over_the_experiment():
+    plain = compose_all(["experiment=[ablation_debias,quickstart_cp]", "debias=gge_dq"])
+    assert (plain.optim.optimizer.lr, plain.trainer.max_epochs) == (2e-3, 15)
+    gge = compose_all(["experiment=[ablation_debias,quickstart_cp]", "debias=gge_dq", "recipe=gge"])
+    assert (gge.optim.optimizer.lr, gge.trainer.max_epochs) == (1e-3, 25)
+    assert gge.optim.clip_grad_norm == 0.25 and gge.data.batch_size == plain.data.batch_size

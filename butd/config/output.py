@@ -39,6 +39,9 @@ NOISE: dict[str, tuple[str, ...]] = {
 #: (warning category, regex of the message) of the library warnings every run printed
 NOISE_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # debias.mode=iter (manual optimisation): a step checkpoint holds the state after the batch's
+    # steps, as under automatic optimisation, which is what a resumed run must start from
+    (UserWarning, r"Using ModelCheckpoint with manual optimization and every_n_train_steps"),
 )
 
 

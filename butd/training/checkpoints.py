@@ -24,6 +24,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from butd.config.debias import DebiasConfig
 from butd.config.model import ModelConfig
 from butd.errors import CheckpointError, ConfigError, disk_full
 
@@ -345,12 +346,16 @@ def resume_differences(
     saved_hparams = dict(checkpoint.get("hyper_parameters") or {})
     if isinstance(saved_hparams.get("model"), dict):  # a model key added since: its default was the model
         saved_hparams["model"] = ModelConfig().to_dict() | saved_hparams["model"]
+    if isinstance(saved_hparams.get("debias"), dict):  # likewise a debias key added since (`mode`)
+        saved_hparams["debias"] = DebiasConfig().to_dict() | saved_hparams["debias"]
     saved = _flat("", {k: v for k, v in saved_hparams.items() if k != "compile"})
     now = _flat("", {k: v for k, v in hparams.items() if k != "compile"})
     for key in sorted(set(saved) | set(now)):
         if saved.get(key) != now.get(key):
             name = key.lstrip(".").replace("optimizer.", "optim.optimizer.", 1)
             diffs.append(f"{name} ({saved.get(key)!r} in the checkpoint, {now.get(key)!r} now)")
+    if not diffs:
+        diffs += _debias_parameter_differences(checkpoint, hparams)
     meta = checkpoint.get("butd") or {}
     if not meta.get("vocab") or not meta.get("answers"):
         diffs.append("vocabulary and answers (the checkpoint has none, so its labels cannot be checked)")
@@ -367,6 +372,26 @@ def resume_differences(
         if key in saved_data and saved_data[key] != data_config.get(key):
             diffs.append(f"data.{key} ({saved_data[key]!r} in the checkpoint, {data_config.get(key)!r} now)")
     return diffs
+
+
+def _debias_parameter_differences(checkpoint: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
+    """A debias method's parameters saved by an earlier definition of the same method (e.g. RUBi's
+    one-hidden-layer branch, bias product without its learned smoothing): Lightning would fail to
+    load them, so they are named here instead."""
+    from butd.training.debias import build_debias
+
+    debias = DebiasConfig.from_dict(hparams.get("debias"))
+    loss = build_debias(
+        debias, num_hid=ModelConfig.from_dict(hparams["model"]).num_hid, num_answers=hparams["num_answers"]
+    )
+    now = {f"debias.{k}" for k in loss.state_dict()}
+    saved = {k for k in checkpoint.get("state_dict") or {} if k.startswith("debias.")}
+    if saved == now:
+        return []
+    return [
+        f"debias={debias.name}'s parameters (the checkpoint's {sorted(saved) or 'none'} against "
+        f"{sorted(now) or 'none'} now: it was made by an earlier definition of the method)"
+    ]
 
 
 def epochs_done(checkpoint: dict[str, Any]) -> int:

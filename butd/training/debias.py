@@ -12,10 +12,11 @@ training's validation and test, `butd.evaluate` and `butd.predict`).
 Learned-Mixin gate, RUBi's mask, ...); the module logs their means per answer type
 (`{train,val}/diag/<name>`, docs/debias.md).
 
-Losses keep the reference's scale (a sum over answers, a mean over questions), so the learning
-rate and gradient clip tuned for the reference stay right. Definitions and sources: docs/debias.md
-(Clark et al. 2019 for reweight, bias product, Learned-Mixin and LMH; Cadene et al. 2019 for
-RUBi; Han et al. 2021 for GGE-D; Niu et al. 2021 for CF-VQA).
+Each loss is its authors' definition with their released defaults; docs/debias.md gives the
+formulas and sources: Clark et al. 2019 (reweight, bias product, Learned-Mixin, LMH), Cadene et
+al. 2019 (RUBi), Han et al. 2021 (GGE-D, GGE-Q, GGE-DQ), Niu et al. 2021 (CF-VQA). The losses
+that carry the factor A (a sum over answers per question, as the reference's) are those whose
+authors scale them so.
 """
 
 from __future__ import annotations
@@ -27,21 +28,25 @@ from torch import nn
 from butd.config.debias import DebiasConfig
 from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
 
-#: keeps log(b) and log(1 - b) finite where the prior is exactly 0 or 1
-PRIOR_EPS = 1e-12
+#: the hidden widths of the question-only classifier c_1 (RUBi, GGE-Q, GGE-DQ), as their authors'
+QUESTION_ONLY_HIDDEN: tuple[int, ...] = (1024, 1024)
 
 
 class DebiasLoss(nn.Module):
     """The reference loss; subclasses change it. `needs_prior`: the batch must carry question types;
     `needs_visual`: `forward` also takes `v_emb`, the mean object feature (`visual_mean`);
     `diagnostic_names`: the names `diagnostics` returns, fixed per method so the module can make
-    one metric per name before the first batch."""
+    one metric per name before the first batch; `two_steps`: the method trains in two optimizer
+    steps per batch (`branch_step_loss`, then `model_step_loss`) rather than one step on
+    `forward`'s loss.
+    """
 
     needs_prior = False
     needs_visual = False
     diagnostic_names: tuple[str, ...] = ()
     #: whether `answer_scores` differs from the main logits (the method changes inference)
     changes_inference = False
+    two_steps = False
 
     def forward(
         self,
@@ -91,9 +96,9 @@ def visual_mean(v: torch.Tensor, v_mask: torch.Tensor | None = None) -> torch.Te
 
 
 class Reweight(DebiasLoss):
-    """Per-answer BCE weighted by 1 - b, divided by the weights' sum (times A: the reference scale).
-
-    Answers the question type already predicts count less. With b = 0 it is the reference loss.
+    """Per-answer BCE weighted by w = 1 - b: sum(w * bce) / sum(w), over the batch's questions and
+    answers (Clark et al.'s definition: no factor A, so its scale is a per-answer mean, about A
+    times smaller than the reference loss's). Answers the question type already predicts count less.
     """
 
     needs_prior = True
@@ -101,7 +106,7 @@ class Reweight(DebiasLoss):
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
         weights = 1.0 - prior
         per_answer = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return (weights * per_answer).sum() / weights.sum() * target.size(1)
+        return (weights * per_answer).sum() / weights.sum()
 
 
 def _pair_log_probs(logits: torch.Tensor, log_bias: torch.Tensor) -> torch.Tensor:
@@ -115,22 +120,25 @@ def _pair_nll(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(target * log_probs[..., 0] + (1.0 - target) * log_probs[..., 1]).sum(1).mean(0)
 
 
-def _log_prior_pair(prior: torch.Tensor, smooth: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """(log(b + s), log(1 - b + s)): [batch, A, 2]."""
-    pair = torch.stack((prior, 1.0 - prior), dim=2) + smooth
-    return pair.clamp(min=PRIOR_EPS).log()
+def _log_prior_pair(prior: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
+    """(log(b + s), log(1 - b + s)) with the smoothing s > 0: finite where b is 0 or 1. [batch, A, 2]."""
+    return (torch.stack((prior, 1.0 - prior), dim=2) + smooth).log()
 
 
 class BiasProduct(DebiasLoss):
-    """The model's per-answer distribution times the prior's, as the training likelihood.
-
-    With b = 0.5 everywhere the bias cancels and the loss is the reference BCE.
-    """
+    """The model's per-answer distribution times the prior's, as the training likelihood, the prior
+    smoothed by a learned s(w_s) added to b and to 1 - b (Clark et al.'s init w_s = -1), so an
+    answer whose prior is exactly 0 or 1 still teaches its logit."""
 
     needs_prior = True
 
+    def __init__(self, *, smooth_init: float = -1.0) -> None:
+        super().__init__()
+        self.smooth = nn.Parameter(torch.full((1,), float(smooth_init)))
+
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
-        return _pair_nll(_pair_log_probs(logits, _log_prior_pair(prior)), target)
+        log_bias = _log_prior_pair(prior, torch.sigmoid(self.smooth))
+        return _pair_nll(_pair_log_probs(logits, log_bias), target)
 
 
 class LearnedMixin(DebiasLoss):
@@ -166,32 +174,60 @@ class LearnedMixin(DebiasLoss):
         return loss
 
 
-class RUBi(DebiasLoss):
-    """A question-only branch masks the main logits during training: loss on z * s(q_pred) plus
-    the branch's own loss. The branch reads the question embedding detached, so neither loss
-    teaches the question encoder through it."""
+class QuestionOnlyBranch(nn.Module):
+    """c_1, an MLP on the question embedding (hidden 1024, 1024, ReLU; output A), and c_2, a
+    Linear(A, A) on c_1's output, as RUBi's and GGE's authors build them. The embedding is read
+    detached: no loss teaches the question encoder through the branch."""
 
     def __init__(self, *, num_hid: int, num_answers: int) -> None:
         super().__init__()
-        self.question_only = nn.Sequential(
-            nn.Linear(num_hid, num_hid), nn.ReLU(), nn.Linear(num_hid, num_answers)
-        )
+        self.c_1 = _mlp(num_hid, num_answers, QUESTION_ONLY_HIDDEN)
+        self.c_2 = nn.Linear(num_answers, num_answers)
+
+    def forward(self, q_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q_emb: [batch, num_hid] -> (q_pred = c_1(q), q_out = c_2(q_pred)), each [batch, A]."""
+        q_pred = self.c_1(q_emb.detach())
+        return q_pred, self.c_2(q_pred)
+
+
+class RUBi(DebiasLoss):
+    """The main logits masked during training: loss on z * s(q_pred), q_pred = c_1(q), plus the
+    question-only loss on c_2(q_pred). BCE on soft targets for both (as UpDn ports of RUBi do;
+    the authors' own code uses softmax cross-entropy on one sampled answer)."""
+
+    def __init__(self, *, num_hid: int, num_answers: int) -> None:
+        super().__init__()
+        self.branch = QuestionOnlyBranch(num_hid=num_hid, num_answers=num_answers)
 
     diagnostic_names = ("mask",)
 
     @torch.no_grad()
     def diagnostics(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
         """`mask`: the mean over the answers of the mask s(q_pred) of each question."""
-        return {"mask": torch.sigmoid(self.question_only(q_emb)).mean(1).float()}
+        return {"mask": torch.sigmoid(self.branch(q_emb)[0]).mean(1).float()}
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
-        q_logits = self.question_only(q_emb.detach())
-        return vqa_bce_loss(logits * torch.sigmoid(q_logits), target) + vqa_bce_loss(q_logits, target)
+        q_pred, q_out = self.branch(q_emb)
+        return vqa_bce_loss(logits * torch.sigmoid(q_pred), target) + vqa_bce_loss(q_out, target)
+
+
+def gge_pseudo_labels(target: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """2 y s(-2 y B): the negative gradient GGE's paper derives for the bias ensemble B's loss
+    (the authors' code keeps this form). Not detached, as in the authors' code."""
+    return 2.0 * target * torch.sigmoid(-2.0 * target * bias)
+
+
+def pseudo_weight(target: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """[batch]: the factor 2 s(-2 y B) by which GGE's pseudo-label scales the target, at each
+    question's top-scored answer (1: the bias explains none of it; below 1: part of it)."""
+    top = target.argmax(dim=1, keepdim=True)
+    y, b = target.gather(1, top), bias.gather(1, top)
+    return (2.0 * torch.sigmoid(-2.0 * y * b)).squeeze(1).float()
 
 
 class GreedyGradientEnsemble(DebiasLoss):
-    """GGE-D: the prior as the bias model; BCE of z against pseudo-labels 2 y s(-2 y b), the
-    negative gradient of the bias's loss, so z learns what the prior does not explain."""
+    """GGE-D: the prior as the bias model; BCE of z against pseudo-labels 2 y s(-2 y b), so z
+    learns what the prior does not explain."""
 
     needs_prior = True
     diagnostic_names = ("pseudo_weight",)
@@ -200,16 +236,76 @@ class GreedyGradientEnsemble(DebiasLoss):
     def diagnostics(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
         """`pseudo_weight`: the factor 2 s(-2 y b) by which the pseudo-label scales the target, at
         each question's top-scored answer (1: the prior explains none of it; below 1: part)."""
-        top = target.argmax(dim=1, keepdim=True)
-        y, b = target.gather(1, top), prior.gather(1, top)
-        return {"pseudo_weight": (2.0 * torch.sigmoid(-2.0 * y * b)).squeeze(1).float()}
+        return {"pseudo_weight": pseudo_weight(target, prior)}
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
-        pseudo = 2.0 * target * torch.sigmoid(-2.0 * target * prior)
-        return vqa_bce_loss(logits, pseudo)
+        return vqa_bce_loss(logits, gge_pseudo_labels(target, prior))
 
 
-def _mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (1024, 1024)) -> nn.Sequential:
+class GreedyGradientQuestion(DebiasLoss):
+    """GGE-Q (`with_prior=False`) and GGE-DQ (`with_prior=True`): a question-only branch
+    (c_1, c_2, as RUBi's) as a bias model, trained greedily before the main model.
+
+    - GGE-Q: the branch learns the targets, BCE(c_2(q_pred), y); z learns the pseudo-labels of
+      B = s(q_out), the branch's probabilities, as GGE-DQ reads the branch (the authors' latest
+      code reads the logits q_out there: pseudo-labels up to 2 y, so BCE against them has no
+      lower bound and training diverges; their first release read s(q_pred)).
+    - GGE-DQ: the prior first, then the branch: the branch learns the prior's pseudo-labels
+      2 y s(-2 y b); z learns those of B = s(q) + b.
+
+    With B >= 0 every pseudo-label lies in [0, y].
+
+    `mode="tog"` sums both losses in one step (`forward`), with q = q_out. `mode="iter"` takes two
+    optimizer steps per batch: `branch_step_loss`, then `model_step_loss`; there GGE-DQ's B uses
+    q = q_pred = c_1(q), as the authors' code does. Every loss keeps the factor A.
+    """
+
+    def __init__(self, *, num_hid: int, num_answers: int, with_prior: bool, mode: str = "tog") -> None:
+        super().__init__()
+        self.branch = QuestionOnlyBranch(num_hid=num_hid, num_answers=num_answers)
+        self.with_prior = with_prior
+        self.mode = mode
+        self.needs_prior = with_prior
+        self.two_steps = mode == "iter"
+
+    diagnostic_names = ("pseudo_weight",)
+
+    def _bias(self, prior: torch.Tensor | None, q_branch: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(q_branch) + prior if self.with_prior else torch.sigmoid(q_branch)
+
+    @torch.no_grad()
+    def diagnostics(self, logits, target, *, prior=None, joint=None, q_emb=None, v_emb=None):
+        """`pseudo_weight`: as GGE-D's, with the bias B the main model learns against."""
+        q_pred, q_out = self.branch(q_emb)
+        return {
+            "pseudo_weight": pseudo_weight(
+                target, self._bias(prior, q_pred if self.two_steps and self.with_prior else q_out)
+            )
+        }
+
+    def _branch_loss(self, q_out: torch.Tensor, target: torch.Tensor, prior: torch.Tensor | None):
+        labels = gge_pseudo_labels(target, prior) if self.with_prior else target
+        return vqa_bce_loss(q_out, labels)
+
+    def _model_loss(self, logits, target, prior, q_branch: torch.Tensor) -> torch.Tensor:
+        return vqa_bce_loss(logits, gge_pseudo_labels(target, self._bias(prior, q_branch)))
+
+    def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
+        _, q_out = self.branch(q_emb)
+        return self._model_loss(logits, target, prior, q_out) + self._branch_loss(q_out, target, prior)
+
+    def branch_step_loss(self, target: torch.Tensor, *, prior=None, q_emb=None) -> torch.Tensor:
+        """The first step of `mode="iter"`: the branch's own loss."""
+        _, q_out = self.branch(q_emb)
+        return self._branch_loss(q_out, target, prior)
+
+    def model_step_loss(self, logits, target, *, prior=None, q_emb=None) -> torch.Tensor:
+        """The second step of `mode="iter"`: z against the pseudo-labels of the (updated) bias."""
+        q_pred, q_out = self.branch(q_emb)
+        return self._model_loss(logits, target, prior, q_pred if self.with_prior else q_out)
+
+
+def _mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = QUESTION_ONLY_HIDDEN) -> nn.Sequential:
     """Linear layers with a ReLU between them: in_dim -> hidden... -> out_dim."""
     dims = (in_dim, *hidden, out_dim)
     layers: list[nn.Module] = []
@@ -325,7 +421,7 @@ def build_debias(
     if cfg.name == "reweight":
         return Reweight()
     if cfg.name == "bias_product":
-        return BiasProduct()
+        return BiasProduct(smooth_init=cfg.smooth_init)
     if cfg.name == "learned_mixin":
         return LearnedMixin(num_hid=num_hid, smooth_init=cfg.smooth_init)
     if cfg.name == "lmh":
@@ -334,6 +430,10 @@ def build_debias(
         return RUBi(num_hid=num_hid, num_answers=num_answers)
     if cfg.name == "gge":
         return GreedyGradientEnsemble()
+    if cfg.name in ("gge_q", "gge_dq"):
+        return GreedyGradientQuestion(
+            num_hid=num_hid, num_answers=num_answers, with_prior=cfg.name == "gge_dq", mode=cfg.mode
+        )
     if cfg.name == "cfvqa":
         if v_dim is None:
             raise ValueError("debias=cfvqa needs v_dim, the object feature size of its vision-only branch")

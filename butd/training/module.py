@@ -107,6 +107,20 @@ class VQAModule(pl.LightningModule):
         #: the official GQA metrics, on a GQA cache (`butd.training.gqa`): stage -> predictions
         self._gqa = {"val": GQAEpoch(), "test": GQAEpoch()}
         self._gqa_on = {"val": False, "test": False}
+        #: debias.mode=iter takes two optimizer steps per batch: Lightning's manual optimisation
+        self.automatic_optimization = not self.debias_cfg.two_steps
+        #: the gradient clip (value, algorithm) of the manual steps: the trainer's settings, which
+        #: Lightning refuses to apply itself under manual optimisation (`butd.train` moves them here)
+        self.manual_clip: tuple[float | None, str | None] = (None, None)
+
+    def take_gradient_clip(self, trainer_cfg: Any) -> dict[str, Any]:
+        """Under manual optimisation (debias.mode=iter) Lightning refuses to clip itself: the
+        module takes the trainer config's clip for its own steps. Returns the Trainer arguments
+        that go with it ({} under automatic optimisation)."""
+        if self.automatic_optimization:
+            return {}
+        self.manual_clip = (trainer_cfg.get("gradient_clip_val"), trainer_cfg.get("gradient_clip_algorithm"))
+        return {"gradient_clip_val": None}
 
     #: torch.compile's backend for `compile=true` (a test may count graphs with another)
     compile_backend: Any = "inductor"
@@ -188,6 +202,18 @@ class VQAModule(pl.LightningModule):
             return vqa_softmax_loss(logits, target)
         return vqa_bce_loss(logits, target)
 
+    def _prior(self, batch: dict[str, torch.Tensor], *, required: bool = True) -> torch.Tensor | None:
+        """Each question's row of the question-type prior [batch, A], where the method reads it;
+        None where it reads none, or (`required` False, outside training) where the batch has no
+        question types."""
+        if not self.debias.needs_prior:
+            return None
+        if self.qtype_prior is None or "qtype" not in batch:
+            if not required:
+                return None
+            raise RuntimeError(f"debias={self.debias_cfg.name} needs the question-type prior (set_prior)")
+        return self.qtype_prior[batch["qtype"]]
+
     def _parts(self, batch: dict[str, torch.Tensor], *, training: bool = True) -> dict[str, torch.Tensor]:
         """The main logits and what the debias method reads besides (`butd.training.debias`).
         Outside training a batch without question types goes without the prior."""
@@ -196,12 +222,9 @@ class VQAModule(pl.LightningModule):
             return {"logits": self(*args)}
         logits, joint, q_emb = self.model.forward_parts(*args)
         parts = {"logits": logits, "joint": joint, "q_emb": q_emb}
-        if self.debias.needs_prior:
-            if not training and (self.qtype_prior is None or "qtype" not in batch):
-                return parts
-            if self.qtype_prior is None or "qtype" not in batch:
-                raise RuntimeError(f"debias={self.debias_cfg.name} needs the question-type prior (set_prior)")
-            parts["prior"] = self.qtype_prior[batch["qtype"]]
+        prior = self._prior(batch, required=training)
+        if prior is not None:
+            parts["prior"] = prior
         if self.debias.needs_visual:
             parts["v_emb"] = visual_mean(batch["v"], batch.get("v_mask"))
         return parts
@@ -263,10 +286,53 @@ class VQAModule(pl.LightningModule):
     def _diagnostics(self, stage: str) -> torch.nn.ModuleDict:
         return self.train_diag if stage == "train" else self.val_diag
 
+    def _two_step_training(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """debias.mode=iter: a step of the bias branch on its own loss, then a step of the model
+        (with a fresh forward pass) on its loss against the updated branch; one optimizer over
+        every parameter, each step's gradient clipped as the trainer's clip says. Gradients are
+        zeroed in place, not freed, as in the PyTorch the method's authors ran, so the optimizer
+        also moves the parameters that a step's loss does not reach by their momentum. Returns the
+        model step's parts (`_parts`) and the sum of the two losses (what one step on both would minimise);
+        `grad_norm` is the larger of the two steps' norms, so a non-finite one reaches the
+        divergence guard. Lightning counts two optimizer steps per batch (`global_step`)."""
+        optimizer = self.optimizers()
+        target = batch["target"]
+        # A parameter the optimizer has stepped holds a zeroed gradient, except right after a resume
+        # (checkpoints carry no gradients): zeroed again, so a resumed run steps as the straight one.
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None and optimizer.state.get(p):
+                    p.grad = torch.zeros_like(p)
+        losses, norms = [], []
+        for part in ("branch", "model"):
+            parts = self._parts(batch)
+            prior, q_emb = parts.get("prior"), parts["q_emb"]
+            if part == "branch":
+                loss = self.debias.branch_step_loss(target, prior=prior, q_emb=q_emb)
+            else:
+                loss = self.debias.model_step_loss(parts["logits"], target, prior=prior, q_emb=q_emb)
+            self.manual_backward(loss)
+            self.configure_gradient_clipping(optimizer, *self.manual_clip)
+            if self.grad_norm is None:  # no norm clipping: the guard still needs this step's norm
+                grads = [p.grad for p in self.parameters() if p.grad is not None]
+                self.grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+            if self.grad_norm is not None:
+                norms.append(self.grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=False)
+            losses.append(loss.detach())
+        self.grad_norm = torch.stack(norms).max() if norms else None
+        return parts, losses[0] + losses[1]
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        parts = self._parts(batch)
+        if self.automatic_optimization:
+            parts = self._parts(batch)
+            loss = self._objective(parts, batch["target"])
+        else:
+            parts, loss = self._two_step_training(batch)
         logits = parts["logits"]
-        loss = self._objective(parts, batch["target"])
         size = batch["q"].size(0)
         self.train_score.update(logits, batch["target"])
         self.train_loss.update(loss.detach(), weight=size)

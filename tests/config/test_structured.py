@@ -37,6 +37,10 @@ BAD_VALUES = [
     ("model.embedding_init=word2vec", r"model.embedding_init='word2vec' is invalid; expected one of"),
     ("model.classifier_image_init=img.npz", r"model.classifier_image_init='img.npz' initialises the two-str"),
     ("model.output=softmax debias=gge", r"model.output=softmax with debias=gge: the debias methods are def"),
+    ("model.output=softmax debias=gge_q", r"model.output=softmax with debias=gge_q: the debias methods"),
+    ("model.output=softmax debias=gge_dq_iter", r"model.output=softmax with debias=gge_dq: the debias"),
+    ("debias=lmh debias.mode=iter", r"debias.mode=iter with debias=lmh: only gge_q and gge_dq train in two"),
+    ("debias=gge_dq debias.mode=alternate", r"debias.mode='alternate' is invalid; expected one of"),
 ]
 
 

@@ -4,8 +4,10 @@ trains, the test split is evaluated once into metrics.json, and debias=none is t
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from butd.config.debias import DEBIAS_METHODS
@@ -33,7 +35,7 @@ def _cp_cfg(raw, tmp_path, *overrides: str):
     )
 
 
-@pytest.mark.parametrize("method", DEBIAS_METHODS)
+@pytest.mark.parametrize("method", [*DEBIAS_METHODS, "gge_q_iter", "gge_dq_iter"])
 def test_every_method_trains_a_batch_on_vqacp2(tiny_cp_raw, tmp_path, method):
     cfg = _cp_cfg(tiny_cp_raw, tmp_path, f"debias={method}", "+trainer.fast_dev_run=true")
     summary = train(cfg)
@@ -85,3 +87,48 @@ def test_selecting_on_test_is_warned_about_and_recorded(tiny_cp_raw, tmp_path):
     train(_cp_cfg(tiny_cp_raw, tmp_path, "data.val_split=test", "trainer.max_epochs=1"))
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "checkpoint is selected on the test set" in record["warnings"][0]
+
+
+class StepProbe(pl.Callback):
+    """Records, before each optimizer step, the batch, the total gradient norm after clipping, the
+    norm clipping saw (`grad_norm`) and whether the main model's gradients are all zero."""
+
+    steps: list[dict] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._batch = (trainer.current_epoch, batch_idx)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        model = [p.grad for p in pl_module.model.parameters() if p.grad is not None]
+        StepProbe.steps.append(
+            {
+                "batch": self._batch,
+                "norm": torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item(),
+                "clip_saw": None if pl_module.grad_norm is None else pl_module.grad_norm.item(),
+                "model_still": all(not g.any() for g in model),
+                "global_step": trainer.global_step,
+            }
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gge_q", "gge_dq", "gge_q_iter", "gge_dq_iter"])
+def test_gge_branch_methods_fit_an_epoch(tiny_cp_raw, tmp_path, method):
+    """One epoch: tog steps once per batch (Lightning clips it, after this hook); iter twice (the
+    branch's step, in which the main model's gradients are zero, then the model's), each clipped at
+    0.25 before the hook, and counts both in global_step."""
+    StepProbe.steps = []
+    probe = [f"+callbacks.probe._target_={__name__}.StepProbe"]
+    summary = train(_cp_cfg(tiny_cp_raw, tmp_path, f"debias={method}", "trainer.max_epochs=1", *probe))
+    steps = StepProbe.steps
+    batches = sorted({s["batch"] for s in steps})
+    per_batch = 2 if method.endswith("_iter") else 1
+    assert len(steps) == per_batch * len(batches) and summary["history"][0]["step"] == len(steps)
+    assert [s["global_step"] for s in steps] == list(range(len(steps)))
+    if per_batch == 2:
+        assert all(s["norm"] <= 0.25 * (1 + 1e-5) for s in steps)  # every step clipped
+        assert any(s["clip_saw"] > 0.25 for s in steps)  # and clipping was needed
+        assert all(s["model_still"] for s in steps[0::2])  # the branch's step: its loss only
+        assert not any(s["model_still"] for s in steps[1::2])
+    assert math.isfinite(summary["history"][0]["train/loss_epoch"]) and summary["test/vqa_acc"] >= 0

@@ -348,12 +348,22 @@ def test_nan_features_stop_the_run_naming_the_questions_and_keep_the_checkpoints
     assert not (logs / "train" / "runs" / "diverged" / "metrics.json").exists()
 
 
-def test_a_learning_rate_that_diverges_stops_at_the_first_bad_step(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize(
+    "method",
+    [[], ["debias=gge_dq_iter"], ["debias=gge_dq_iter", "optim.clip_grad_norm=null"]],
+    ids=["plain", "gge_dq_iter", "gge_dq_iter_unclipped"],
+)
+def test_a_learning_rate_that_diverges_stops_at_the_first_bad_step(tiny_data_dir, tmp_path, method):
+    """Also under debias.mode=iter's two steps per batch (manual optimisation), clipped or not."""
     logs = tmp_path / "logs"
     with pytest.raises(DivergenceError) as err:
-        train(cfg_for(tiny_data_dir, logs, "hot", ["trainer.max_epochs=2", "optim.optimizer.lr=1e30"]))
+        train(
+            cfg_for(tiny_data_dir, logs, "hot", ["trainer.max_epochs=2", "optim.optimizer.lr=1e30", *method])
+        )
     record = json.loads((logs / "train" / "runs" / "hot" / "divergence.json").read_text())
-    assert record["epoch"] == 0 and record["global_step"] >= 1 and len(record["question_ids"]) == 16
+    # the plain loop's first step is finite; iter's first batch already has a bad step (its second)
+    assert record["epoch"] == 0 and record["global_step"] >= (0 if method else 1)
+    assert len(record["question_ids"]) == 16
     assert record["question_ids_with_nonfinite_features"] == []
     assert "optim.optimizer.lr=1e+30 now, try 1e+29" in str(err.value)
     assert "checkpoints on disk are from before it (none yet)" in str(err.value)
@@ -376,21 +386,36 @@ class CrashInValidation(pl.Callback):
 
 
 @pytest.mark.slow
-def test_crash_between_the_last_step_and_the_validation_of_an_epoch(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("method", "epochs", "steps_per_batch"),
+    [
+        ([], 4, 1),
+        (["debias=gge_dq", "debias.mode=iter", "callbacks.step_checkpoint.every_n_train_steps=6"], 3, 2),
+    ],
+    ids=["plain", "gge_dq_iter"],
+)
+def test_crash_between_the_last_step_and_the_validation_of_an_epoch(
+    tiny_data_dir, tmp_path, method, epochs, steps_per_batch
+):
     """The last step checkpoint of an epoch is the one before its last batch, so the resumed run
-    validates that epoch and records it instead of skipping to the next one."""
+    validates that epoch and records it instead of skipping to the next one. With debias.mode=iter
+    (two optimizer steps per batch, Lightning's manual optimisation) global_step counts both steps,
+    the step checkpoint every 6 steps lands on the same batches as every 3 of the plain loop, and
+    the resumed run retraces the uninterrupted one too."""
     logs = tmp_path / "logs"
     crash = [
         "+callbacks.crash._target_=tests.training.test_reliability.CrashInValidation",
         "+callbacks.crash.epoch=2",
     ]
+    run = [f"trainer.max_epochs={epochs}", *method]
     with pytest.raises(Crash):
-        train(cfg_for(tiny_data_dir, logs, "crashed", ["trainer.max_epochs=4", *crash]))
+        train(cfg_for(tiny_data_dir, logs, "crashed", [*run, *crash]))
     last = logs / "train" / "runs" / "crashed" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 27
-    resumed = train(cfg_for(tiny_data_dir, logs, "resumed", ["trainer.max_epochs=4", f"ckpt_path={last}"]))
-    straight = train(cfg_for(tiny_data_dir, logs, "straight", ["trainer.max_epochs=4"]))
-    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 27 * steps_per_batch
+    resumed = train(cfg_for(tiny_data_dir, logs, "resumed", [*run, f"ckpt_path={last}"]))
+    straight = train(cfg_for(tiny_data_dir, logs, "straight", run))
+    assert [r["epoch"] for r in resumed["history"]] == list(range(epochs))
+    assert [r["step"] for r in resumed["history"]] == [10 * steps_per_batch * (e + 1) for e in range(epochs)]
     for a, b in zip(straight["history"], resumed["history"], strict=True):
         assert {k: a[k] for k in VAL_KEYS} == {k: b[k] for k in VAL_KEYS}, a["epoch"]
         if a["epoch"] != 2:

@@ -124,3 +124,59 @@ def test_last_skips_newer_checkpoints_of_other_settings(tiny_run, tiny_data_dir,
     assert str(newer) in str(err.value)
     assert "model.classifier_dropout (0.3 in the checkpoint, 0.5 now)" in str(err.value)
     assert "data.batch_size (8 in the checkpoint, 16 now)" in str(err.value)
+
+
+def test_another_debias_method_or_mode_is_refused_naming_the_key(tiny_run, tiny_data_dir, tmp_path):
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "debias=lmh"])
+    with pytest.raises(CheckpointError, match=r"debias.name \('none' in the checkpoint, 'lmh' now\)"):
+        _choose(cfg, str(tiny_run["ckpt"]))
+
+    def gge_dq_tog(c):
+        c["hyper_parameters"]["debias"] |= {"name": "gge_dq", "mode": "tog"}
+
+    tog = _edited(tiny_run["ckpt"], tmp_path / "tog.ckpt", gge_dq_tog)
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "debias=gge_dq_iter"])
+    with pytest.raises(CheckpointError) as err:
+        _choose(cfg, str(tog))
+    assert "debias.mode ('tog' in the checkpoint, 'iter' now)" in str(err.value)
+    assert "debias.name" not in str(err.value)
+
+
+def test_a_checkpoint_from_before_debias_mode_resumes(tiny_run, tiny_data_dir, tmp_path):
+    def older(c):
+        del c["hyper_parameters"]["debias"]["mode"]
+
+    ckpt = _edited(tiny_run["ckpt"], tmp_path / "older.ckpt", older)
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
+    assert _choose(cfg, str(ckpt)) == str(ckpt)
+
+
+def _old_rubi(c):
+    """RUBi as butd defined it before its authors' c_1 / c_2 branch: one hidden layer."""
+    c["hyper_parameters"]["debias"] |= {"name": "rubi"}
+    hid, answers = c["hyper_parameters"]["model"]["num_hid"], c["hyper_parameters"]["num_answers"]
+    c["state_dict"] |= {
+        "debias.question_only.0.weight": torch.zeros(hid, hid),
+        "debias.question_only.0.bias": torch.zeros(hid),
+        "debias.question_only.2.weight": torch.zeros(answers, hid),
+        "debias.question_only.2.bias": torch.zeros(answers),
+    }
+
+
+def test_debias_parameters_of_an_earlier_definition_refuse_resume_but_evaluate(
+    tiny_run, tiny_data_dir, tmp_path
+):
+    from butd.evaluation.checkpoint import load_checkpoint
+
+    old = _edited(tiny_run["ckpt"], tmp_path / "old_rubi.ckpt", _old_rubi)
+    cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "debias=rubi"])
+    with pytest.raises(CheckpointError) as err:
+        _choose(cfg, str(old))
+    message = str(err.value)
+    assert (
+        "\n" not in message and "debias=rubi's parameters (the checkpoint's ['debias.question_only" in message
+    )
+    assert "made by an earlier definition of the method" in message
+    # inference reads the model only: the checkpoint still evaluates
+    ckpt = load_checkpoint(old)
+    assert ckpt.module.debias_cfg.name == "rubi" and ckpt.answers

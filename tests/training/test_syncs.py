@@ -50,7 +50,7 @@ def _blocking(func, args) -> str | None:
 
 
 class SyncCounter(TorchFunctionMode):
-    """Counts blocking calls by (stage, global step) while it is on."""
+    """Counts blocking calls by (stage, training batches done) while it is on."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,7 +96,8 @@ class CountSyncs(pl.Callback):
         self.steps = Counter()
 
     def _start(self, stage: str, trainer: pl.Trainer) -> None:
-        self.counter.where = (stage, trainer.global_step)
+        # training batches done so far: the global step, except under debias.mode=iter (two per batch)
+        self.counter.where = (stage, self.steps["train"])
         self.steps[stage] += 1
         if not self.on:
             self.counter.__enter__()
@@ -131,7 +132,8 @@ def _fit(cfg) -> CountSyncs:
     module, datamodule = build(cfg)
     counter = CountSyncs()
     callbacks = [instantiate(v) for v in cfg.callbacks.values() if v and "_target_" in v]
-    trainer = instantiate(cfg.trainer, callbacks=[*callbacks, counter], logger=False)
+    clip = module.take_gradient_clip(cfg.trainer)
+    trainer = instantiate(cfg.trainer, callbacks=[*callbacks, counter], logger=False, **clip)
     try:
         trainer.fit(module, datamodule=datamodule)
     finally:
@@ -140,12 +142,16 @@ def _fit(cfg) -> CountSyncs:
 
 
 @pytest.mark.slow
-def test_training_and_validation_steps_do_not_wait_for_the_device(tiny_cfg):
+@pytest.mark.parametrize("method", [[], ["debias=gge_dq_iter"]], ids=["plain", "gge_dq_iter"])
+def test_training_and_validation_steps_do_not_wait_for_the_device(tiny_cfg, method):
     """5 epochs of 10 steps, logging every 4: a training step reads the device only where Lightning
     writes logs or the bar refreshes (every 4 steps, each epoch's last step), a validation batch
-    only as the first of its epoch (Lightning's bar reading its logged values), a few reads each."""
+    only as the first of its epoch (Lightning's bar reading its logged values), a few reads each.
+    The same with debias.mode=iter's two optimizer steps per batch."""
     every, per_epoch = 4, 10
-    cfg = tiny_cfg(["model.num_hid=32", "trainer.max_epochs=5", f"trainer.log_every_n_steps={every}"])
+    cfg = tiny_cfg(
+        ["model.num_hid=32", "trainer.max_epochs=5", f"trainer.log_every_n_steps={every}", *method]
+    )
     counter = _fit(cfg)
     calls, names = counter.counter.calls, counter.counter.names
     assert counter.steps["train"] == 50 and counter.steps["val"] == 20
