@@ -46,7 +46,14 @@ def test_method_diagnostics_at_their_initial_values() -> None:
     fn = build_debias(DebiasConfig(name="rubi"), num_hid=3, num_answers=2)
     q = torch.randn(2, 3)
     mask = fn.diagnostics(z, y, q_emb=q)["mask"]
-    assert torch.allclose(mask, torch.sigmoid(fn.question_only(q)).mean(1))
+    assert torch.allclose(mask, torch.sigmoid(fn.branch.c_1(q)).mean(1))
+    # GGE-Q and GGE-DQ: GGE-D's weight with the bias the main model learns against, s(q_out) (+ b)
+    for name, extra in (("gge_q", 0.0), ("gge_dq", b)):
+        fn = build_debias(DebiasConfig(name=name), num_hid=3, num_answers=2)
+        bias = torch.sigmoid(fn.branch.c_2(fn.branch.c_1(q))) + extra
+        top = y.argmax(1, keepdim=True)
+        want = 2 * torch.sigmoid(-2 * y.gather(1, top) * bias.gather(1, top)).squeeze(1)
+        assert torch.allclose(fn.diagnostics(z, y, prior=b, q_emb=q)["pseudo_weight"], want)
     assert build_debias(DebiasConfig(), num_hid=3, num_answers=2).diagnostics(z, y) == {}
 
 
