@@ -19,6 +19,7 @@ from butd.config.debias import DebiasConfig
 from butd.config.entry import entry_point, in_multirun, job_dir, record_failure
 from butd.config.model import ModelConfig
 from butd.config.output import report_written
+from butd.config.run_folder import check_resumed_folder
 from butd.errors import UserError
 from butd.training import sweep
 from butd.training.validate import validate_train_config
@@ -78,6 +79,8 @@ def build(
         "data": info.manifest,
         # the data section as written (interpolations kept), so evaluate/predict find the cache
         "data_config": OmegaConf.to_container(cfg.data, resolve=False),
+        # the seed draws the weights, the batches and the dropout masks: a resume must keep it
+        "seed": int(cfg.seed),
     }
     if module.debias.needs_prior:
         types = datamodule.question_types
@@ -104,7 +107,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from butd.data.locks import cache_lock
     from butd.training.callbacks import MetricsJSON
-    from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
+    from butd.training.checkpoints import (
+        ResumeOverrides,
+        check_resume_overrides,
+        choose_resume,
+        resolve_ckpt_path,
+        trainer_setup,
+    )
     from butd.training.signals import InterruptCheckpoint, interrupted
 
     warning = selection_warning(data_cfg)
@@ -113,8 +122,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls where a run is fp32 on a GPU
+    allowed = check_resume_overrides(cfg.get("resume_overrides"))
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued
+    changes: list[dict[str, Any]] = []
     if not requeued:  # a missing file, or no last.ckpt for the task, is said before data is read
         resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
     module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg, debias_cfg=debias_cfg)
@@ -125,13 +136,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log_dir=cfg.paths.log_dir,
             task_name=cfg.task_name,
             max_epochs=cfg.trainer.get("max_epochs"),
+            allowed=allowed,
+            changes=changes,
             hparams=dict(module.hparams),
             metadata=module.metadata,
             data_config=module.metadata["data_config"],
         )
+        if str(cfg.ckpt_path) == "last":  # `last` may have chosen another run than the folder's
+            check_resumed_folder(cfg.paths.output_dir, chosen=ckpt_path, overwrite=bool(cfg.get("overwrite")))
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     callbacks.append(InterruptCheckpoint(dirpath=Path(cfg.paths.output_dir) / "checkpoints"))
+    record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
+    if changes:  # `resume_overrides`: applied over the restored optimizer state, and recorded
+        callbacks.append(ResumeOverrides(changes=changes))
+        if record is not None:
+            record.resume_overrides = changes
     loggers = _instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
@@ -169,7 +189,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(stop.exit_code()) from None
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
-    record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
     summary = record.summary(module) if record is not None else {}
     extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
     if extra and record is not None and not trainer.fast_dev_run:
