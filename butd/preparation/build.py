@@ -573,19 +573,26 @@ def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
     """Generate the raw files when the config describes a synthetic set and they are stale."""
     if cfg.synthetic is None:
         return
-    from butd.preparation.synthetic import SyntheticSpec, generate
+    from butd.preparation.synthetic import SyntheticSpec, generate, planned_files
 
     spec_file = cfg.raw_path / "synthetic_spec.json"
     wanted = json.dumps({**cfg.synthetic, "changing_priors": cfg.changing_priors}, sort_keys=True)
     if cfg.changing_priors is None:
         wanted = json.dumps(cfg.synthetic, sort_keys=True)  # as before the re-split existed
     if not spec_file.is_file() or spec_file.read_text() != wanted:
-        generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
-        if cfg.changing_priors is not None:
-            from butd.preparation.changing_priors import write_changing_priors
+        from butd.preparation.changing_priors import VQACP2_FILES, write_changing_priors
+        from butd.preparation.raw_files import RawFiles
 
-            write_changing_priors(cfg.raw_path, cfg.raw_path, **cfg.changing_priors)
-        spec_file.write_text(wanted)
+        spec = SyntheticSpec(**cfg.synthetic)
+        # a folder generated before the ledger of written files (its spec file says so) is the generator's
+        files = RawFiles(
+            cfg.raw_path, command="the synthetic generator", trust_unrecorded=spec_file.is_file()
+        )
+        files.check([spec_file.name, *planned_files(spec), *(VQACP2_FILES if cfg.changing_priors else [])])
+        generate(cfg.raw_path, spec, progress=progress, files=files)
+        if cfg.changing_priors is not None:
+            write_changing_priors(cfg.raw_path, cfg.raw_path, files=files, **cfg.changing_priors)
+        files.write_text(spec_file.name, wanted)
 
 
 def ensure_prepared(cfg: DataConfig, *, progress: bool = True) -> CacheInfo:
