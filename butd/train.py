@@ -105,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from butd.data.locks import cache_lock
+    from butd.data.locks import read_locks
     from butd.training.callbacks import MetricsJSON
     from butd.training.checkpoints import (
         ResumeOverrides,
@@ -162,9 +162,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(hparams)
 
     failed = True
+    summary: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     try:
-        with cache_lock(datamodule.info.root, exclusive=False):  # no prepare rewrites it meanwhile
+        # no prepare rewrites the cache, or the cache a linked one reads, while they are read; and
+        # a signal during the test evaluation is handled as one during fit
+        with read_locks(datamodule.info, data_cfg):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            summary = record.summary(module) if record is not None else {}
+            extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
@@ -182,6 +188,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if stop is None:
             raise
         message = stop.message(trainer, _overrides())
+        if stop.stage == "test":
+            message = test_interrupted_message(trainer, stop, data_cfg, cfg)
         log.error("%s", message)
         if in_multirun():  # the job as failed, and the summary the end of the sweep would print
             record_failure(RuntimeError(message))
@@ -189,8 +197,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(stop.exit_code()) from None
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
-    summary = record.summary(module) if record is not None else {}
-    extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
     if extra and record is not None and not trainer.fast_dev_run:
         record.add(extra)
     report_written(written_files(trainer, record))
@@ -231,6 +237,24 @@ def evaluate_test_split(
         ", ".join(f"{k} {v:.2f}" for k, v in out.items() if k.startswith("test/")),
     )
     return out
+
+
+def test_interrupted_message(trainer: pl.Trainer, stop: Any, data_cfg: DataConfig, cfg: DictConfig) -> str:
+    """What a signal during the end-of-training test evaluation leaves, and the command that runs
+    that evaluation alone (its `test/*` go into this run's metrics.json)."""
+    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), "")
+    ckpt = best or next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), "")
+    record = Path(cfg.paths.output_dir) / "metrics.json"
+    command = (
+        f"python -m butd.evaluate ckpt_path={ckpt} split={data_cfg.test_split}"
+        if ckpt
+        else f"python -m butd.evaluate ckpt_path=CHECKPOINT split={data_cfg.test_split}"
+    )
+    return (
+        f"the test evaluation of split {data_cfg.test_split} was stopped by {stop.signal.name}; training "
+        f"had finished and {record} holds it, without test/*. Run the test evaluation alone (it adds "
+        f"test/* to that metrics.json) with: {command}"
+    )
 
 
 def written_files(trainer: pl.Trainer, record: Any) -> list[Any]:

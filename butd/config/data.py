@@ -179,6 +179,7 @@ class DataConfig:
                 f"data.test_split={self.test_split!r} is not a prepared split; "
                 f"expected one of {self.prepare_splits} or null"
             )
+        self._check_annotated()
         for key in ("vocab_splits", "answer_splits", "prepare_splits"):
             unknown = sorted(set(getattr(self, key)) - splits)
             if unknown:
@@ -238,6 +239,27 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
+
+    def _check_annotated(self) -> None:
+        """The splits trained, validated and tested on need answers: a split without annotations
+        (test2015) would train fully and then fail, so it is refused before any work."""
+        annotated = set(self.annotations) | set(self.extra_data)
+        if self.holdout_fraction > 0 and "train" in self.annotations:
+            annotated.add(HOLDOUT)
+        uses = (
+            ("train_splits", self.train_splits, "trained on"),
+            ("val_split", [self.val_split], "validated on"),
+            ("test_split", [self.test_split] if self.test_split is not None else [], "tested on"),
+        )
+        for key, names, use in uses:
+            bare = [s for s in names if s not in annotated]
+            if bare:
+                value = names if key == "train_splits" else names[0]
+                raise ConfigError(
+                    f"data.{key}={value} names {bare}, which has no annotations (data.annotations has "
+                    f"{sorted(annotated)}), so it cannot be {use}; use an annotated split "
+                    "(`python -m butd.predict split=...` answers an unannotated one for EvalAI)"
+                )
 
     def _check_extra_train(self) -> None:
         for key in ("extra_data", "extra_train"):

@@ -302,6 +302,12 @@ def _split_holdout(cfg: DataConfig, questions: dict[str, list], annotations: dic
             cfg.holdout_seed,
         ).tolist()
     )
+    images = len({q["image_id"] for q in questions["train"]})
+    if len(held) >= images:
+        raise CacheError(
+            f"data.holdout_fraction={cfg.holdout_fraction} holds out all {images:,} images of the train "
+            "split, leaving none to train on; use a smaller fraction (VQA-CP's hold-out: 0.1)"
+        )
     all_train = {"questions": questions["train"], "annotations": annotations["train"]}
     if HOLDOUT in cfg.prepare_splits:
         questions[HOLDOUT] = [q for q in all_train["questions"] if q["image_id"] in held]

@@ -29,6 +29,9 @@ class InterruptCheckpoint(pl.Callback):
         self.dirpath = Path(dirpath)
         self.signal: signal.Signals | None = None
         self.path: Path | None = None
+        #: where the signal came: "training", "validation" (of an epoch in fit) or "test"
+        self.stage = "training"
+        self._saving = False
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
@@ -39,15 +42,40 @@ class InterruptCheckpoint(pl.Callback):
             self.signal = signal.SIGINT
         else:
             return
+        self.stage = (
+            "test" if trainer.state.fn == "test" else "validation" if trainer.validating else "training"
+        )
         if trainer.state.fn != "fit" or trainer.global_step == 0:
             return  # nothing trained yet: the earlier checkpoint (if any) is where to resume
         path = self.dirpath / INTERRUPTED
+        self._saving = True
         try:
             trainer.save_checkpoint(path)
         except Exception as err:  # a full disk, say: the earlier checkpoints remain
             log.error("could not save %s on %s: %s", path, self.signal.name, err)
             return
+        finally:
+            self._saving = False
         self.path = path
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """A save in the middle of an epoch's validation records it as not run yet, so a resume
+        runs the whole validation (Lightning would resume past it: no val/score, no best checkpoint).
+
+        Lightning reruns a validation it finds "restarted mid-evaluation": the batch in progress
+        started and not processed. The validation batches done so far are marked so (their
+        metrics were not saved, so the resumed run validates from the first batch)."""
+        if not (self._saving and trainer.validating):
+            return
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.val_loop.batch_progress")
+        if not progress or progress["total"]["started"] < 1:
+            return
+        total = progress["total"]
+        total["processed"] = total["completed"] = total["started"] - 1
+        # this epoch's count: none done, so the resumed validation reads every batch from the first
+        progress["current"] = {k: 0 for k in progress["current"]}
 
     def exit_code(self) -> int:
         """128 + the signal's number: 143 for SIGTERM, 130 for SIGINT."""

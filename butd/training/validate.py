@@ -91,6 +91,20 @@ def check_output_and_debias(model: ModelConfig, debias: DebiasConfig) -> None:
         )
 
 
+def check_trains_something(trainer: Any) -> None:
+    """A run that would train no step (and then validate or test untrained weights) is refused."""
+    if trainer.get("fast_dev_run"):
+        return
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        value = trainer.get(key)
+        if value is not None and not isinstance(value, bool) and isinstance(value, Real) and value == 0:
+            raise ConfigError(
+                f"trainer.{key}={value} trains nothing, and the run would record the scores of untrained "
+                f"weights; give trainer.{key} > 0 (to score a checkpoint: python -m butd.evaluate "
+                "ckpt_path=... split=...)"
+            )
+
+
 def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, DebiasConfig]:
     """Every check that can run before data is read, each once: the data, model, optimizer and
     SLURM sections, the debias method, the seed, and K against the boxes stored on disk. Returns
@@ -104,6 +118,7 @@ def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, Deb
     check_output_and_debias(model, debias)
     check_optimizer(cfg.get("optim"))
     to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
+    check_trains_something(cfg.get("trainer") or {})
     found = stored_boxes(data) if data.boxes == "fixed" else None
     if found is not None and data.num_boxes > found[0]:
         raise ConfigError(
