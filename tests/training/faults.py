@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -55,3 +57,27 @@ class SignalAt(pl.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         self._maybe(trainer, "test_batch_end", batch_idx)
+
+
+class PauseAt(pl.Callback):
+    """At the end of test batch `batch`, writes the file `marker` and waits until the file `release`
+    exists (at most `timeout` seconds): the test does something to the run while it is there."""
+
+    def __init__(self, *, marker: str, release: str, batch: int = 0, timeout: float = 120) -> None:
+        self.marker, self.release, self.batch, self.timeout = Path(marker), Path(release), batch, timeout
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: Any,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx != self.batch:
+            return
+        self.marker.write_text("paused")
+        deadline = time.monotonic() + self.timeout
+        while not self.release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
