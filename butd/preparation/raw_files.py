@@ -35,6 +35,7 @@ class RawFiles:
     `replace`: the explicit flag that lets it replace files it did not write (and how the user
     says it, for the message: `--overwrite`). `trust_unrecorded`: files in a folder written
     before the ledger existed (a generated folder with its `synthetic_spec.json`) count as butd's.
+    `elsewhere`: what the message advises writing to instead.
     """
 
     def __init__(
@@ -45,8 +46,10 @@ class RawFiles:
         replace: bool = False,
         flag: str = "",
         trust_unrecorded: bool = False,
+        elsewhere: str = "another output folder",
     ) -> None:
         self.folder = Path(folder)
+        self.elsewhere = elsewhere
         self.command = command
         self.replace = replace
         self.flag = flag

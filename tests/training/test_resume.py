@@ -140,12 +140,12 @@ def test_ckpt_path_last_resumes_the_run_of_the_same_seed(tiny_data_dir, tmp_path
     """Runs with seed=1 and then seed=2: `seed=1 ckpt_path=last` resumes seed 1's run, not the newer
     seed-2 checkpoint (its seed differs, as its weights and batches do)."""
     logs = tmp_path / "logs"
-    one = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    one = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
     _trained(tiny_data_dir, logs, "seed1", [*one, "seed=1"])
     _trained(tiny_data_dir, logs, "seed2", [*one, "seed=2"])
-    cfg = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=2", "trainer.limit_train_batches=2", "seed=1"])
+    cfg = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "seed=1"])
     assert _choose(cfg, "last") == str(logs / "train" / "runs" / "seed1" / "checkpoints" / "last.ckpt")
-    third = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=2", "trainer.limit_train_batches=2", "seed=3"])
+    third = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "seed=3"])
     with pytest.raises(ConfigError, match=r"differs in: seed \(2 in the checkpoint, 3 now\)"):
         _choose(third, "last")
 
@@ -157,7 +157,7 @@ def test_a_lower_learning_rate_resumes_when_named_in_resume_overrides_and_is_rec
     """The divergence advice: resume with a lower lr. Refused without `resume_overrides`; with it the
     new lr is the optimizer's (not the restored state's) and metrics.json records the change."""
     logs = tmp_path / "logs"
-    one = ["trainer.limit_train_batches=2"]
+    one = ["+trainer.limit_train_batches=2"]
     _trained(tiny_data_dir, logs, "first", [*one, "trainer.max_epochs=1"])
     last = logs / "train" / "runs" / "first" / "checkpoints" / "last.ckpt"
     lower = [*one, "trainer.max_epochs=2", "optim.optimizer.lr=0.0002", f"ckpt_path={last}"]
