@@ -116,9 +116,9 @@ def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, Deb
     model = ModelConfig.from_dict(cfg.model)
     debias = DebiasConfig.from_dict(cfg.get("debias"))
     check_output_and_debias(model, debias)
+    check_trains_something(cfg.get("trainer") or {})
     check_optimizer(cfg.get("optim"))
     to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
-    check_trains_something(cfg.get("trainer") or {})
     found = stored_boxes(data) if data.boxes == "fixed" else None
     if found is not None and data.num_boxes > found[0]:
         raise ConfigError(

@@ -207,3 +207,14 @@ def test_the_synthetic_generator_refuses_a_raw_folder_of_other_files(tiny_data_d
     assert downloaded.read_text() == '{"annotations": []}' and sorted(p.name for p in raw.iterdir()) == [
         downloaded.name
     ]
+
+
+def test_a_holdout_of_every_train_image_is_refused_before_anything_is_written(tiny_cp_raw, tmp_path):
+    """`data.holdout_fraction=0.999999` used to end prepare with KeyError 'train'."""
+    with pytest.raises(
+        CacheError, match=r"data.holdout_fraction=0.999999 holds out all \d+ images of the train"
+    ):
+        prepare(_cfg(tiny_cp_raw, tmp_path / "cache", "data.holdout_fraction=0.999999"), progress=False)
+    assert not (tmp_path / "cache" / "manifest.json").exists() and not list(
+        (tmp_path / "cache").glob("*.h5*")
+    )
