@@ -10,6 +10,7 @@ records is refused unless the command resumes that run (a `ckpt_path` inside it)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +100,30 @@ def _named_folder(config: DictConfig, key: str) -> Path | None:
     return Path(str(OmegaConf.select(config, key)))
 
 
+#: variables that number the processes of one distributed run; any above 0 is not its first process
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
+
+def _another_rank() -> bool:
+    """True in the second and later processes of a distributed run (Lightning's DDP launcher starts
+    them with the command line and the first process's `hydra.run.dir`; SLURM starts one per task):
+    the folder is their run's own."""
+    for name in _RANK_VARIABLES:
+        try:
+            if int(os.environ.get(name, "0")) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 class RunFolderGuard(Callback):
     """Hydra callback: refuses a named run or sweep folder that holds another run (see module doc).
 
     Applies to configs with an `overwrite` key (`butd.train`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if "overwrite" not in config:
+        if "overwrite" not in config or _another_rank():
             return
         folder = _named_folder(config, "hydra.run.dir")
         if folder is None:
@@ -121,7 +139,7 @@ class RunFolderGuard(Callback):
             raise SystemExit(f"error: {err}") from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if "overwrite" not in config:
+        if "overwrite" not in config or _another_rank():
             return
         folder = _named_folder(config, "hydra.sweep.dir")
         if folder is None:
