@@ -81,6 +81,7 @@ def build(
         "data_config": OmegaConf.to_container(cfg.data, resolve=False),
         # the seed draws the weights, the batches and the dropout masks: a resume must keep it
         "seed": int(cfg.seed),
+        "clip_grad_norm": OmegaConf.select(cfg, "optim.clip_grad_norm", default=None),
     }
     if module.debias.needs_prior:
         types = datamodule.question_types

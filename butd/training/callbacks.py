@@ -347,7 +347,8 @@ class DivergenceGuard(pl.Callback):
             f"What to try: a lower learning rate ({lr_hint}); gradient clipping ({clip_hint}); a look at "
             "the data of these questions (NaN/Inf features or targets). Then resume from a checkpoint "
             f"above with ckpt_path=PATH (with a lower learning rate, add optim.optimizer.lr={new_lr} "
-            "'resume_overrides=[optim.optimizer.lr]': the change is recorded in metrics.json), or "
+            "'resume_overrides=[optim.optimizer.lr]'; another clip: optim.clip_grad_norm=X "
+            "'resume_overrides=[optim.clip_grad_norm]'; the change is recorded in metrics.json), or "
             "start again."
         )
         if self.path is not None and trainer.is_global_zero:

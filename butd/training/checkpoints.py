@@ -242,6 +242,8 @@ class ResumeOverrides(pl.Callback):
 
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         for change in self.changes:
+            if not change["key"].startswith(RESUME_OVERRIDABLE):
+                continue  # optim.clip_grad_norm: the trainer applies the command's
             arg = change["key"][len(RESUME_OVERRIDABLE) :]
             for state in checkpoint.get("optimizer_states") or []:
                 for group in state.get("param_groups", []):
@@ -332,6 +334,14 @@ def trainer_setup(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
 #: data settings that change what a resumed run computes (the cache itself is compared by its
 #: vocabulary and answers); paths, workers and the feature store may change between runs
 RESUME_DATA_KEYS: tuple[str, ...] = (
+    # which data set and which of its questions train and select: another set with the same
+    # words and answers (synthetic and synthetic_cp) would otherwise resume unnoticed
+    "name",
+    "holdout_fraction",
+    "holdout_seed",
+    "changing_priors",
+    "synthetic",
+    "test_split",
     "boxes",
     "use_boxes",
     "max_question_len",
@@ -359,14 +369,18 @@ RESUME_OVERRIDABLE = "optim.optimizer."
 
 
 def check_resume_overrides(keys: Any) -> list[str]:
-    """`resume_overrides` as a list of keys, each an optimizer argument (`optim.optimizer.lr`)."""
+    """`resume_overrides` as a list of keys, each an optimizer argument (`optim.optimizer.lr`) or
+    `optim.clip_grad_norm`."""
     keys = [keys] if isinstance(keys, str) else list(keys or [])
     for key in keys:
         arg = str(key)[len(RESUME_OVERRIDABLE) :]
+        if str(key) == "optim.clip_grad_norm":
+            continue
         if not str(key).startswith(RESUME_OVERRIDABLE) or not arg or arg.startswith("_") or "." in arg:
             raise ConfigError(
-                f"resume_overrides names {key!r}; a resume may change only the optimizer's arguments, "
-                "e.g. resume_overrides=[optim.optimizer.lr] (the model, data and seed must match)"
+                f"resume_overrides names {key!r}; a resume may change only the optimizer's arguments "
+                "and optim.clip_grad_norm, e.g. resume_overrides=[optim.optimizer.lr] (the model, data "
+                "and seed must match)"
             )
     return [str(k) for k in keys]
 
@@ -415,17 +429,11 @@ def _differences(
             same = sorted(meta["answers"]) == sorted(metadata.get("answers") or [])
             what = "the same answers in another order" if same else "another answer list"
             diffs.append((None, None, None, f"answers ({what})"))
-    if "seed" in meta and meta["seed"] != metadata.get(
-        "seed"
-    ):  # (checkpoints before it was recorded: unknown)
-        diffs.append(
-            (
-                "seed",
-                meta["seed"],
-                metadata.get("seed"),
-                f"seed ({meta['seed']!r} in the checkpoint, {metadata.get('seed')!r} now)",
-            )
-        )
+    # recorded since: a checkpoint from before has no value to compare
+    for key, name in (("seed", "seed"), ("clip_grad_norm", "optim.clip_grad_norm")):
+        if key in meta and meta[key] != metadata.get(key):
+            old, now_value = meta[key], metadata.get(key)
+            diffs.append((name, old, now_value, f"{name} ({old!r} in the checkpoint, {now_value!r} now)"))
     saved_data = meta.get("data_config") or {}
     for key in RESUME_DATA_KEYS:
         if key in saved_data and saved_data[key] != data_config.get(key):

@@ -173,3 +173,7 @@ def test_a_lower_learning_rate_resumes_when_named_in_resume_overrides_and_is_rec
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0002
     with pytest.raises(ConfigError, match="resume_overrides names 'model.num_hid'"):
         _trained(tiny_data_dir, logs, "model", [*lower, "resume_overrides=[model.num_hid]"])
+    # the clip the divergence advice also names: compared, and allowed the same way
+    clip = [*one, "trainer.max_epochs=2", "optim.clip_grad_norm=0.1", f"ckpt_path={last}"]
+    with pytest.raises(CheckpointError, match=r"optim.clip_grad_norm \(0.25 in the checkpoint, 0.1 now\)"):
+        _trained(tiny_data_dir, logs, "clip", clip)
