@@ -189,6 +189,11 @@ def test_impossible_splits_and_epochs_are_refused_before_any_work(tiny_data_dir,
         ("data.train_splits=[train,test-dev2015]", "cannot be trained on"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing"),
         ("+trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+        ("+trainer.limit_val_batches=0", "trainer.limit_val_batches=0 never validates"),
+        (
+            "+trainer.check_val_every_n_epoch=31",
+            "trainer.check_val_every_n_epoch=31 with trainer.max_epochs=30",
+        ),
     ):
         cfg = compose_train([*TINY_DATA, override], data_dir=tiny_data_dir, output_dir=tmp_path / "run")
         with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):

@@ -92,7 +92,8 @@ def check_output_and_debias(model: ModelConfig, debias: DebiasConfig) -> None:
 
 
 def check_trains_something(trainer: Any) -> None:
-    """A run that would train no step (and then validate or test untrained weights) is refused."""
+    """A run that would train no step (and then validate or test untrained weights), or never
+    validate (and so select no checkpoint), is refused."""
     if trainer.get("fast_dev_run"):
         return
     for key in ("max_epochs", "max_steps", "limit_train_batches"):
@@ -103,6 +104,19 @@ def check_trains_something(trainer: Any) -> None:
                 f"weights; give trainer.{key} > 0 (to score a checkpoint: python -m butd.evaluate "
                 "ckpt_path=... split=...)"
             )
+    # a run that never validates has no val/score to select its checkpoint by
+    limit = trainer.get("limit_val_batches")
+    if limit is not None and not isinstance(limit, bool) and isinstance(limit, Real) and limit == 0:
+        raise ConfigError(
+            f"trainer.limit_val_batches={limit} never validates: the run would have no val/score and no "
+            "best checkpoint (and test the last weights); give trainer.limit_val_batches > 0"
+        )
+    every, epochs = trainer.get("check_val_every_n_epoch"), trainer.get("max_epochs")
+    if isinstance(every, int) and isinstance(epochs, int) and 0 < epochs < every:
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs} never validates: "
+            "the run would have no val/score and no best checkpoint; give a value <= trainer.max_epochs"
+        )
 
 
 def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, DebiasConfig]:
