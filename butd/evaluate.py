@@ -5,10 +5,17 @@ Writes, in the run folder (`outputs/evaluate/runs/<time>/`):
 - `metrics.json`: the reference's soft `score` and `upper_bound`, and the official VQA metric
   (`official.overall`, `perAnswerType`, `perQuestionType`), all in percent;
 and prints them as tables.
+
+The test evaluation a training run makes at its end (`data.test_split`), run alone: for a
+checkpoint in a training run's `checkpoints/` folder and `split` equal to that run's
+`data.test_split`, the scores also go into the run's `metrics.json` as `test/*` (what the
+training would have written), unless it holds them already. This is the command a run stopped
+during its test evaluation prints.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -71,6 +78,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     write_json(out / "predictions.json", results, indent=None)
     write_json(out / "metrics.json", metrics)
+    recorded = record_test_in_run(ckpt.path, (ckpt.data_config or {}).get("test_split"), metrics)
+    if recorded is not None:
+        metrics["recorded_in"] = str(recorded)
     return metrics
 
 
@@ -92,6 +102,36 @@ def _evaluate_gqa(cfg, ckpt, data, info, split: str, qids, labels) -> dict[str, 
     write_json(out / "predictions.json", found["predictions"], indent=None)
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def record_test_in_run(ckpt_path: Path, test_split: str | None, metrics: dict[str, Any]) -> Path | None:
+    """Add `test/*` to the metrics.json of the training run `ckpt_path` belongs to, when `metrics`
+    are of that run's test split and the record has no test/* yet; returns the file written."""
+    run = Path(ckpt_path).resolve().parent.parent
+    record = run / "metrics.json"
+    if Path(ckpt_path).resolve().parent.name != "checkpoints" or metrics["split"] != test_split:
+        return None
+    try:
+        summary = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or "history" not in summary:
+        return None  # not a training run's record
+    if any(str(k).startswith("test/") for k in summary):
+        log.info("%s holds test/* already; left as it is", record)
+        return None
+    official = metrics["official"]
+    summary["test/score"] = metrics["score"]
+    summary["test/vqa_acc"] = official["overall"]
+    for atype, acc in official["perAnswerType"].items():
+        summary[f"test/vqa_acc/{atype.replace('/', '_')}"] = acc  # as training logs them
+    summary["test_checkpoint"] = str(ckpt_path)
+    summary["test_recorded_by"] = "butd.evaluate"
+    from butd.evaluation.inference import write_json
+
+    write_json(record, summary)
+    log.info("test split %s: added test/* to %s", metrics["split"], record)
+    return record
 
 
 def tables(metrics: dict[str, Any]) -> list[Table]:
@@ -129,7 +169,7 @@ def main(cfg: DictConfig) -> float:
     for table in tables(metrics):
         console.print(table)
     out = Path(cfg.paths.output_dir)
-    report_written([out / "predictions.json", out / "metrics.json"])
+    report_written([out / "predictions.json", out / "metrics.json", metrics.get("recorded_in")])
     return metrics["gqa"]["accuracy"] if "gqa" in metrics else metrics["official"]["overall"]
 
 

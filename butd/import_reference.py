@@ -28,7 +28,7 @@ from butd.errors import CheckpointError, UserError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.models import count_parameters, from_reference
 from butd.models.reference import reference_config
-from butd.training.checkpoints import load_weights_only
+from butd.training.checkpoints import atomic_save, load_weights_only
 from butd.training.module import VQAModule
 
 
@@ -129,8 +129,13 @@ def import_reference(
     optimizer: dict[str, Any],
     data_config: dict[str, Any] | None = None,
     max_question_len: int = 14,
+    overwrite: bool = False,
 ) -> Path:
-    """Write a butd checkpoint holding the original model, its vocabulary and its answers."""
+    """Write a butd checkpoint holding the original model, its vocabulary and its answers.
+
+    An existing `out` is refused unless `overwrite`; the file is written atomically."""
+    if Path(out).exists() and not overwrite:
+        raise ReferenceFileError(f"out={out} exists; choose another path, or replace it with overwrite=true")
     state = read_state_dict(checkpoint)
     vocab = read_dictionary(dictionary)
     answers = read_label2ans(label2ans)
@@ -169,8 +174,7 @@ def import_reference(
         "butd": module.metadata,
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out)
+    atomic_save(ckpt, out)
     return out
 
 
@@ -185,6 +189,7 @@ def main(cfg: DictConfig) -> None:
         optimizer=OmegaConf.to_container(cfg.optim.optimizer, resolve=True),
         data_config=OmegaConf.to_container(cfg.data, resolve=False),
         max_question_len=int(cfg.data.max_question_len),
+        overwrite=bool(cfg.get("overwrite", False)),
     )
     module = load_checkpoint(path).module
     print(

@@ -19,6 +19,7 @@ from butd.config.debias import DebiasConfig
 from butd.config.entry import entry_point, in_multirun, job_dir, record_failure
 from butd.config.model import ModelConfig
 from butd.config.output import report_written
+from butd.config.run_folder import check_resumed_folder
 from butd.errors import UserError
 from butd.training import sweep
 from butd.training.validate import validate_train_config
@@ -78,6 +79,9 @@ def build(
         "data": info.manifest,
         # the data section as written (interpolations kept), so evaluate/predict find the cache
         "data_config": OmegaConf.to_container(cfg.data, resolve=False),
+        # the seed draws the weights, the batches and the dropout masks: a resume must keep it
+        "seed": int(cfg.seed),
+        "clip_grad_norm": OmegaConf.select(cfg, "optim.clip_grad_norm", default=None),
     }
     # every method gets the prior when the data has question types: the diagnostics read it
     types = datamodule.question_types
@@ -104,9 +108,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from butd.data.locks import cache_lock
+    from butd.data.locks import read_locks
     from butd.training.callbacks import MetricsJSON
-    from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
+    from butd.training.checkpoints import (
+        ResumeOverrides,
+        check_resume_overrides,
+        choose_resume,
+        resolve_ckpt_path,
+        trainer_setup,
+    )
     from butd.training.signals import InterruptCheckpoint, interrupted
 
     warning = selection_warning(data_cfg)
@@ -115,8 +125,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=bool(cfg.get("verbose", False)))
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls where a run is fp32 on a GPU
+    allowed = check_resume_overrides(cfg.get("resume_overrides"))
     trainer_kwargs, requeued = trainer_setup(cfg)
     ckpt_path = requeued
+    changes: list[dict[str, Any]] = []
     if not requeued:  # a missing file, or no last.ckpt for the task, is said before data is read
         resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
     module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg, debias_cfg=debias_cfg)
@@ -127,13 +139,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log_dir=cfg.paths.log_dir,
             task_name=cfg.task_name,
             max_epochs=cfg.trainer.get("max_epochs"),
+            allowed=allowed,
+            changes=changes,
             hparams=dict(module.hparams),
             metadata=module.metadata,
             data_config=module.metadata["data_config"],
         )
+        if str(cfg.ckpt_path) == "last":  # `last` may have chosen another run than the folder's
+            check_resumed_folder(cfg.paths.output_dir, chosen=ckpt_path, overwrite=bool(cfg.get("overwrite")))
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     callbacks.append(InterruptCheckpoint(dirpath=Path(cfg.paths.output_dir) / "checkpoints"))
+    record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
+    if changes:  # `resume_overrides`: applied over the restored optimizer state, and recorded
+        callbacks.append(ResumeOverrides(changes=changes))
+        if record is not None:
+            record.resume_overrides = changes
     loggers = _instantiate_group(cfg.get("logger"))
     trainer_kwargs |= module.take_gradient_clip(cfg.trainer)  # debias.mode=iter clips its own steps
     trainer: pl.Trainer = instantiate(
@@ -145,9 +166,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         lg.log_hyperparams(hparams)
 
     failed = True
+    summary: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     try:
-        with cache_lock(datamodule.info.root, exclusive=False):  # no prepare rewrites it meanwhile
+        # no prepare rewrites the cache, or the cache a linked one reads, while they are read; and
+        # a signal during the test evaluation is handled as one during fit
+        with read_locks(datamodule.info, data_cfg):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            summary = record.summary(module) if record is not None else {}
+            extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
@@ -165,6 +192,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if stop is None:
             raise
         message = stop.message(trainer, _overrides())
+        if stop.stage == "test":
+            message = test_interrupted_message(trainer, stop, data_cfg, cfg)
         log.error("%s", message)
         if in_multirun():  # the job as failed, and the summary the end of the sweep would print
             record_failure(RuntimeError(message))
@@ -172,9 +201,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(stop.exit_code()) from None
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
-    record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
-    summary = record.summary(module) if record is not None else {}
-    extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
     if extra and record is not None and not trainer.fast_dev_run:
         record.add(extra)
     report_written(written_files(trainer, record))
@@ -215,6 +241,24 @@ def evaluate_test_split(
         ", ".join(f"{k} {v:.2f}" for k, v in out.items() if k.startswith("test/")),
     )
     return out
+
+
+def test_interrupted_message(trainer: pl.Trainer, stop: Any, data_cfg: DataConfig, cfg: DictConfig) -> str:
+    """What a signal during the end-of-training test evaluation leaves, and the command that runs
+    that evaluation alone (its `test/*` go into this run's metrics.json)."""
+    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), "")
+    ckpt = best or next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), "")
+    record = Path(cfg.paths.output_dir) / "metrics.json"
+    command = (
+        f"python -m butd.evaluate ckpt_path={ckpt} split={data_cfg.test_split}"
+        if ckpt
+        else f"python -m butd.evaluate ckpt_path=CHECKPOINT split={data_cfg.test_split}"
+    )
+    return (
+        f"the test evaluation of split {data_cfg.test_split} was stopped by {stop.signal.name}; training "
+        f"had finished and {record} holds it, without test/*. Run the test evaluation alone (it adds "
+        f"test/* to that metrics.json) with: {command}"
+    )
 
 
 def written_files(trainer: pl.Trainer, record: Any) -> list[Any]:

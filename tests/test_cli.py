@@ -158,3 +158,44 @@ def test_compile_without_a_compiler_says_so_and_offers_eager(tiny_data_dir, tmp_
     assert "Traceback" not in run.stderr
     assert "compile=true failed" in run.stderr and "compile=false" in run.stderr
     assert "no-such-compiler" in run.stderr  # the cause, as torch states it
+
+
+def test_impossible_splits_and_epochs_are_refused_before_any_work(tiny_data_dir, tmp_path):
+    """A test split without annotations used to train fully and then fail with KeyError 'target';
+    `trainer.max_epochs=0` recorded test metrics of untrained weights. Each is one line, before
+    torch loads and before the run writes anything but its config."""
+    from butd.errors import ConfigError
+    from butd.train import train
+    from tests.conftest import compose_train
+
+    logs = tmp_path / "logs"
+    args = ["-X", "importtime", "-m", "butd.train", *TINY_DATA, f"paths.data_dir={tiny_data_dir}"]
+    run = subprocess.run(
+        [sys.executable, *args, f"paths.log_dir={logs}", "data.test_split=test2015"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        "error: data.test_split=test2015 names ['test2015'], which has no annotations (data.annotations "
+        "has ['train', 'val']), so it cannot be tested on; use an annotated split (`python -m butd.predict "
+        "split=...` answers an unannotated one for EvalAI)"
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert not imported & {"torch", "pytorch_lightning"}
+    (folder,) = (logs / "train" / "runs").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [".hydra", "failure.json", "train.log"]
+    for override, words in (
+        ("data.val_split=test2015", "data.val_split=test2015 names ['test2015'], which has no annotations"),
+        ("data.train_splits=[train,test-dev2015]", "cannot be trained on"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing"),
+        ("+trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+        ("+trainer.limit_val_batches=0", "trainer.limit_val_batches=0 never validates"),
+        (
+            "+trainer.check_val_every_n_epoch=31",
+            "trainer.check_val_every_n_epoch=31 with trainer.max_epochs=30",
+        ),
+    ):
+        cfg = compose_train([*TINY_DATA, override], data_dir=tiny_data_dir, output_dir=tmp_path / "run")
+        with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            train(cfg)
+        assert not (tmp_path / "run").exists()

@@ -62,6 +62,13 @@ def test_golden_weights_give_the_reference_logits_after_import(golden_dir, tmp_p
     with torch.no_grad():
         logits = ckpt.model(golden["v"], golden["q"], golden["b"])
     torch.testing.assert_close(logits, golden["logits_eval"], atol=1e-5, rtol=0)
+    # an existing file at `out` is never replaced unless the command says overwrite=true
+    written = out.read_bytes()
+    with pytest.raises(ReferenceFileError, match=r"out=.*ref.ckpt exists; .* overwrite=true"):
+        import_reference(**files, out=out, optimizer=ADAMAX)
+    assert out.read_bytes() == written
+    import_reference(**files, out=out, optimizer=ADAMAX, overwrite=True)
+    assert load_checkpoint(out).answers == answers and not list(tmp_path.glob("*.partial"))
 
 
 def test_files_that_do_not_belong_together_are_refused(golden_dir, tmp_path):

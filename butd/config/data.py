@@ -191,6 +191,7 @@ class DataConfig:
                 f"data.test_split={self.test_split!r} is not a prepared split; "
                 f"expected one of {self.prepare_splits} or null"
             )
+        self._check_annotated()
         for key in ("vocab_splits", "answer_splits", "prepare_splits"):
             unknown = sorted(set(getattr(self, key)) - splits)
             if unknown:
@@ -268,6 +269,27 @@ class DataConfig:
                 f"data.gqa.objects={self.gqa['objects']!r} has no {{}} for the file number "
                 "(e.g. objects/gqa_objects_{}.h5)"
             )
+
+    def _check_annotated(self) -> None:
+        """The splits trained, validated and tested on need answers: a split without annotations
+        (test2015) would train fully and then fail, so it is refused before any work."""
+        annotated = set(self.annotations) | set(self.extra_data)
+        if self.holdout_fraction > 0 and "train" in self.annotations:
+            annotated.add(HOLDOUT)
+        uses = (
+            ("train_splits", self.train_splits, "trained on"),
+            ("val_split", [self.val_split], "validated on"),
+            ("test_split", [self.test_split] if self.test_split is not None else [], "tested on"),
+        )
+        for key, names, use in uses:
+            bare = [s for s in names if s not in annotated]
+            if bare:
+                value = names if key == "train_splits" else names[0]
+                raise ConfigError(
+                    f"data.{key}={value} names {bare}, which has no annotations (data.annotations has "
+                    f"{sorted(annotated)}), so it cannot be {use}; use an annotated split "
+                    "(`python -m butd.predict split=...` answers an unannotated one for EvalAI)"
+                )
 
     def _check_extra_train(self) -> None:
         for key in ("extra_data", "extra_train"):

@@ -25,6 +25,8 @@ NOISE_KEYS: tuple[str, ...] = (
     "experiment",
     "hparams_search",
     "ckpt_path",
+    "overwrite",
+    "resume_overrides",
     "tags",
     "task_name",
     "data.num_workers",

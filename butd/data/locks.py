@@ -3,7 +3,8 @@
 `flock` on a `.lock` file in the folder: it works where HDF5's own file locking is off (usual on
 NFS and Lustre), and the kernel releases it when the holder dies, so a killed prepare leaves no
 stale lock. `prepare` holds it exclusively (and writes its pid into the file for the message a
-waiting process prints); a training holds it shared while it reads the cache.
+waiting process prints); a training holds it shared while it reads the cache, and on the source
+cache a linked cache reads its features from (`read_locks`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import fcntl
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +61,21 @@ def cache_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def read_locks(info: Any, cfg: Any) -> Iterator[None]:
+    """Shared locks on a cache (`info`, a `CacheInfo`) and, for a linked cache (`data.features_from`),
+    on the cache whose feature files it reads in place, so that no `prepare` rebuilds either while
+    a training reads them. The link is checked again once both are held: a rebuild between the
+    check at load and the lock is refused rather than read."""
+    from butd.data.cache import check_linked
+
+    with ExitStack() as stack:
+        stack.enter_context(cache_lock(info.root, exclusive=False))
+        record = info.manifest.get("features_from")
+        if isinstance(record, dict):
+            source = Path(cfg.features_from or record["cache"])
+            stack.enter_context(cache_lock(source, exclusive=False))
+            check_linked(cfg, record)
+        yield

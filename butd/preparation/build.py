@@ -302,6 +302,12 @@ def _split_holdout(cfg: DataConfig, questions: dict[str, list], annotations: dic
             cfg.holdout_seed,
         ).tolist()
     )
+    images = len({q["image_id"] for q in questions["train"]})
+    if len(held) >= images:
+        raise CacheError(
+            f"data.holdout_fraction={cfg.holdout_fraction} holds out all {images:,} images of the train "
+            "split, leaving none to train on; use a smaller fraction (VQA-CP's hold-out: 0.1)"
+        )
     all_train = {"questions": questions["train"], "annotations": annotations["train"]}
     if HOLDOUT in cfg.prepare_splits:
         questions[HOLDOUT] = [q for q in all_train["questions"] if q["image_id"] in held]
@@ -586,21 +592,29 @@ def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
     """Generate the raw files when the config describes a synthetic set and they are stale."""
     if cfg.synthetic is None:
         return
-    from butd.preparation.synthetic import SyntheticSpec, generate
+    from butd.preparation.synthetic import SyntheticSpec, generate, planned_files
 
     spec_file = cfg.raw_path / "synthetic_spec.json"
     wanted = json.dumps({**cfg.synthetic, "changing_priors": cfg.changing_priors}, sort_keys=True)
     if cfg.changing_priors is None:
         wanted = json.dumps(cfg.synthetic, sort_keys=True)  # as before the re-split existed
     if not spec_file.is_file() or spec_file.read_text() != wanted:
-        if cfg.format == "gqa":  # the same scenes in GQA's formats
-            from butd.preparation.synthetic_gqa import generate_gqa as generate
-        generate(cfg.raw_path, SyntheticSpec(**cfg.synthetic), progress=progress)
-        if cfg.changing_priors is not None:
-            from butd.preparation.changing_priors import write_changing_priors
+        from butd.preparation.changing_priors import VQACP2_FILES, write_changing_priors
+        from butd.preparation.raw_files import RawFiles
+        from butd.preparation.synthetic_gqa import generate_gqa, planned_gqa_files
 
-            write_changing_priors(cfg.raw_path, cfg.raw_path, **cfg.changing_priors)
-        spec_file.write_text(wanted)
+        spec = SyntheticSpec(**cfg.synthetic)
+        # a folder generated before the ledger of written files (its spec file says so) is the generator's
+        files = RawFiles(
+            cfg.raw_path, command="the synthetic generator", trust_unrecorded=spec_file.is_file()
+        )
+        if cfg.format == "gqa":  # the same scenes in GQA's formats
+            generate, planned_files = generate_gqa, planned_gqa_files
+        files.check([spec_file.name, *planned_files(spec), *(VQACP2_FILES if cfg.changing_priors else [])])
+        generate(cfg.raw_path, spec, progress=progress, files=files)
+        if cfg.changing_priors is not None:
+            write_changing_priors(cfg.raw_path, cfg.raw_path, files=files, **cfg.changing_priors)
+        files.write_text(spec_file.name, wanted)
 
 
 def ensure_prepared(cfg: DataConfig, *, progress: bool = True) -> CacheInfo:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from butd.config.data import VG_DEFAULTS
+from butd.preparation.raw_files import RawFiles
 
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "brown", "gray")
 SHAPES = ("cube", "sphere", "cylinder", "cone", "pyramid", "ring")
@@ -635,8 +636,13 @@ def _annotate(rng: np.random.Generator, q: Question, agreement: float) -> dict:
 # --------------------------------------------------------------------------- writers
 
 
-def _write_json(path: Path, obj: dict | list) -> None:
-    path.write_text(json.dumps(obj), encoding="utf-8")
+def _write_json(files: RawFiles, path: Path, obj: dict | list) -> None:
+    files.write_text(_name(files, path), json.dumps(obj))
+
+
+def _name(files: RawFiles, path: Path) -> str:
+    """`path` relative to the raw folder, as the ledger of written files names it."""
+    return path.relative_to(files.folder).as_posix()
 
 
 def _questions_file(questions: list[Question], subtype: str) -> dict:
@@ -667,7 +673,7 @@ def _b64(array: np.ndarray) -> str:
 
 
 def _write_features(
-    path: Path, scenes: list[Scene], spec: SyntheticSpec, order: np.ndarray, progress: bool
+    files: RawFiles, path: Path, scenes: list[Scene], spec: SyntheticSpec, order: np.ndarray, progress: bool
 ) -> None:
     """One TSV row per image in a shuffled order, as csv.DictWriter wrote the official files."""
     codes = _attribute_codes(spec)
@@ -676,7 +682,7 @@ def _write_features(
         from rich.progress import track
 
         rows = track(order, description="synthetic features")
-    with path.open("w", newline="") as f:
+    with files.open(_name(files, path), "w", newline="") as f:
         writer = csv.writer(f, delimiter="\t")
         for i in rows:
             s = scenes[int(i)]
@@ -698,18 +704,47 @@ def glove_words(questions: Iterable[str]) -> list[str]:
     return sorted(words - set(GLOVE_MISSING)) + [w for w in GLOVE_EXTRA if w not in words]
 
 
-def _write_glove(path: Path, questions: list[Question], spec: SyntheticSpec) -> None:
+def _write_glove(files: RawFiles, path: Path, questions: list[Question], spec: SyntheticSpec) -> None:
     """Random vectors for the vocabulary; each word's vector is seeded by the word itself."""
     lines = []
     for word in glove_words(q.text for q in questions):
         vec = _rng(spec, 5, *word.encode()).normal(0.0, 0.4, size=spec.glove_dim)
         lines.append(word + " " + " ".join(f"{v:.5f}" for v in vec))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    files.write_text(_name(files, path), "\n".join(lines) + "\n")
 
 
-def generate(raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False) -> dict[str, Path]:
-    """Write the synthetic raw files into raw_dir; same spec, same bytes."""
+def planned_files(spec: SyntheticSpec) -> list[str]:
+    """The files `generate` writes for `spec`, relative to the raw folder."""
+    names = [
+        "v2_OpenEnded_mscoco_train2014_questions.json",
+        "v2_OpenEnded_mscoco_val2014_questions.json",
+        "v2_mscoco_train2014_annotations.json",
+        "v2_mscoco_val2014_annotations.json",
+        f"synthetic_trainval_{spec.num_boxes}.tsv",
+        f"glove/glove.6B.{spec.glove_dim}d.txt",
+    ]
+    if spec.num_test_images:
+        names += [
+            "v2_OpenEnded_mscoco_test2015_questions.json",
+            "v2_OpenEnded_mscoco_test-dev2015_questions.json",
+            f"synthetic_test2015_{spec.num_boxes}.tsv",
+        ]
+    if spec.vg_questions_per_image:
+        names += [VG_DEFAULTS["questions"], VG_DEFAULTS["images"]]
+    return names
+
+
+def generate(
+    raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False, files: RawFiles | None = None
+) -> dict[str, Path]:
+    """Write the synthetic raw files into raw_dir; same spec, same bytes.
+
+    Each file is written atomically, and none replaces a file the generator did not write
+    (`butd.preparation.raw_files`): a raw folder of real downloads is refused before anything
+    is written. `files`: the writer to go through (the caller's, to add files of its own)."""
     raw_dir = Path(raw_dir)
+    files = files or RawFiles(raw_dir, command="the synthetic generator")
+    files.check(planned_files(spec))
     (raw_dir / "glove").mkdir(parents=True, exist_ok=True)
     scenes = sample_scenes(spec)
     questions = sample_questions(scenes, spec)
@@ -726,19 +761,25 @@ def generate(raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False) -> d
     }
     for split, subtype in (("train", "train2014"), ("val", "val2014")):
         keep = [i for i, q in enumerate(questions) if split_of[q.image_id] == subtype]
-        _write_json(paths[f"{split}_questions"], _questions_file([questions[i] for i in keep], subtype))
-        _write_json(paths[f"{split}_annotations"], _annotations_file([annotations[i] for i in keep], subtype))
-    _write_features(paths["features"], scenes, spec, _rng(spec, 7).permutation(len(scenes)), progress)
-    _write_glove(paths["glove"], questions, spec)
+        _write_json(
+            files, paths[f"{split}_questions"], _questions_file([questions[i] for i in keep], subtype)
+        )
+        _write_json(
+            files, paths[f"{split}_annotations"], _annotations_file([annotations[i] for i in keep], subtype)
+        )
+    order = _rng(spec, 7).permutation(len(scenes))
+    _write_features(files, paths["features"], scenes, spec, order, progress)
+    _write_glove(files, paths["glove"], questions, spec)
     if spec.num_test_images:
-        paths.update(_generate_test(raw_dir, spec, progress))
+        paths.update(_generate_test(files, spec, progress))
     if spec.vg_questions_per_image:
-        paths.update(_generate_visual_genome(raw_dir, spec, scenes))
+        paths.update(_generate_visual_genome(files, spec, scenes))
     return paths
 
 
-def _generate_test(raw_dir: Path, spec: SyntheticSpec, progress: bool) -> dict[str, Path]:
+def _generate_test(files: RawFiles, spec: SyntheticSpec, progress: bool) -> dict[str, Path]:
     """Questions files of test2015 and test-dev2015 (no annotations) and the test features TSV."""
+    raw_dir = files.folder
     scenes = sample_test_scenes(spec)
     questions = sample_questions(scenes, spec, stream=11)
     dev = test_dev_image_ids(spec, scenes)
@@ -747,11 +788,11 @@ def _generate_test(raw_dir: Path, spec: SyntheticSpec, progress: bool) -> dict[s
         "test_dev_questions": raw_dir / "v2_OpenEnded_mscoco_test-dev2015_questions.json",
         "test_features": raw_dir / f"synthetic_test2015_{spec.num_boxes}.tsv",
     }
-    _write_json(paths["test_questions"], _questions_file(questions, "test2015"))
+    _write_json(files, paths["test_questions"], _questions_file(questions, "test2015"))
     dev_questions = [q for q in questions if q.image_id in dev]
-    _write_json(paths["test_dev_questions"], _questions_file(dev_questions, "test-dev2015"))
+    _write_json(files, paths["test_dev_questions"], _questions_file(dev_questions, "test-dev2015"))
     order = _rng(spec, 12).permutation(len(scenes))
-    _write_features(paths["test_features"], scenes, spec, order, progress)
+    _write_features(files, paths["test_features"], scenes, spec, order, progress)
     return paths
 
 
@@ -769,7 +810,7 @@ def _vg_answer(answer: str) -> str:
     return answer[:1].upper() + answer[1:] + "."
 
 
-def _generate_visual_genome(raw_dir: Path, spec: SyntheticSpec, scenes: list[Scene]) -> dict[str, Path]:
+def _generate_visual_genome(files: RawFiles, spec: SyntheticSpec, scenes: list[Scene]) -> dict[str, Path]:
     """`visual_genome/question_answers.json` and `image_data.json` (v1.2 layout) for the scenes.
 
     The train and val images are VG images with a coco_id; a few more VG images have none. Each
@@ -777,6 +818,7 @@ def _generate_visual_genome(raw_dir: Path, spec: SyntheticSpec, scenes: list[Sce
     VG way, a tenth of them with a free-form answer ("Red cube.") outside the answer vocabulary,
     so that every drop reason of `butd.preparation.visual_genome` but missing features occurs.
     """
+    raw_dir = files.folder
     rng = _rng(spec, 14)
     vg_spec = replace(spec, questions_per_image=spec.vg_questions_per_image)
     questions = sample_questions(scenes, vg_spec, stream=13)
@@ -811,6 +853,6 @@ def _generate_visual_genome(raw_dir: Path, spec: SyntheticSpec, scenes: list[Sce
         )
     paths = {"vg_questions": raw_dir / VG_DEFAULTS["questions"], "vg_images": raw_dir / VG_DEFAULTS["images"]}
     paths["vg_questions"].parent.mkdir(parents=True, exist_ok=True)
-    _write_json(paths["vg_questions"], [{"id": i, "qas": v} for i, v in qas.items()])
-    _write_json(paths["vg_images"], images)
+    _write_json(files, paths["vg_questions"], [{"id": i, "qas": v} for i, v in qas.items()])
+    _write_json(files, paths["vg_images"], images)
     return paths

@@ -33,6 +33,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from butd.preparation.raw_files import RawFiles
 from butd.preparation.synthetic import (
     COLORS,
     SHAPES,
@@ -41,6 +42,7 @@ from butd.preparation.synthetic import (
     Scene,
     SyntheticSpec,
     _attribute_codes,
+    _name,
     _rng,
     _write_glove,
     sample_questions,
@@ -131,12 +133,23 @@ def _entries(questions: list[Question], scenes: list[Scene], spec: SyntheticSpec
     return entries, choices
 
 
-def _write(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj), encoding="utf-8")
+def _write(files: RawFiles, path: Path, obj: Any) -> None:
+    files.write_text(_name(files, path), json.dumps(obj))
 
 
-def _write_objects(raw_dir: Path, scenes: list[Scene], spec: SyntheticSpec) -> dict[str, Path]:
+def planned_gqa_files(spec: SyntheticSpec) -> list[str]:
+    """The files `generate_gqa` writes for `spec`, relative to the raw folder."""
+    names = [f"{QUESTIONS_DIR}/{s}_balanced_questions.json" for s in ("train", "val", "testdev")]
+    names += [f"{QUESTIONS_DIR}/train_all_questions/train_all_questions_{c}.json" for c in range(2)]
+    names += [f"{QUESTIONS_DIR}/{s}_all_questions.json" for s in ("val", "testdev")]
+    names += [f"{QUESTIONS_DIR}/submission_all_questions.json", "eval/val_choices.json"]
+    names += [f"objects/gqa_objects_{f}.h5" for f in range(OBJECT_FILES)] + ["objects/gqa_objects_info.json"]
+    return [*names, f"glove/glove.6B.{spec.glove_dim}d.txt"]
+
+
+def _write_objects(
+    files: RawFiles, raw_dir: Path, scenes: list[Scene], spec: SyntheticSpec
+) -> dict[str, Path]:
     """The object files and their info: each image's boxes in a shuffled row of one of the files."""
     codes = _attribute_codes(spec)
     order = _rng(spec, 13).permutation(len(scenes))
@@ -154,20 +167,24 @@ def _write_objects(raw_dir: Path, scenes: list[Scene], spec: SyntheticSpec) -> d
             boxes[r, :n] = s.boxes
             info[_image_key(s)] = {"width": s.width, "height": s.height, "objectsNum": n, "file": f, "idx": r}
         path = raw_dir / "objects" / f"gqa_objects_{f}.h5"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as h5:
+        with files.open(_name(files, path), "w+b") as fh, h5py.File(fh, "w") as h5:
             h5.create_dataset("features", data=feats)
             h5.create_dataset("bboxes", data=boxes)
         paths[f"objects_{f}"] = path
     paths["objects_info"] = raw_dir / "objects" / "gqa_objects_info.json"
-    _write(paths["objects_info"], info)
+    _write(files, paths["objects_info"], info)
     return paths
 
 
-def generate_gqa(raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False) -> dict[str, Path]:
-    """Write the synthetic set in GQA's formats into raw_dir; same spec, same bytes."""
+def generate_gqa(
+    raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False, files: RawFiles | None = None
+) -> dict[str, Path]:
+    """Write the synthetic set in GQA's formats into raw_dir; same spec, same bytes. Every file is
+    written atomically and never over one butd did not write (`butd.preparation.raw_files`)."""
     del progress  # small files: no bar
     raw_dir = Path(raw_dir)
+    files = files or RawFiles(raw_dir, command="the synthetic generator")
+    files.check(planned_gqa_files(spec))
     scenes = sample_scenes(spec)
     test_scenes = sample_test_scenes(spec)
     questions = sample_questions(scenes, spec)
@@ -184,27 +201,27 @@ def generate_gqa(raw_dir: Path, spec: SyntheticSpec, *, progress: bool = False) 
     for split, all_entries in by_split.items():
         balanced = {k: e for k, e in all_entries.items() if e["isBalanced"]}
         paths[f"{split}_balanced"] = qdir / f"{split}_balanced_questions.json"
-        _write(paths[f"{split}_balanced"], balanced)
+        _write(files, paths[f"{split}_balanced"], balanced)
         if split == "train":  # the release splits train_all into chunks in a folder
             keys = list(all_entries)
             for c, chunk in enumerate(np.array_split(np.arange(len(keys)), 2)):
                 path = qdir / "train_all_questions" / f"train_all_questions_{c}.json"
-                _write(path, {keys[i]: all_entries[keys[i]] for i in chunk.tolist()})
+                _write(files, path, {keys[i]: all_entries[keys[i]] for i in chunk.tolist()})
                 paths[f"train_all_{c}"] = path
         else:
             paths[f"{split}_all"] = qdir / f"{split}_all_questions.json"
-            _write(paths[f"{split}_all"], all_entries)
+            _write(files, paths[f"{split}_all"], all_entries)
     # the questions a submission answers, without their answers (GQA's test files have none)
     paths["submission"] = qdir / "submission_all_questions.json"
     hidden = ("answer", "fullAnswer")
     _write(
+        files,
         paths["submission"],
         {k: {f: v for f, v in e.items() if f not in hidden} for k, e in test_entries.items()},
     )
     paths["val_choices"] = raw_dir / "eval" / "val_choices.json"
-    _write(paths["val_choices"], {k: choices[k] for k in by_split["val"]})
-    paths.update(_write_objects(raw_dir, scenes + test_scenes, spec))
+    _write(files, paths["val_choices"], {k: choices[k] for k in by_split["val"]})
+    paths.update(_write_objects(files, raw_dir, scenes + test_scenes, spec))
     paths["glove"] = raw_dir / "glove" / f"glove.6B.{spec.glove_dim}d.txt"
-    paths["glove"].parent.mkdir(parents=True, exist_ok=True)
-    _write_glove(paths["glove"], questions + test_questions, spec)
+    _write_glove(files, paths["glove"], questions + test_questions, spec)
     return paths

@@ -30,11 +30,13 @@ from typing import Any
 
 from butd.data.answers import normalize_answer
 from butd.errors import UserError
+from butd.preparation.inputs import CONTROL
 
 log = logging.getLogger(__name__)
 
 #: why a pair is dropped, in the order the checks run; each is a count in the cache manifest
 DROP_REASONS: dict[str, str] = {
+    "duplicate_qa_id": "their qa_id is shared with another pair (which answer is whose is unknown)",
     "no_coco_id": "their image is not a COCO image (no coco_id in image_data.json)",
     "held_out_image": "their COCO image belongs to a split not in data.vg.image_splits (e.g. val2014)",
     "image_in_no_split": "their COCO image is in no split's questions read here",
@@ -116,8 +118,16 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
             raise _layout_error(path, f"entry {i} has no 'qas' list", expected)
         for j, qa in enumerate(image["qas"]):
             for key, kind in (("qa_id", int), ("image_id", int), ("question", str), ("answer", str)):
-                if not isinstance(qa, dict) or not isinstance(qa.get(key), kind):
+                if not isinstance(qa, dict) or not isinstance(qa.get(key), kind) or isinstance(qa[key], bool):
                     raise _layout_error(path, f"entry {i}, qas[{j}] has no {kind.__name__} {key!r}", expected)
+            for key in ("question", "answer"):  # as VQA's questions are checked (butd.preparation.inputs)
+                bad = CONTROL.search(qa[key])
+                if bad:
+                    raise VisualGenomeError(
+                        f"{path}: entry {i}, qas[{j}] (qa_id {qa['qa_id']}): the {key} holds the control "
+                        f"character {bad.group()!r} at position {bad.start()} ({qa[key][:60]!r}); a damaged "
+                        "file? Fix or re-download it (scripts/download_vqa2.sh vg)"
+                    )
             pairs.append(qa)
     return pairs
 
@@ -164,7 +174,11 @@ def select_pairs(
     known = set(answers)
     out = VGSelection(questions=[], annotations=[], read=len(pairs))
     dropped: Counter[str] = Counter()
+    shared = {qid for qid, n in Counter(qa["qa_id"] for qa in pairs).items() if n > 1}
     for qa in pairs:
+        if qa["qa_id"] in shared:  # every pair of the id: which answer belongs to which question is unknown
+            dropped["duplicate_qa_id"] += 1
+            continue
         coco = coco_of.get(qa["image_id"])
         if coco is None:
             dropped["no_coco_id"] += 1

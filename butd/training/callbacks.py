@@ -56,6 +56,9 @@ class MetricsJSON(pl.Callback):
         #: the run folders of this run, the first one first: a resumed run inherits its
         #: predecessors' through the checkpoint, so `butd.report` counts them as one run
         self.lineage: list[str] = [str(self.path.parent.resolve())]
+        #: the settings resumes changed (`resume_overrides`): key, value in the checkpoint, value
+        #: then, the checkpoint; kept over later resumes as the lineage is
+        self.resume_overrides: list[dict[str, Any]] = []
         self._epoch_started = time.time()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -83,6 +86,7 @@ class MetricsJSON(pl.Callback):
             **self.rule.assess(self.history),
             "num_parameters": getattr(pl_module, "num_parameters", None),
             "lineage": self.lineage,
+            **({"resume_overrides": self.resume_overrides} if self.resume_overrides else {}),
             "history": self.history,
         }
 
@@ -109,10 +113,13 @@ class MetricsJSON(pl.Callback):
         os.replace(tmp, self.path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "lineage": self.lineage}
+        state = {"history": self.history, "lineage": self.lineage}
+        return state | ({"resume_overrides": self.resume_overrides} if self.resume_overrides else {})
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+        # the earlier resumes' changes first, then this resume's (set before fit loads the state)
+        self.resume_overrides = list(state_dict.get("resume_overrides", [])) + self.resume_overrides
         here = str(self.path.parent.resolve())
         self.lineage = [d for d in state_dict.get("lineage", []) if d != here] + [here]
 
@@ -349,6 +356,7 @@ class DivergenceGuard(pl.Callback):
             + "."
         )
         lr_hint = f"optim.optimizer.lr={lr:g} now, try {lr / 10:g}" if lr else "optim.optimizer.lr"
+        new_lr = f"{lr / 10:g}" if lr else "NEW"
         clip = trainer.gradient_clip_val
         clip_hint = (
             f"optim.clip_grad_norm={clip:g} now" if clip else "optim.clip_grad_norm is off now, try 0.25"
@@ -356,7 +364,10 @@ class DivergenceGuard(pl.Callback):
         lines.append(
             f"What to try: a lower learning rate ({lr_hint}); gradient clipping ({clip_hint}); a look at "
             "the data of these questions (NaN/Inf features or targets). Then resume from a checkpoint "
-            "above with ckpt_path=PATH, or start again."
+            f"above with ckpt_path=PATH (with a lower learning rate, add optim.optimizer.lr={new_lr} "
+            "'resume_overrides=[optim.optimizer.lr]'; another clip: optim.clip_grad_norm=X "
+            "'resume_overrides=[optim.clip_grad_norm]'; the change is recorded in metrics.json), or "
+            "start again."
         )
         if self.path is not None and trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
@@ -231,6 +232,31 @@ class RunCheckpoint(ModelCheckpoint):
         log.info("resumed with the best %s %.4f from %s", self.monitor, float(carried[ranked[0]]), old_dir)
 
 
+class ResumeOverrides(pl.Callback):
+    """Applies the optimizer arguments `resume_overrides` changed over the optimizer state a resume
+    restores (which would otherwise bring back the checkpoint's values, its learning rate included).
+
+    `changes`: records of `allowed_changes` (keys `optim.optimizer.ARG`)."""
+
+    def __init__(self, *, changes: list[dict[str, Any]]) -> None:
+        self.changes = list(changes)
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        for change in self.changes:
+            if not change["key"].startswith(RESUME_OVERRIDABLE):
+                continue  # optim.clip_grad_norm: the trainer applies the command's
+            arg = change["key"][len(RESUME_OVERRIDABLE) :]
+            for state in checkpoint.get("optimizer_states") or []:
+                for group in state.get("param_groups", []):
+                    group[arg] = change["now"]
+            log.info(
+                "resumed with %s=%r (%r in the checkpoint)",
+                change["key"],
+                change["now"],
+                change["checkpoint"],
+            )
+
+
 # ---------------------------------------------------------------------------------------------
 # SLURM
 
@@ -309,6 +335,14 @@ def trainer_setup(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
 #: data settings that change what a resumed run computes (the cache itself is compared by its
 #: vocabulary and answers); paths, workers and the feature store may change between runs
 RESUME_DATA_KEYS: tuple[str, ...] = (
+    # which data set and which of its questions train and select: another set with the same
+    # words and answers (synthetic and synthetic_cp) would otherwise resume unnoticed
+    "name",
+    "holdout_fraction",
+    "holdout_seed",
+    "changing_priors",
+    "synthetic",
+    "test_split",
     "boxes",
     "use_boxes",
     "max_question_len",
@@ -330,19 +364,38 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def resume_differences(
+#: what `resume_overrides` may name: the optimizer's arguments (the divergence advice's lower lr),
+#: which a resumed run applies over the optimizer state it restores
+RESUME_OVERRIDABLE = "optim.optimizer."
+
+
+def check_resume_overrides(keys: Any) -> list[str]:
+    """`resume_overrides` as a list of keys, each an optimizer argument (`optim.optimizer.lr`) or
+    `optim.clip_grad_norm`."""
+    keys = [keys] if isinstance(keys, str) else list(keys or [])
+    for key in keys:
+        arg = str(key)[len(RESUME_OVERRIDABLE) :]
+        if str(key) == "optim.clip_grad_norm":
+            continue
+        if not str(key).startswith(RESUME_OVERRIDABLE) or not arg or arg.startswith("_") or "." in arg:
+            raise ConfigError(
+                f"resume_overrides names {key!r}; a resume may change only the optimizer's arguments "
+                "and optim.clip_grad_norm, e.g. resume_overrides=[optim.optimizer.lr] (the model, data "
+                "and seed must match)"
+            )
+    return [str(k) for k in keys]
+
+
+def _differences(
     checkpoint: dict[str, Any],
     *,
     hparams: dict[str, Any],
     metadata: dict[str, Any],
     data_config: dict[str, Any],
-) -> list[str]:
-    """What differs between a checkpoint and the run about to resume from it, one phrase each.
-
-    `hparams`, `metadata` and `data_config`: the fresh module's hyper-parameters and metadata and
-    the command's data section (unresolved, as checkpoints store it). Empty when they fit.
-    """
-    diffs: list[str] = []
+) -> list[tuple[str | None, Any, Any, str]]:
+    """(key, value in the checkpoint, value now, phrase) for each difference; key None for those
+    no override can allow (vocabulary, answers)."""
+    diffs: list[tuple[str | None, Any, Any, str]] = []
     saved_hparams = dict(checkpoint.get("hyper_parameters") or {})
     if isinstance(saved_hparams.get("model"), dict):  # a model key added since: its default was the model
         saved_hparams["model"] = ModelConfig().to_dict() | saved_hparams["model"]
@@ -353,24 +406,44 @@ def resume_differences(
     for key in sorted(set(saved) | set(now)):
         if saved.get(key) != now.get(key):
             name = key.lstrip(".").replace("optimizer.", "optim.optimizer.", 1)
-            diffs.append(f"{name} ({saved.get(key)!r} in the checkpoint, {now.get(key)!r} now)")
+            phrase = f"{name} ({saved.get(key)!r} in the checkpoint, {now.get(key)!r} now)"
+            diffs.append((name, saved.get(key), now.get(key), phrase))
     if not diffs:
-        diffs += _debias_parameter_differences(checkpoint, hparams)
+        diffs += [(None, None, None, p) for p in _debias_parameter_differences(checkpoint, hparams)]
     meta = checkpoint.get("butd") or {}
     if not meta.get("vocab") or not meta.get("answers"):
-        diffs.append("vocabulary and answers (the checkpoint has none, so its labels cannot be checked)")
+        diffs.append(
+            (
+                None,
+                None,
+                None,
+                "vocabulary and answers (the checkpoint has none, so its labels cannot be checked)",
+            )
+        )
     else:
         if meta["vocab"] != metadata.get("vocab"):
-            diffs.append("vocabulary (the checkpoint's words or their order differ from the cache's)")
+            diffs.append(
+                (
+                    None,
+                    None,
+                    None,
+                    "vocabulary (the checkpoint's words or their order differ from the cache's)",
+                )
+            )
         if meta["answers"] != metadata.get("answers"):
             same = sorted(meta["answers"]) == sorted(metadata.get("answers") or [])
-            diffs.append(
-                "answers (" + ("the same answers in another order" if same else "another answer list") + ")"
-            )
+            what = "the same answers in another order" if same else "another answer list"
+            diffs.append((None, None, None, f"answers ({what})"))
+    # recorded since: a checkpoint from before has no value to compare
+    for key, name in (("seed", "seed"), ("clip_grad_norm", "optim.clip_grad_norm")):
+        if key in meta and meta[key] != metadata.get(key):
+            old, now_value = meta[key], metadata.get(key)
+            diffs.append((name, old, now_value, f"{name} ({old!r} in the checkpoint, {now_value!r} now)"))
     saved_data = meta.get("data_config") or {}
     for key in RESUME_DATA_KEYS:
         if key in saved_data and saved_data[key] != data_config.get(key):
-            diffs.append(f"data.{key} ({saved_data[key]!r} in the checkpoint, {data_config.get(key)!r} now)")
+            phrase = f"data.{key} ({saved_data[key]!r} in the checkpoint, {data_config.get(key)!r} now)"
+            diffs.append((f"data.{key}", saved_data[key], data_config.get(key), phrase))
     return diffs
 
 
@@ -382,7 +455,10 @@ def _debias_parameter_differences(checkpoint: dict[str, Any], hparams: dict[str,
 
     debias = DebiasConfig.from_dict(hparams.get("debias"))
     loss = build_debias(
-        debias, num_hid=ModelConfig.from_dict(hparams["model"]).num_hid, num_answers=hparams["num_answers"]
+        debias,
+        num_hid=ModelConfig.from_dict(hparams["model"]).num_hid,
+        num_answers=hparams["num_answers"],
+        v_dim=hparams.get("v_dim"),
     )
     now = {f"debias.{k}" for k in loss.state_dict()}
     saved = {k for k in checkpoint.get("state_dict") or {} if k.startswith("debias.")}
@@ -392,6 +468,32 @@ def _debias_parameter_differences(checkpoint: dict[str, Any], hparams: dict[str,
         f"debias={debias.name}'s parameters (the checkpoint's {sorted(saved) or 'none'} against "
         f"{sorted(now) or 'none'} now: it was made by an earlier definition of the method)"
     ]
+
+
+def resume_differences(
+    checkpoint: dict[str, Any],
+    *,
+    hparams: dict[str, Any],
+    metadata: dict[str, Any],
+    data_config: dict[str, Any],
+    allowed: tuple[str, ...] | list[str] = (),
+) -> list[str]:
+    """What differs between a checkpoint and the run about to resume from it, one phrase each.
+
+    `hparams`, `metadata` and `data_config`: the fresh module's hyper-parameters and metadata and
+    the command's data section (unresolved, as checkpoints store it). `allowed`: keys the command
+    lets differ (`resume_overrides`). Empty when they fit.
+    """
+    found = _differences(checkpoint, hparams=hparams, metadata=metadata, data_config=data_config)
+    return [phrase for key, _, _, phrase in found if key not in allowed]
+
+
+def allowed_changes(
+    checkpoint: dict[str, Any], *, allowed: tuple[str, ...] | list[str], **expected: Any
+) -> list[dict[str, Any]]:
+    """The differences `resume_overrides` allowed, as records: key, value in the checkpoint, now."""
+    found = _differences(checkpoint, **expected)
+    return [{"key": key, "checkpoint": old, "now": new} for key, old, new, _ in found if key in allowed]
 
 
 def epochs_done(checkpoint: dict[str, Any]) -> int:
@@ -408,6 +510,8 @@ def choose_resume(
     log_dir: str | Path,
     task_name: str,
     max_epochs: int | None,
+    allowed: tuple[str, ...] | list[str] = (),
+    changes: list[dict[str, Any]] | None = None,
     **expected: Any,
 ) -> str | None:
     """The checkpoint to resume from, checked against the run before Lightning loads it.
@@ -427,7 +531,7 @@ def choose_resume(
         for candidate in found:
             # an unreadable one stops the search: falling back past it would resume older work silently
             checkpoint = load_weights_only(candidate)
-            diffs = resume_differences(checkpoint, **expected)
+            diffs = resume_differences(checkpoint, allowed=allowed, **expected)
             if not diffs:
                 path = str(candidate)
                 break
@@ -443,12 +547,18 @@ def choose_resume(
         log.info("ckpt_path=last: resuming from %s%s", path, note)
     if checkpoint is None:  # a path given (`last` loaded its match above)
         checkpoint = load_weights_only(path)
-    diffs = resume_differences(checkpoint, **expected)
+    diffs = resume_differences(checkpoint, allowed=allowed, **expected)
     if diffs:
         raise CheckpointError(
             f"cannot resume from {path}: it differs from this run in {'; '.join(diffs)}. Resume with the "
-            "settings it was made with, or start afresh with ckpt_path=null"
+            "settings it was made with (a new optimizer argument, e.g. a lower learning rate, with "
+            "resume_overrides=[optim.optimizer.lr]), or start afresh with ckpt_path=null"
         )
+    if changes is not None:
+        changes += [
+            {**c, "checkpoint_path": str(path)}
+            for c in allowed_changes(checkpoint, allowed=allowed, **expected)
+        ]
     done = epochs_done(checkpoint)
     if max_epochs is not None and max_epochs >= 0 and done >= max_epochs:
         raise CheckpointError(

@@ -29,6 +29,8 @@ class InterruptCheckpoint(pl.Callback):
         self.dirpath = Path(dirpath)
         self.signal: signal.Signals | None = None
         self.path: Path | None = None
+        #: where the signal came: "training", "validation" (of an epoch in fit) or "test"
+        self.stage = "training"
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
@@ -39,6 +41,9 @@ class InterruptCheckpoint(pl.Callback):
             self.signal = signal.SIGINT
         else:
             return
+        self.stage = (
+            "test" if trainer.state.fn == "test" else "validation" if trainer.validating else "training"
+        )
         if trainer.state.fn != "fit" or trainer.global_step == 0:
             return  # nothing trained yet: the earlier checkpoint (if any) is where to resume
         path = self.dirpath / INTERRUPTED
@@ -48,6 +53,27 @@ class InterruptCheckpoint(pl.Callback):
             log.error("could not save %s on %s: %s", path, self.signal.name, err)
             return
         self.path = path
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """A save in the middle of an epoch's validation (this callback's on a signal, Lightning's
+        SLURM requeue checkpoint) records that validation as not run yet, so a resume runs the whole
+        validation (Lightning would resume past it: no val/score, no best checkpoint).
+
+        Lightning reruns a validation it finds "restarted mid-evaluation": the batch in progress
+        started and not processed. The validation batches done so far are marked so (their
+        metrics were not saved, so the resumed run validates from the first batch). A save at the
+        end of a validation (its last batch done) is left as it is."""
+        if trainer.state.fn != "fit" or not trainer.validating or trainer.sanity_checking:
+            return
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.val_loop.batch_progress")
+        if not progress or progress.get("is_last_batch") or progress["total"]["started"] < 1:
+            return
+        total = progress["total"]
+        total["processed"] = total["completed"] = total["started"] - 1
+        # this epoch's count: none done, so the resumed validation reads every batch from the first
+        progress["current"] = {k: 0 for k in progress["current"]}
 
     def exit_code(self) -> int:
         """128 + the signal's number: 143 for SIGTERM, 130 for SIGINT."""

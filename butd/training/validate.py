@@ -109,6 +109,34 @@ def check_convergence(node: Any) -> None:
         raise ConfigError(f"convergence.stop={stop!r} is invalid; expected true or false")
 
 
+def check_trains_something(trainer: Any) -> None:
+    """A run that would train no step (and then validate or test untrained weights), or never
+    validate (and so select no checkpoint), is refused."""
+    if trainer.get("fast_dev_run"):
+        return
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        value = trainer.get(key)
+        if value is not None and not isinstance(value, bool) and isinstance(value, Real) and value == 0:
+            raise ConfigError(
+                f"trainer.{key}={value} trains nothing, and the run would record the scores of untrained "
+                f"weights; give trainer.{key} > 0 (to score a checkpoint: python -m butd.evaluate "
+                "ckpt_path=... split=...)"
+            )
+    # a run that never validates has no val/score to select its checkpoint by
+    limit = trainer.get("limit_val_batches")
+    if limit is not None and not isinstance(limit, bool) and isinstance(limit, Real) and limit == 0:
+        raise ConfigError(
+            f"trainer.limit_val_batches={limit} never validates: the run would have no val/score and no "
+            "best checkpoint (and test the last weights); give trainer.limit_val_batches > 0"
+        )
+    every, epochs = trainer.get("check_val_every_n_epoch"), trainer.get("max_epochs")
+    if isinstance(every, int) and isinstance(epochs, int) and 0 < epochs < every:
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs} never validates: "
+            "the run would have no val/score and no best checkpoint; give a value <= trainer.max_epochs"
+        )
+
+
 def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, DebiasConfig]:
     """Every check that can run before data is read, each once: the data, model, optimizer and
     SLURM sections, the debias method, the seed, and K against the boxes stored on disk. Returns
@@ -120,6 +148,7 @@ def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, Deb
     model = ModelConfig.from_dict(cfg.model)
     debias = DebiasConfig.from_dict(cfg.get("debias"))
     check_output_and_debias(model, debias)
+    check_trains_something(cfg.get("trainer") or {})
     check_optimizer(cfg.get("optim"))
     to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
     check_convergence(cfg.get("convergence"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from butd.data.cache import CacheError
 from butd.data.priors import QuestionTypes
 from butd.data.splits import SplitTables
 from butd.preparation.build import holdout_images, prepare
-from butd.preparation.changing_priors import VQACP2_ANNOTATIONS, VQACP2_QUESTIONS
+from butd.preparation.changing_priors import VQACP2_ANNOTATIONS, VQACP2_FILES, VQACP2_QUESTIONS
 from butd.preparation.formats import read_entries
 from tests.conftest import TINY_CP, compose_train
 
@@ -132,3 +134,87 @@ def test_the_resplit_is_a_command_for_any_vqa2_layout_folder(tiny_data_dir, tmp_
         )
     )
     assert n["train"] + n["test"] == total
+
+
+def _resplit(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "butd.preparation.changing_priors", *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_the_resplit_never_replaces_files_it_did_not_write_and_checks_its_arguments(
+    tiny_data_dir, tiny_cp_raw, tmp_path
+):
+    """OUT = SRC holding downloaded VQA-CP files: refused, the files untouched; --overwrite replaces
+    them; its own earlier files are replaced freely; bad arguments get one line each."""
+    raw = Path(shutil.copytree(tiny_data_dir / "synthetic" / "raw", tmp_path / "raw"))
+    for name in VQACP2_FILES:  # "downloaded" VQA-CP files beside the VQA v2 ones
+        shutil.copy(tiny_cp_raw / name, raw / name)
+    before = {n: (raw / n).read_bytes() for n in VQACP2_FILES}
+    refused = _resplit(raw, raw, "--seed", 5)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert (
+        refused.stderr.startswith(f"error: {raw} holds vqacp_v2_train_questions.json")
+        and "--overwrite" in refused.stderr
+    )
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert {n: (raw / n).read_bytes() for n in VQACP2_FILES} == before
+    assert not list(raw.glob("*.partial"))
+    assert _resplit(raw, raw, "--seed", 5, "--overwrite").returncode == 0
+    assert {n: (raw / n).read_bytes() for n in VQACP2_FILES} != before
+    assert _resplit(raw, raw, "--seed", 6).returncode == 0  # now its own files
+    (tmp_path / "a_file").write_text("x")
+    for args, words in (
+        (
+            (tmp_path / "missing", tmp_path / "out"),
+            f"error: source folder {tmp_path / 'missing'} does not exist",
+        ),
+        (
+            (raw, tmp_path / "out", "--major", "0.3"),
+            "error: major=0.3 is invalid; expected a share in (0.5, 1]",
+        ),
+        ((raw, tmp_path / "a_file"), f"error: {tmp_path / 'a_file'} is a file, not a folder"),
+        (
+            (tmp_path, tmp_path / "out"),
+            f"error: {tmp_path / 'v2_OpenEnded_mscoco_train2014_questions.json'} does not exist",
+        ),
+    ):
+        done = _resplit(*args)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith(words) and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_synthetic_generator_refuses_a_raw_folder_of_other_files(tiny_data_dir, tmp_path):
+    """`data.raw_dir` pointed at a folder of real downloads: the generator writes nothing there."""
+    from butd.preparation.build import ensure_raw
+    from butd.preparation.raw_files import ForeignFileError
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    downloaded = raw / "v2_mscoco_train2014_annotations.json"
+    downloaded.write_text('{"annotations": []}')
+    cfg = compose_train(
+        ["data=synthetic", f"data.raw_dir={raw}"], data_dir=tmp_path, output_dir=tmp_path / "o"
+    )
+    with pytest.raises(
+        ForeignFileError, match=r"holds v2_mscoco_train2014_annotations.json, which the synthetic"
+    ):
+        ensure_raw(DataConfig.from_dict(cfg.data), progress=False)
+    assert downloaded.read_text() == '{"annotations": []}' and sorted(p.name for p in raw.iterdir()) == [
+        downloaded.name
+    ]
+
+
+def test_a_holdout_of_every_train_image_is_refused_before_anything_is_written(tiny_cp_raw, tmp_path):
+    """`data.holdout_fraction=0.999999` used to end prepare with KeyError 'train'."""
+    with pytest.raises(
+        CacheError, match=r"data.holdout_fraction=0.999999 holds out all \d+ images of the train"
+    ):
+        prepare(_cfg(tiny_cp_raw, tmp_path / "cache", "data.holdout_fraction=0.999999"), progress=False)
+    assert not (tmp_path / "cache" / "manifest.json").exists() and not list(
+        (tmp_path / "cache").glob("*.h5*")
+    )

@@ -115,3 +115,53 @@ def test_training_reads_a_linked_cache(tiny_cp_raw, data_copy, tmp_path):
     )
     summary = train(cfg)
     assert 0 < summary["val/score"] <= 100 and summary["test/vqa_acc"] >= 0
+
+
+@pytest.mark.slow
+def test_a_training_holds_the_source_cache_so_a_rebuild_waits_for_its_test_evaluation(
+    tiny_cp_raw, data_copy, tmp_path
+):
+    """A training through `data.features_from`, paused in its end-of-training test evaluation, and
+    `python -m butd.prepare ... force=true` of the source cache started meanwhile: the rebuild waits
+    (saying so) until the training is done, which scores test on the features it trained with."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    source = data_copy / "synthetic" / "cache"
+    marker, release = tmp_path / "paused", tmp_path / "release"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    training = subprocess.Popen(
+        [sys.executable, "-m", "butd.train", *TINY_CP, f"data.raw_dir={tiny_cp_raw}",
+         f"data.cache_dir={tmp_path / 'linked'}", f"data.features_from={source}", "data.auto_prepare=true",
+         "trainer.accelerator=cpu", "trainer.max_epochs=1", "logger=csv", "model.num_hid=32",
+         f"hydra.run.dir={tmp_path / 'run'}", "+callbacks.pause._target_=tests.training.faults.PauseAt",
+         f"+callbacks.pause.marker={marker}", f"+callbacks.pause.release={release}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert training.poll() is None and time.monotonic() < deadline, training.communicate()[1][-3000:]
+        time.sleep(0.05)
+    before = (source / "manifest.json").read_bytes()
+    rebuild = subprocess.Popen(
+        [sys.executable, "-m", "butd.prepare", *TINY_DATA, f"paths.data_dir={data_copy}", "force=true"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    waiting = ""
+    while "waiting for it to be free" not in waiting:  # the rebuild's first line: it waits for the lock
+        line = rebuild.stdout.readline()
+        assert line, f"prepare ended without waiting: {waiting[-3000:]}"
+        waiting += line
+    assert f"the cache at {source} is in use by a training reading it" in waiting
+    assert (source / "manifest.json").read_bytes() == before  # not rebuilt under the training
+    release.write_text("go")
+    _, stderr = training.communicate(timeout=300)
+    assert training.returncode == 0, stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= record["test/vqa_acc"] <= 100
+    rebuild.communicate(timeout=300)
+    assert rebuild.returncode == 0
+    assert (source / "manifest.json").read_bytes() != before  # rebuilt once the training let go

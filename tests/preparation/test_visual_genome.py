@@ -17,6 +17,7 @@ from butd.config.data import DataConfig
 from butd.data.cache import CacheError, cache_settings
 from butd.errors import ConfigError
 from butd.preparation.build import ensure_prepared, prepare
+from butd.preparation.raw_files import LEDGER
 from butd.preparation.synthetic import SyntheticSpec, generate
 from butd.preparation.visual_genome import (
     OTHER_TYPE,
@@ -88,6 +89,7 @@ def test_kept_and_dropped_pairs_are_counted_by_reason(tmp_path):
         "pairs": 9,
         "kept": 4,
         "dropped": {
+            "duplicate_qa_id": 0,
             "no_coco_id": 2,
             "held_out_image": 1,
             "image_in_no_split": 1,
@@ -232,7 +234,7 @@ def _digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != LEDGER  # (the ledger of written files holds their times)
     }
 
 
@@ -337,3 +339,59 @@ def test_training_reads_train_and_vg_and_validates_on_val(vg_cache, tmp_path):
     assert counts["vg"]["questions"] > 0
     assert [r["step"] for r in summary["history"]] == [math.ceil(questions / 16)]
     assert 0 < summary["val/score"] <= summary["val/upper_bound"]
+
+
+def _crafted(cfg: DataConfig, name: str, change) -> dict:
+    """data.vg with its questions file replaced by a copy of the generated one that `change` edits."""
+    qas = json.loads((cfg.raw_path / cfg.vg["questions"]).read_text())
+    change(qas)
+    (cfg.raw_path / "visual_genome" / name).write_text(json.dumps(qas))
+    return {**cfg.vg, "questions": f"visual_genome/{name}"}
+
+
+def test_pairs_sharing_a_qa_id_are_counted_and_dropped_not_given_one_answer(vg_cache, tmp_path):
+    """Two kept pairs made to share a qa_id: both dropped, counted in the manifest, none trained on."""
+    cfg, info = vg_cache
+    with h5py.File(info.split_path("vg")) as f:
+        kept = f["questions/question_id"][:2].tolist()
+
+    def share(qas):
+        pairs = {qa["qa_id"]: qa for image in qas for qa in image["qas"]}
+        pairs[kept[1]]["qa_id"] = kept[0]
+
+    crafted = replace(cfg, cache_dir=str(tmp_path / "cache"), vg=_crafted(cfg, "shared.json", share))
+    shared = prepare(crafted, progress=False)
+    counts = shared.counts["visual_genome"]
+    assert counts["dropped"]["duplicate_qa_id"] == 2
+    assert counts["kept"] == info.counts["visual_genome"]["kept"] - 2
+    with h5py.File(shared.split_path("vg")) as f:
+        assert kept[0] not in f["questions/question_id"][:].tolist()
+
+
+@pytest.mark.slow
+def test_a_nul_in_a_vg_question_stops_prepare_with_one_line(vg_cache, tmp_path):
+    """`python -m butd.prepare` on a question_answers.json whose first question holds a NUL."""
+    import os
+    import subprocess
+    import sys
+
+    cfg, _ = vg_cache
+
+    def nul(qas):
+        qas[0]["qas"][0]["question"] = "What color\x00 is the cube?"
+
+    vg = _crafted(cfg, "nul.json", nul)
+    data_dir = cfg.raw_path.parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "butd.prepare", *TINY_VG, f"paths.data_dir={data_dir}"]
+        + [f"data.vg.questions={vg['questions']}", f"data.cache_dir={tmp_path / 'cache'}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nul.json: entry 0, qas[0]" in lines[0]
+    assert "control character '\\x00'" in lines[0]
+    assert not (tmp_path / "cache" / "vg.h5").exists()

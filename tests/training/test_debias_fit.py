@@ -57,11 +57,24 @@ def test_debias_none_is_the_reference_step(tiny_cfg, tmp_path):
 
 
 def test_a_method_that_needs_question_types_stops_before_training(tiny_data_dir, tmp_path):
+    """Annotations without question_type (a split without annotations is refused earlier still,
+    by the data config)."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_data_dir / "synthetic" / "raw", raw)
+    for split in ("train2014", "val2014"):
+        path = raw / f"v2_mscoco_{split}_annotations.json"
+        content = json.loads(path.read_text())
+        for a in content["annotations"]:
+            del a["question_type"]
+        path.write_text(json.dumps(content))
     cfg = compose_train(
-        [*TINY_DATA, "trainer.accelerator=cpu", "logger=csv", "debias=lmh", "data.train_splits=[test2015]"],
+        [*TINY_DATA, "trainer.accelerator=cpu", "logger=csv", "debias=lmh", f"data.raw_dir={raw}",
+         f"data.cache_dir={tmp_path / 'cache'}", "data.auto_prepare=true"],
         data_dir=tiny_data_dir,
         output_dir=tmp_path / "run",
-    )
+    )  # fmt: skip
     with pytest.raises(UserError, match="debias=lmh needs each training question's question_type"):
         build(cfg)
 

@@ -366,6 +366,8 @@ def test_a_learning_rate_that_diverges_stops_at_the_first_bad_step(tiny_data_dir
     assert len(record["question_ids"]) == 16
     assert record["question_ids_with_nonfinite_features"] == []
     assert "optim.optimizer.lr=1e+30 now, try 1e+29" in str(err.value)
+    # the resume it advises is one that works (tests/training/test_resume.py)
+    assert "add optim.optimizer.lr=1e+29 'resume_overrides=[optim.optimizer.lr]'" in str(err.value)
     assert "checkpoints on disk are from before it (none yet)" in str(err.value)
     assert not (logs / "train" / "runs" / "hot" / "checkpoints").exists()
 

@@ -2,6 +2,7 @@
 Lightning loads it, `ckpt_path=last` skips checkpoints made with other settings, and a finished
 run says how to extend it."""
 
+import json
 import logging
 import os
 import shutil
@@ -180,3 +181,55 @@ def test_debias_parameters_of_an_earlier_definition_refuse_resume_but_evaluate(
     # inference reads the model only: the checkpoint still evaluates
     ckpt = load_checkpoint(old)
     assert ckpt.module.debias_cfg.name == "rubi" and ckpt.answers
+
+
+def _trained(tiny_data_dir: Path, logs: Path, run: str, overrides: list[str]) -> dict:
+    from butd.train import train
+
+    cfg = compose_train([*TINY_DATA, *RUN, *overrides], data_dir=tiny_data_dir,
+                        output_dir=logs / "train" / "runs" / run, log_dir=logs)  # fmt: skip
+    return train(cfg)
+
+
+@pytest.mark.slow
+def test_ckpt_path_last_resumes_the_run_of_the_same_seed(tiny_data_dir, tmp_path):
+    """Runs with seed=1 and then seed=2: `seed=1 ckpt_path=last` resumes seed 1's run, not the newer
+    seed-2 checkpoint (its seed differs, as its weights and batches do)."""
+    logs = tmp_path / "logs"
+    one = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+    _trained(tiny_data_dir, logs, "seed1", [*one, "seed=1"])
+    _trained(tiny_data_dir, logs, "seed2", [*one, "seed=2"])
+    cfg = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "seed=1"])
+    assert _choose(cfg, "last") == str(logs / "train" / "runs" / "seed1" / "checkpoints" / "last.ckpt")
+    third = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "seed=3"])
+    with pytest.raises(ConfigError, match=r"differs in: seed \(2 in the checkpoint, 3 now\)"):
+        _choose(third, "last")
+
+
+@pytest.mark.slow
+def test_a_lower_learning_rate_resumes_when_named_in_resume_overrides_and_is_recorded(
+    tiny_data_dir, tmp_path
+):
+    """The divergence advice: resume with a lower lr. Refused without `resume_overrides`; with it the
+    new lr is the optimizer's (not the restored state's) and metrics.json records the change."""
+    logs = tmp_path / "logs"
+    one = ["+trainer.limit_train_batches=2"]
+    _trained(tiny_data_dir, logs, "first", [*one, "trainer.max_epochs=1"])
+    last = logs / "train" / "runs" / "first" / "checkpoints" / "last.ckpt"
+    lower = [*one, "trainer.max_epochs=2", "optim.optimizer.lr=0.0002", f"ckpt_path={last}"]
+    with pytest.raises(CheckpointError, match=r"optim.optimizer.lr \(0.002 in the checkpoint, 0.0002 now\)"):
+        _trained(tiny_data_dir, logs, "refused", lower)
+    _trained(tiny_data_dir, logs, "lower", [*lower, "resume_overrides=[optim.optimizer.lr]"])
+    run = logs / "train" / "runs" / "lower"
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["resume_overrides"] == [
+        {"key": "optim.optimizer.lr", "checkpoint": 0.002, "now": 0.0002, "checkpoint_path": str(last)}
+    ]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0002
+    with pytest.raises(ConfigError, match="resume_overrides names 'model.num_hid'"):
+        _trained(tiny_data_dir, logs, "model", [*lower, "resume_overrides=[model.num_hid]"])
+    # the clip the divergence advice also names: compared, and allowed the same way
+    clip = [*one, "trainer.max_epochs=2", "optim.clip_grad_norm=0.1", f"ckpt_path={last}"]
+    with pytest.raises(CheckpointError, match=r"optim.clip_grad_norm \(0.25 in the checkpoint, 0.1 now\)"):
+        _trained(tiny_data_dir, logs, "clip", clip)
