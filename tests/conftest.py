@@ -1,5 +1,6 @@
 """Shared fixtures: where the golden oracles produced by the reference code live."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,15 @@ def golden_dir() -> Path:
 # composition of the real configs around it.
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess a test starts: this checkout first on the path, so that
+    the code under test is this one's and test-only callbacks (`tests.training.faults`) import."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 CONF_DIR = REPO / "conf"
 
 #: overrides that make `data=synthetic` tiny enough for a test

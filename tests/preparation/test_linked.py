@@ -18,7 +18,7 @@ from butd.data.stores import TensorSplit
 from butd.evaluation.inference import find_image
 from butd.preparation.build import prepare
 from butd.train import train
-from tests.conftest import TINY_ADAPTIVE, TINY_CP, TINY_DATA, compose_train
+from tests.conftest import TINY_ADAPTIVE, TINY_CP, TINY_DATA, compose_train, subprocess_env
 
 
 def _cp(raw, cache, *overrides: str) -> DataConfig:
@@ -125,14 +125,13 @@ def test_a_training_holds_the_source_cache_so_a_rebuild_waits_for_its_test_evalu
     `python -m butd.prepare ... force=true` of the source cache started meanwhile: the rebuild waits
     (saying so) until the training is done, which scores test on the features it trained with."""
     import json
-    import os
     import subprocess
     import sys
     import time
 
     source = data_copy / "synthetic" / "cache"
     marker, release = tmp_path / "paused", tmp_path / "release"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    env = subprocess_env(OMP_NUM_THREADS="1", WANDB_SILENT="true")
     training = subprocess.Popen(
         [sys.executable, "-m", "butd.train", *TINY_CP, f"data.raw_dir={tiny_cp_raw}",
          f"data.cache_dir={tmp_path / 'linked'}", f"data.features_from={source}", "data.auto_prepare=true",

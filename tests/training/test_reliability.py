@@ -26,7 +26,7 @@ from butd.preparation.build import prepare
 from butd.train import train
 from butd.training.callbacks import DivergenceError, DivergenceGuard
 from butd.training.checkpoints import PARTIAL, AtomicCheckpointIO, RunCheckpoint
-from tests.conftest import REPO, TINY_DATA, compose_train
+from tests.conftest import REPO, TINY_DATA, compose_train, subprocess_env
 
 #: a small model and step checkpoints every 3 of the 10 steps of an epoch, so a kill lands anywhere
 RUN = [
@@ -80,7 +80,7 @@ def cli(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1", **env},
+        env=subprocess_env(WANDB_SILENT="true", OMP_NUM_THREADS="1", **env),
     )
 
 
