@@ -272,8 +272,11 @@ class DataConfig:
 
     def _check_annotated(self) -> None:
         """The splits trained, validated and tested on need answers: a split without annotations
-        (test2015) would train fully and then fail, so it is refused before any work."""
+        (test2015) would train fully and then fail, so it is refused before any work. GQA's answers
+        are in its question files, all but the submission's."""
         annotated = set(self.annotations) | set(self.extra_data)
+        if self.format == "gqa":
+            annotated |= set(self.questions) - {"submission"}
         if self.holdout_fraction > 0 and "train" in self.annotations:
             annotated.add(HOLDOUT)
         uses = (
