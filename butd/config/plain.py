@@ -99,6 +99,8 @@ def resolve_references(
                     )
             if looks_like_interpolation(_INTERPOLATION.sub("", value)):
                 raise _refusal(source, key, value, " (nested or unbalanced)")
+            if "\\${" in value:
+                raise _refusal(source, key, value, " (an escaped one)")
         elif isinstance(value, Mapping):
             for k, v in value.items():
                 sub = f"{key}.{k}"
