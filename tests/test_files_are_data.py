@@ -6,6 +6,7 @@ Each crafted file is a copy of the session's trained checkpoint (`tiny_run`) wit
 changed; the slow tests run the real commands in subprocesses.
 """
 
+import logging
 import math
 import os
 import shutil
@@ -201,20 +202,33 @@ def test_a_resume_never_links_a_file_its_checkpoint_names(tiny_run, tiny_data_di
 
 
 @pytest.mark.slow
-def test_a_moved_run_resumes_with_its_best_from_its_own_folder(tiny_run, tiny_cfg, tmp_path):
+def test_a_moved_run_resumes_with_its_best_from_its_own_folder(tiny_run, tiny_cfg, tmp_path, caplog):
     """The best checkpoints are read by name from the resumed checkpoint's folder, not from the
     absolute folder its state records: a run folder moved elsewhere keeps its best."""
     from butd.train import train
 
     moved = tmp_path / "moved"
     shutil.copytree(tiny_run["dir"], moved)
-    cfg = tiny_cfg(
-        [*RUN, "trainer.max_epochs=3", f"ckpt_path={moved / 'checkpoints' / 'last.ckpt'}"], run="r"
+    gone = tmp_path / "elsewhere" / "checkpoints"  # where the run was when it was written
+
+    def recorded_elsewhere(c):
+        for key, state in c["callbacks"].items():
+            if key.startswith("RunCheckpoint"):
+                names = {str(gone / Path(p).name): v for p, v in state["best_k_models"].items()}
+                state.update(dirpath=str(gone), best_k_models=names)
+                for k in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                    state[k] = str(gone / Path(state[k]).name) if state.get(k) else ""
+
+    last = _edited(
+        moved / "checkpoints" / "last.ckpt", moved / "checkpoints" / "last.ckpt", recorded_elsewhere
     )
-    summary = train(cfg)
-    best = [p.name for p in (Path(cfg.paths.output_dir) / "checkpoints").glob("best-*.ckpt")]
-    assert best, "the moved run's best checkpoint was not carried"
-    assert summary["val/score"] >= tiny_run["metrics"]["val/score"]
+    cfg = tiny_cfg([*RUN, "trainer.max_epochs=3", f"ckpt_path={last}"], run="r")
+    with caplog.at_level(logging.INFO, logger="butd.training.checkpoints"):
+        train(cfg)
+    carried = (
+        f"resumed with the best val/score {tiny_run['metrics']['val/score']:.4f} from {moved / 'checkpoints'}"
+    )
+    assert carried in caplog.text and "are gone" not in caplog.text, caplog.text
 
 
 # ---------------------------------------------------------------------------------------------
