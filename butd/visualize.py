@@ -132,6 +132,9 @@ def visualize(cfg: DictConfig) -> Path:
     if not questions:
         raise ConfigError('give question="..." or questions=["...","..."]')
     image_id = image_id_arg(cfg.image_id)
+    top_k = cfg.top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} is invalid; expected an integer >= 1 (how many answers to show)")
     ckpt, _, info = open_checkpoint_and_cache(cfg)
     if not isinstance(ckpt.model, BUTDModel):
         raise ConfigError(
@@ -139,9 +142,9 @@ def visualize(cfg: DictConfig) -> Path:
         )
     image = find_image(info, image_id)
     pixels = plt.imread(find_image_file(cfg.image_dir, image.image_id)) if cfg.get("image_dir") else None
-    results = [answer(ckpt, image, q, top_k=max(int(cfg.top_k), 1)) for q in questions]
+    results = [answer(ckpt, image, q, top_k=top_k) for q in questions]
     out = cfg.get("out") or Path(cfg.paths.output_dir) / f"attention_{image.image_id}.png"
-    return render(image, results, out, pixels=pixels, top_k=int(cfg.top_k))
+    return render(image, results, out, pixels=pixels, top_k=top_k)
 
 
 @entry_point("visualize")

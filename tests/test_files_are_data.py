@@ -145,11 +145,19 @@ def test_callback_states_butd_never_writes_are_refused(tiny_run, tmp_path):
     def history(c):
         c["callbacks"]["MetricsJSON"]["history"][0]["val/score"] = math.inf
 
+    def rng(c):
+        c["callbacks"]["RNGState"]["python"] = (3, (1, 2), None)
+
+    def order(c):
+        c["VQADataModule"]["train_order"] = {"epoch": 0, "batches_done": -5}
+
     cases = {
         outside: "victim.txt', not a checkpoint file",
         not_finite: "not a finite number",
         unrecorded: "which the run's history never recorded",
         history: "history[0]['val/score']=inf",
+        rng: "its RNGState state is not the random number generators' states",
+        order: "its data module state train_order={'epoch': 0, 'batches_done': -5}",
     }
     for edit, words in cases.items():
         checkpoint = torch.load(tiny_run["ckpt"], map_location="cpu", weights_only=True)
@@ -345,6 +353,15 @@ def test_bad_and_missing_values_and_a_read_only_folder_are_one_line(
         cwd=tmp_path,
     )
     assert _one_error_line(run) == "error: image_id is required; give image_id=VALUE on the command line"
+    run = _butd("butd.visualize", f"ckpt_path={tiny_run['ckpt']}", "image_id=1", "question=what", "top_k=abc",
+                *paths, f"hydra.run.dir={tmp_path / 'k'}", cwd=tmp_path)  # fmt: skip
+    assert _one_error_line(run).startswith("error: top_k='abc' is invalid; expected an integer >= 1")
+    run = _butd(
+        "butd.prepare", *TINY_DATA, "force=maybe", *paths, f"hydra.run.dir={tmp_path / 'f'}", cwd=tmp_path
+    )
+    assert (
+        _one_error_line(run) == "error: force='maybe' is invalid; expected true (rebuild the cache) or false"
+    )
 
     data = tmp_path / "data"
     shutil.copytree(tiny_data_dir, data, symlinks=True)

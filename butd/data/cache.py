@@ -338,11 +338,17 @@ def _link_changed(source: Path, record: dict[str, Any]) -> str | None:
     manifest = source / MANIFEST
     if not manifest.is_file():
         return f"{manifest} does not exist"
-    created = json.loads(manifest.read_text(encoding="utf-8")).get("created")
+    try:
+        record_there = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        return f"{manifest} is not valid JSON ({err})"
+    created = record_there.get("created") if isinstance(record_there, dict) else None
     if created != record.get("created"):
         return f"it was rebuilt ({created}; the link was made to the one of {record.get('created')})"
     for name, was in record.get("files", {}).items():
         path = source / name
+        if not isinstance(was, dict) or not {"size", "mtime_ns"} <= set(was):
+            return f"the link's record of {name} is damaged"
         if not path.is_file():
             return f"{path} is missing"
         stat = path.stat()
@@ -355,7 +361,13 @@ def check_linked(cfg: DataConfig, record: dict[str, Any]) -> None:
     """Refuse a linked cache (`data.features_from`) whose feature source is gone, was rebuilt or
     changed since the link was made: HDF5 would read a missing source as NaN, a rebuilt one as
     other images' boxes (`butd.preparation.linked`)."""
-    source = Path(cfg.features_from or record["cache"])
+    if cfg.features_from is None:  # the source comes from the command, never from the file
+        raise CacheError(
+            f"the cache at {cfg.cache_path} reads its features from another cache, and data={cfg.name} "
+            f"does not say which (data.features_from is null). Rebuild it with "
+            f"`{prepare_command(cfg)} force=true`"
+        )
+    source = Path(cfg.features_from)
     why = _link_changed(source, record)
     if why:
         raise CacheError(

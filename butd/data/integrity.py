@@ -83,8 +83,10 @@ def check_manifest(manifest: Any, path: Path, rebuild: str) -> None:
             if not _count(split.get(key)):
                 raise bad(f"counts.splits.{name}.{key}={split.get(key)!r} is not a count")
         boxes = split.get("boxes")
-        if not isinstance(boxes, dict) or not _count(boxes.get("max")):
-            raise bad(f"counts.splits.{name}.boxes.max is missing or not a count")
+        if not isinstance(boxes, dict) or not all(_count(boxes.get(k)) for k in ("min", "max")):
+            raise bad(f"counts.splits.{name}.boxes.min and max are missing or not counts")
+        if not isinstance(boxes.get("mean"), int | float) or not _count(split.get("dropped_questions", 0)):
+            raise bad(f"counts.splits.{name}: boxes.mean or dropped_questions is not a number")
     files = manifest.get("files", {})
     if not isinstance(files, dict) or not all(plain_name(n) and _count(v) for n, v in files.items()):
         raise bad("'files' is not a mapping of file names in the cache to sizes")
@@ -143,6 +145,28 @@ def _shape_problem(key: str, shape: tuple[int, ...], want: dict[str, tuple[Any, 
     ):
         shown = tuple("*" if e is None else e for e in expected)
         return f"{key} has shape {shape}, the manifest's counts give {shown}"
+    return None
+
+
+#: the datasets butd reads as integers (indices, ids, offsets) and as floats
+_INTEGER = {"questions/question_id", "questions/image_id", "questions/image_index", "questions/tokens",
+            "images/box_offsets", "images/box_start", "images/counts", "images/image_id", "targets/offsets",
+            "targets/labels", "vqa_acc/offsets", "vqa_acc/labels"}  # fmt: skip
+_FLOAT = {
+    "images/features",
+    "images/boxes",
+    "images/spatial",
+    "images/size",
+    "targets/scores",
+    "vqa_acc/scores",
+}
+
+
+def _dtype_problem(key: str, dtype: np.dtype) -> str | None:
+    if key in _INTEGER and dtype.kind not in "iu":
+        return f"{key} holds {dtype} values, not integers"
+    if key in _FLOAT and dtype.kind != "f":
+        return f"{key} holds {dtype} values, not floating-point numbers"
     return None
 
 
@@ -222,7 +246,7 @@ def _check_split_file(
                 want[f"{table}/labels"] = (nnz,)
                 want[f"{table}/scores"] = (nnz,)
         for key, ds in datasets.items():
-            problem = _shape_problem(key, ds.shape, want)
+            problem = _shape_problem(key, ds.shape, want) or _dtype_problem(key, ds.dtype)
             if problem:
                 raise CacheIntegrityError(f"{path}: {problem}")
         if boxes > max_boxes:

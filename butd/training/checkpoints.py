@@ -179,6 +179,10 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _state_problem(name: str, state: Any) -> str | None:
     """What in one butd callback's saved state butd would not have written, or None."""
     if not isinstance(state, dict):
@@ -227,13 +231,20 @@ def _state_problem(name: str, state: Any) -> str | None:
         if best is not None and not _finite(best):
             return f"best={best!r} is not a finite number"
     elif name == "RNGState" and state:
-        numpy_state = state.get("numpy")
+        numpy_state, python_state = state.get("numpy"), state.get("python")
         if (
             not torch.is_tensor(state.get("torch"))
+            or state["torch"].dtype != torch.uint8
+            or tuple(state["torch"].shape) != tuple(torch.get_rng_state().shape)
             or not isinstance(numpy_state, list | tuple)
             or len(numpy_state) != 5
             or not torch.is_tensor(numpy_state[1])
-            or not isinstance(state.get("python"), list | tuple)
+            or numpy_state[1].numel() != 624
+            or not isinstance(python_state, list | tuple)
+            or len(python_state) != 3
+            or not isinstance(python_state[1], list | tuple)
+            or len(python_state[1]) != 625
+            or not all(isinstance(x, int) for x in python_state[1])
         ):
             return "is not the random number generators' states"
     return None
@@ -267,6 +278,18 @@ def check_callback_states(checkpoint: dict[str, Any], path: Path) -> None:
     have are dropped. `RunCheckpoint.load_state_dict` then reads the best checkpoints by name from
     the folder of the checkpoint being resumed.
     """
+    data_state = checkpoint.get("VQADataModule")  # where the training order stood
+    if data_state is not None:
+        order = data_state.get("train_order") if isinstance(data_state, dict) else "?"
+        if order is not None and not (
+            isinstance(order, dict)
+            and set(order) == {"epoch", "batches_done"}
+            and all(map(_count, order.values()))
+        ):
+            raise CheckpointError(
+                f"refused to resume from {path}: its data module state train_order={order!r} is not "
+                "a position in the training order; butd never writes that (an altered or foreign file)"
+            )
     states = checkpoint.get("callbacks")
     if states is None:
         return

@@ -142,6 +142,14 @@ def test_an_index_out_of_range_is_refused(tiny_data_dir, tmp_path, key, words):
     _refused(cache, f"{cache / 'val.h5'}: {words}")
 
 
+def test_a_table_of_another_type_is_refused(tiny_data_dir, tmp_path):
+    cache = _copy(tiny_data_dir, tmp_path)
+    _replace(
+        cache, "val", "questions/tokens", lambda f, k, old: f.create_dataset(k, data=old.astype(np.float64))
+    )
+    _refused(cache, f"{cache / 'val.h5'}: questions/tokens holds float64 values, not integers")
+
+
 def test_a_manifest_butd_did_not_write_is_refused(tiny_data_dir, tmp_path):
     cache = _copy(tiny_data_dir, tmp_path)
     manifest = json.loads((cache / "manifest.json").read_text())
