@@ -143,7 +143,7 @@ def test_callback_states_butd_never_writes_are_refused(tiny_run, tmp_path):
         state["best_k_models"] = {p: torch.tensor(99.0) for p in state["best_k_models"]}
 
     def history(c):
-        c["callbacks"]["MetricsJSON"]["history"][0]["val/score"] = math.inf
+        c["callbacks"]["MetricsJSON"]["history"][0]["val/score"] = "abc"
 
     def rng(c):
         c["callbacks"]["RNGState"]["python"] = (3, (1, 2), None)
@@ -155,7 +155,7 @@ def test_callback_states_butd_never_writes_are_refused(tiny_run, tmp_path):
         outside: "victim.txt', not a checkpoint file",
         not_finite: "not a finite number",
         unrecorded: "which the run's history never recorded",
-        history: "history[0]['val/score']=inf",
+        history: "history[0]['val/score']='abc' is not a number",
         rng: "its RNGState state is not the random number generators' states",
         order: "its data module state train_order={'epoch': 0, 'batches_done': -5}",
     }

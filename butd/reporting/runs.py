@@ -152,15 +152,24 @@ def _read_records(path: Path) -> Run:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
-    """The values a report computes with are finite numbers (or absent), as butd writes them; any
-    other is a ValueError naming the file and key, and the run is listed as unreadable."""
+    """The values a report computes with are numbers, as butd writes them, and the scores it
+    averages (`val/*`, `test/*`, at the top level and in each epoch's row) finite: a NaN or an
+    infinity there would reach `statistics`. Anything else is a ValueError naming the file and key,
+    and the run is listed as unreadable."""
+
+    def check(key: Any, value: Any, where: str) -> None:
+        if value is None or not isinstance(key, str):
+            return
+        if not _number(value) or (key.startswith(("val/", "test/")) and not math.isfinite(value)):
+            raise ValueError(f"{path}: {where}{key}={value!r} is not a finite number")
+
     for key, value in metrics.items():
-        if key.startswith(("val/", "test/", "train/")) and value is not None and not _number(value):
-            raise ValueError(f"{path}: {key}={value!r} is not a finite number")
+        if isinstance(key, str) and key.startswith(("val/", "test/", "train/")):
+            check(key, value, "")
     for key in ("best_epoch", "epoch", "num_parameters"):
         value = metrics.get(key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
@@ -175,19 +184,13 @@ def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
         if not isinstance(row, dict):
             raise ValueError(f"{path}: history[{i}] is not an epoch's record")
         for key, value in row.items():
-            if value is not None and not _number(value):
-                raise ValueError(f"{path}: history[{i}].{key}={value!r} is not a finite number")
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number butd writes")
+            check(key, value, f"history[{i}].")
 
 
 def _json(path: Path) -> dict[str, Any]:
-    """A JSON object from `path`; a damaged file is a ValueError that names it (NaN and Infinity,
-    which Python's JSON reader accepts, included)."""
+    """A JSON object from `path`; a damaged file is a ValueError that names it."""
     try:
-        record = json.loads(path.read_text(), parse_constant=_no_constants)
+        record = json.loads(path.read_text())
     except ValueError as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from err
     if not isinstance(record, dict):

@@ -179,6 +179,10 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -223,9 +227,10 @@ def _state_problem(name: str, state: Any) -> str | None:
         for i, row in enumerate(history):
             if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
                 return f"history[{i}] is not an epoch's record"
-            bad = next((k for k, v in row.items() if not isinstance(k, str) or not _finite(v)), None)
+            # a number each (a validation on NaN features logs a NaN loss, and butd records it)
+            bad = next((k for k, v in row.items() if not isinstance(k, str) or not _number(v)), None)
             if bad is not None:
-                return f"history[{i}][{bad!r}]={row[bad]!r} is not a finite number"
+                return f"history[{i}][{bad!r}]={row[bad]!r} is not a number"
     elif name == "RunStats":
         best = state.get("best")
         if best is not None and not _finite(best):
