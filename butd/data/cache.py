@@ -298,9 +298,10 @@ def check_small_files(root: Path, manifest: dict[str, Any], rebuild: str) -> Non
         raise CacheError(
             f"{root / VOCAB} does not list the {counts['ntoken']} words of the manifest. {rebuild}"
         )
-    if len(shape) != 2 or shape[0] != counts["ntoken"] or dtype.kind != "f":
+    emb_dim = manifest["settings"].get("emb_dim")
+    if shape != (counts["ntoken"], emb_dim) or dtype.kind != "f":
         raise CacheError(
-            f"{root / GLOVE} holds a {dtype} array of shape {shape}, not the [{counts['ntoken']}, emb_dim] "
+            f"{root / GLOVE} holds a {dtype} array of shape {shape}, not the [{counts['ntoken']}, {emb_dim}] "
             f"word vectors of the manifest. {rebuild}"
         )
 
