@@ -68,13 +68,15 @@ def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
         answer,
         answer_row,
         find_image,
+        image_id_arg,
         max_question_len,
         open_checkpoint_and_cache,
         write_json,
     )
 
+    image_id = image_id_arg(cfg.image_id)
     ckpt, data, info = open_checkpoint_and_cache(cfg)
-    image = find_image(info, int(cfg.image_id))
+    image = find_image(info, image_id)
     result = answer(ckpt, image, str(cfg.question), top_k=int(cfg.top_k))
     console.print(answer_table(result, image_id=image.image_id, split=image.split))
     words, max_len = tokenize(result.question), max_question_len(ckpt)

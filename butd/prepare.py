@@ -12,6 +12,7 @@ from rich.table import Table
 from butd.config.data import DataConfig
 from butd.config.entry import entry_point
 from butd.data.cache import CacheInfo
+from butd.errors import ConfigError
 from butd.preparation.build import ensure_raw, prepare
 
 
@@ -36,6 +37,8 @@ def summarize(info: CacheInfo) -> Table:
 
 
 def run(cfg: DictConfig) -> CacheInfo:
+    if not isinstance(cfg.force, bool):
+        raise ConfigError(f"force={cfg.force!r} is invalid; expected true (rebuild the cache) or false")
     data = DataConfig.from_dict(cfg.data)
     ensure_raw(data)
     return prepare(data, force=bool(cfg.force))

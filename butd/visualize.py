@@ -22,7 +22,14 @@ from omegaconf import DictConfig
 
 from butd.config.entry import entry_point  # noqa: E402
 from butd.errors import ConfigError, UserError  # noqa: E402
-from butd.evaluation.inference import Answer, ImageRecord, answer, find_image, open_checkpoint_and_cache  # noqa: E402
+from butd.evaluation.inference import (  # noqa: E402
+    Answer,
+    ImageRecord,
+    answer,
+    find_image,
+    image_id_arg,
+    open_checkpoint_and_cache,
+)
 from butd.models import BUTDModel  # noqa: E402
 
 CMAP = "YlOrRd"  # faint yellow for little attention, dark red for the most
@@ -124,16 +131,20 @@ def visualize(cfg: DictConfig) -> Path:
         questions.insert(0, str(cfg.question))
     if not questions:
         raise ConfigError('give question="..." or questions=["...","..."]')
+    image_id = image_id_arg(cfg.image_id)
+    top_k = cfg.top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} is invalid; expected an integer >= 1 (how many answers to show)")
     ckpt, _, info = open_checkpoint_and_cache(cfg)
     if not isinstance(ckpt.model, BUTDModel):
         raise ConfigError(
             f"{ckpt.path} holds a {ckpt.module.model_cfg.name} model, which has no attention to show"
         )
-    image = find_image(info, int(cfg.image_id))
+    image = find_image(info, image_id)
     pixels = plt.imread(find_image_file(cfg.image_dir, image.image_id)) if cfg.get("image_dir") else None
-    results = [answer(ckpt, image, q, top_k=max(int(cfg.top_k), 1)) for q in questions]
+    results = [answer(ckpt, image, q, top_k=top_k) for q in questions]
     out = cfg.get("out") or Path(cfg.paths.output_dir) / f"attention_{image.image_id}.png"
-    return render(image, results, out, pixels=pixels, top_k=int(cfg.top_k))
+    return render(image, results, out, pixels=pixels, top_k=top_k)
 
 
 @entry_point("visualize")

@@ -15,6 +15,7 @@ failure beside the finished runs.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -27,6 +28,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from butd.config.output import quiet_libraries, whole_lines
 from butd.errors import UserError
@@ -49,12 +51,35 @@ def job_dir() -> Path:
 
 
 def user_error(err: BaseException) -> UserError | None:
-    """The UserError behind `err`, also when Hydra's `instantiate` wrapped it."""
+    """The UserError behind `err`, also when Hydra's `instantiate` wrapped it; a mandatory value
+    (`???`) the command did not give, and a write the file system refused (read-only, no
+    permission), are users' mistakes too, said in one line."""
     while err is not None:
         if isinstance(err, UserError):
             return err
+        if isinstance(err, MissingMandatoryValue):
+            key = err.full_key or "a value"
+            return UserError(f"{key} is required; give {key}=VALUE on the command line")
+        refused = _refused_write(err)
+        if refused:
+            return UserError(refused)
         err = err.__cause__
     return None
+
+
+#: errno values of a write the file system refuses: permission (EACCES, EPERM), read-only (EROFS)
+_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _refused_write(err: BaseException) -> str | None:
+    """One line for an OSError that a permission or a read-only file system caused, else None."""
+    if not isinstance(err, OSError) or err.errno not in _REFUSED:
+        return None
+    where = err.filename or "a file"
+    return (
+        f"cannot open {where}: {err.strerror}. Point the command at folders it may read and "
+        "write (paths.data_dir, paths.log_dir, data.cache_dir), or fix that folder's permissions"
+    )
 
 
 def record_failure(err: BaseException, folder: Path | None = None, *, quiet: bool = False) -> Path:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from butd.config.plain import refuse_interpolations
 from butd.errors import ConfigError
 
 T = TypeVar("T")
@@ -22,6 +23,10 @@ def to_typed(schema: type[T], node: DictConfig | Mapping[str, Any], section: str
     """
     if isinstance(node, DictConfig):
         node = OmegaConf.to_container(node, resolve=True)
+    else:
+        # a plain mapping is data (a checkpoint's hyper-parameters, a file's section): merged into a
+        # structured config, a `${...}` in it would become an interpolation and be resolved
+        refuse_interpolations(node, source=f"the {section} config", key=section)
     try:
         typed = OmegaConf.merge(OmegaConf.structured(schema), dict(node))
         return OmegaConf.to_object(typed)  # type: ignore[return-value]

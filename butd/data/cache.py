@@ -33,6 +33,7 @@ import numpy as np
 
 from butd.config.data import VG, DataConfig
 from butd.data.fingerprint import changed
+from butd.data.integrity import CacheIntegrityError, check_cache_files, check_manifest
 from butd.data.text import Vocabulary
 from butd.errors import UserError
 from butd.preparation.sources import describe_missing
@@ -207,12 +208,20 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
             lines.append("The raw files are present; build the cache with:")
         lines.append(f"  {prepare_command(cfg)}")
         raise CacheError("\n".join(lines))
+    rebuild = f"Rebuild it with `{prepare_command(cfg)} force=true`."
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CacheError(
             f"{manifest_path} is not valid JSON ({err}); rebuild with `{prepare_command(cfg)} force=true`"
         ) from err
+    try:
+        check_manifest(manifest, manifest_path, rebuild)
+    except CacheIntegrityError as err:
+        if isinstance(manifest, dict) and manifest.get("format_version") != CACHE_FORMAT_VERSION:
+            pass  # an older format: the version's message below says what to do
+        else:
+            raise CacheError(str(err)) from None
     version = manifest.get("format_version")
     if version != CACHE_FORMAT_VERSION:
         raise CacheError(
@@ -267,7 +276,50 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
                 f"is truncated or was replaced (an interrupted copy, a full disk?). Rebuild with "
                 f"`{prepare_command(cfg)} force=true`."
             )
+    check_small_files(root, manifest, rebuild)
+    linked = Path(cfg.features_from) if "features_from" in manifest and cfg.features_from else None
+    try:
+        check_cache_files(root, manifest, linked_from=linked, rebuild=rebuild)
+    except CacheIntegrityError as err:
+        raise CacheError(str(err)) from None
     return CacheInfo(root=root, manifest=manifest)
+
+
+def check_small_files(root: Path, manifest: dict[str, Any], rebuild: str) -> None:
+    """The vocabulary, answer list and GloVe matrix agree with the manifest's counts (the matrix is
+    mapped, not read: a shape larger than its file is refused without allocating it)."""
+    counts = manifest["counts"]
+    try:
+        answers = json.loads((root / ANSWERS).read_text(encoding="utf-8"))
+        words = json.loads((root / VOCAB).read_text(encoding="utf-8"))
+        glove = np.load(root / GLOVE, mmap_mode="r")  # the header only: a crafted shape maps nothing
+        shape, dtype = glove.shape, glove.dtype
+        del glove
+    except (ValueError, OSError) as err:
+        raise CacheError(f"the cache at {root} has a damaged file ({err}). {rebuild}") from None
+    if (
+        not isinstance(answers, list)
+        or len(answers) != counts["num_answers"]
+        or not all(isinstance(a, str) for a in answers)
+    ):
+        raise CacheError(
+            f"{root / ANSWERS} does not list the {counts['num_answers']} answers of the manifest. {rebuild}"
+        )
+    listed = words.get("words") if isinstance(words, dict) else None
+    if (
+        not isinstance(listed, list)
+        or len(listed) != counts["ntoken"]
+        or not all(isinstance(w, str) for w in listed)
+    ):
+        raise CacheError(
+            f"{root / VOCAB} does not list the {counts['ntoken']} words of the manifest. {rebuild}"
+        )
+    emb_dim = manifest["settings"].get("emb_dim")
+    if shape != (counts["ntoken"], emb_dim) or dtype.kind != "f":
+        raise CacheError(
+            f"{root / GLOVE} holds a {dtype} array of shape {shape}, not the [{counts['ntoken']}, {emb_dim}] "
+            f"word vectors of the manifest. {rebuild}"
+        )
 
 
 def check_sources(cfg: DataConfig, manifest: dict[str, Any]) -> None:
@@ -303,11 +355,17 @@ def _link_changed(source: Path, record: dict[str, Any]) -> str | None:
     manifest = source / MANIFEST
     if not manifest.is_file():
         return f"{manifest} does not exist"
-    created = json.loads(manifest.read_text(encoding="utf-8")).get("created")
+    try:
+        record_there = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        return f"{manifest} is not valid JSON ({err})"
+    created = record_there.get("created") if isinstance(record_there, dict) else None
     if created != record.get("created"):
         return f"it was rebuilt ({created}; the link was made to the one of {record.get('created')})"
     for name, was in record.get("files", {}).items():
         path = source / name
+        if not isinstance(was, dict) or not {"size", "mtime_ns"} <= set(was):
+            return f"the link's record of {name} is damaged"
         if not path.is_file():
             return f"{path} is missing"
         stat = path.stat()
@@ -320,7 +378,13 @@ def check_linked(cfg: DataConfig, record: dict[str, Any]) -> None:
     """Refuse a linked cache (`data.features_from`) whose feature source is gone, was rebuilt or
     changed since the link was made: HDF5 would read a missing source as NaN, a rebuilt one as
     other images' boxes (`butd.preparation.linked`)."""
-    source = Path(cfg.features_from or record["cache"])
+    if cfg.features_from is None:  # the source comes from the command, never from the file
+        raise CacheError(
+            f"the cache at {cfg.cache_path} reads its features from another cache, and data={cfg.name} "
+            f"does not say which (data.features_from is null). Rebuild it with "
+            f"`{prepare_command(cfg)} force=true`"
+        )
+    source = Path(cfg.features_from)
     why = _link_changed(source, record)
     if why:
         raise CacheError(

@@ -25,7 +25,7 @@ from butd.data.cache import CacheInfo, load_cache
 from butd.data.datamodule import VQABatches
 from butd.data.splits import box_ranges
 from butd.data.text import DEFAULT_MAX_LEN, tokenize
-from butd.errors import UserError
+from butd.errors import ConfigError, UserError
 from butd.evaluation.checkpoint import Alignment, Checkpoint, align, data_config, load_checkpoint
 from butd.models import BUTDModel
 from butd.preparation.build import ensure_prepared
@@ -102,6 +102,17 @@ class ImageRecord:
     boxes: np.ndarray
     width: float
     height: float
+
+
+def image_id_arg(value: Any) -> int:
+    """The `image_id=` of the command as an integer, or a ConfigError naming it."""
+    bad = ConfigError(f"image_id={value!r} is invalid; expected an image id, an integer such as 42")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise bad
+    try:
+        return int(value)
+    except ValueError:
+        raise bad from None
 
 
 def find_image(info: CacheInfo, image_id: int, split: str | None = None) -> ImageRecord:
@@ -240,7 +251,8 @@ def run_split(
     for note in alignment.notes:
         log.info("%s", note)
     # the features as the model was trained on them: the checkpoint's setting, else the config's
-    norm = (ckpt.data_config or {}).get("normalize_features", data.normalize_features)
+    saved = (ckpt.data_config or {}).get("normalize_features")
+    norm = saved if isinstance(saved, bool) else data.normalize_features
     dataset = VQABatches(info.split_path(split), num_answers=info.num_answers, normalize_features=norm)
     loader = split_loader(dataset, batch_size=data.batch_size, num_workers=data.num_workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[])

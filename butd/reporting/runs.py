@@ -5,7 +5,9 @@ A run folder is one that Hydra recorded: it holds `.hydra/overrides.yaml`. Its s
 - `finished`: `metrics.json` with a best `val/score` (written at the end of a fit);
 - `failed`: `failure.json` (a multirun job that raised; see `butd.config.entry`);
 - `unfinished`: neither, e.g. still running or killed; the CSV log says how far it got;
-- `unreadable`: a record that cannot be read (damaged JSON or YAML); listed with its path;
+- `unreadable`: a record that cannot be read (damaged JSON or YAML), or that holds what butd never
+  writes (a score that is not a finite number, a value shaped like an interpolation); listed with
+  its path and why;
 - `resumed`: a run that a later run resumed (`ckpt_path=...`): the later run's `metrics.json`
   names it in its `lineage` and holds its epochs, so the two count as one run.
 """
@@ -14,16 +16,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
 
 from butd.config.convergence import ConvergenceRule
 from butd.config.naming import clean_overrides, split_override
+from butd.config.plain import looks_like_interpolation
 
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 CONFIG = Path(".hydra") / "config.yaml"
@@ -42,6 +45,9 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     #: why a run is not finished: the error, or how far its CSV log got
     detail: str = ""
+    #: the composed config's seed (`.hydra/config.yaml`), read as plain data
+    config_seed: str | None = None
+    #: the composed config (`.hydra/config.yaml`) as plain data, read once (`setting`)
     _config: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -55,11 +61,7 @@ class Run:
             key, value = split_override(item)
             if key == "seed":
                 return value
-        config = self.path / CONFIG
-        if config.is_file():
-            seed = OmegaConf.load(config).get("seed")
-            return None if seed is None else str(seed)
-        return None
+        return self.config_seed
 
     def best_row(self) -> dict[str, Any]:
         """The history row of the best epoch (where per-epoch metrics such as accuracy live)."""
@@ -94,7 +96,7 @@ class Run:
         it is resolved), e.g. `trainer.max_epochs`; None where absent."""
         if self._config is None:
             config = self.path / CONFIG
-            loaded = yaml.safe_load(config.read_text()) if config.is_file() else None
+            loaded = _yaml(config) if config.is_file() else None
             self._config = loaded if isinstance(loaded, dict) else {}
         node: Any = self._config
         for part in dotted.split("."):
@@ -138,8 +140,29 @@ def read_run(path: Path) -> Run:
         return Run(path, [], "unreadable", detail=f"cannot read its record: {err}")
 
 
+def _yaml(path: Path) -> Any:
+    """A YAML file as plain data (never an OmegaConf node: nothing in it is resolved)."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
 def _read_run(path: Path) -> Run:
-    overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(path / OVERRIDES)) or []]
+    run = _read_records(path)
+    config = path / CONFIG
+    if config.is_file():
+        composed = _yaml(config)
+        run._config = composed if isinstance(composed, dict) else {}
+        seed = run._config.get("seed")
+        if isinstance(seed, str) and looks_like_interpolation(seed):
+            raise ValueError(f"{config}: seed={seed!r} looks like an interpolation; run records are data")
+        run.config_seed = None if seed is None else str(seed)
+    return run
+
+
+def _read_records(path: Path) -> Run:
+    listed = _yaml(path / OVERRIDES) or []
+    if not isinstance(listed, list):
+        raise ValueError(f"{path / OVERRIDES} holds a {type(listed).__name__}, not a list of overrides")
+    overrides = [str(o) for o in listed]
     failure = path / FAILURE
     if failure.is_file():
         record = _json(failure)
@@ -149,10 +172,47 @@ def _read_run(path: Path) -> Run:
     metrics_file = path / METRICS
     if metrics_file.is_file():
         metrics = _json(metrics_file)
+        _check_metrics(metrics, metrics_file)
         if metrics.get("val/score") is not None:
             return Run(path, overrides, "finished", metrics=metrics)
         return Run(path, overrides, "unfinished", metrics=metrics, detail="metrics.json has no val/score")
     return Run(path, overrides, "unfinished", detail=_csv_progress(path))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
+    """The values a report computes with are numbers, as butd writes them, and the scores it
+    averages (`val/*`, `test/*`, at the top level and in each epoch's row) finite: a NaN or an
+    infinity there would reach `statistics`. Anything else is a ValueError naming the file and key,
+    and the run is listed as unreadable."""
+
+    def check(key: Any, value: Any, where: str) -> None:
+        if value is None or not isinstance(key, str):
+            return
+        if not _number(value) or (key.startswith(("val/", "test/")) and not math.isfinite(value)):
+            raise ValueError(f"{path}: {where}{key}={value!r} is not a finite number")
+
+    for key, value in metrics.items():
+        if isinstance(key, str) and key.startswith(("val/", "test/", "train/")):
+            check(key, value, "")
+    for key in ("best_epoch", "epoch", "num_parameters"):
+        value = metrics.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f"{path}: {key}={value!r} is not an integer")
+    history = metrics.get("history") or []
+    lineage = metrics.get("lineage") or []
+    if not isinstance(history, list) or not isinstance(lineage, list):
+        raise ValueError(f"{path}: history and lineage must be lists")
+    if not all(isinstance(d, str) for d in lineage):
+        raise ValueError(f"{path}: lineage holds something other than folder names")
+    for i, row in enumerate(history):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: history[{i}] is not an epoch's record")
+        for key, value in row.items():
+            check(key, value, f"history[{i}].")
 
 
 def _json(path: Path) -> dict[str, Any]:

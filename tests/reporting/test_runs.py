@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from butd.report import main
 from butd.reporting.runs import group_runs, read_runs
 from tests.reporting.test_tables import make_run
@@ -41,3 +43,39 @@ def test_an_unreadable_record_is_listed_with_its_path_and_the_report_goes_on(tmp
     assert f"`{broken}` | unreadable | {reason}" in out
     assert f"`{damaged}` | unreadable | cannot read its record:" in out
     assert "unreadable" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_record_butd_never_writes_is_unreadable_and_the_report_goes_on(tmp_path):
+    """NaN, Infinity or a string as a score, and a seed shaped like an interpolation: each run is
+    listed as unreadable with its path and why, the others are tabled (the real command, run as a
+    user runs it; `${oc.env:...}` in a run folder is never resolved)."""
+    import os
+    import subprocess
+    import sys
+
+    sweep = tmp_path / "sweep"
+    for i, seed in enumerate((1, 2)):
+        make_run(sweep, f"{i}_ok", ["model.activation=relu", f"seed={seed}"], [70.0, 80.0 + i])
+    bad = {}
+    for i, value in enumerate(("NaN", "Infinity", '"abc"'), start=2):
+        run = make_run(sweep, f"{i}_bad", ["model.activation=relu", f"seed={i + 1}"], [70.0, 82.0])
+        text = (run / "metrics.json").read_text()
+        (run / "metrics.json").write_text(text.replace('"val/score": 82.0', f'"val/score": {value}', 1))
+        bad[run] = value
+    seeded = make_run(sweep, "5_env", ["model.activation=relu"], [70.0, 83.0])
+    (seeded / ".hydra" / "config.yaml").write_text("seed: ${oc.env:BUTD_TEST_SECRET}\n")
+
+    env = {**os.environ, "BUTD_TEST_SECRET": "s3cr3t-4217"}
+    done = subprocess.run([sys.executable, "-m", "butd.report", str(sweep), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "80.50 ± 0.71" in done.stdout  # the two readable runs, mean and std
+    for run in bad:
+        assert f"`{run}` | unreadable | cannot read its record: {run / 'metrics.json'}" in done.stdout
+    assert (
+        f"`{seeded}` | unreadable | cannot read its record: {seeded / '.hydra' / 'config.yaml'}: seed="
+        in done.stdout
+    )
+    written = "".join(p.read_text(errors="replace") for p in (tmp_path / "r").glob("report.*"))
+    assert "s3cr3t-4217" not in done.stdout + done.stderr + written

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -253,6 +254,8 @@ def test_resumed_run_keeps_the_best_score_of_the_earlier_folder(tmp_path):
         "last_model_path": "",
     }
     cb = RunCheckpoint(dirpath=str(new_dir), monitor="val/score", mode="max", save_top_k=1)
+    # Lightning tells the callbacks which file it resumes (trainer.ckpt_path), then gives the state
+    cb.on_load_checkpoint(SimpleNamespace(ckpt_path=str(old_dir / "last.ckpt")), None, {})
     cb.load_state_dict(state)
     new_best = new_dir / old_best.name
     assert cb.best_model_path == str(new_best) and float(cb.best_model_score) == 80.0
