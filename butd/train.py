@@ -105,8 +105,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from butd.data.locks import cache_lock
     from butd.training.callbacks import MetricsJSON
     from butd.training.checkpoints import choose_resume, resolve_ckpt_path, trainer_setup
+    from butd.training.machine import describe, machine_line
     from butd.training.signals import InterruptCheckpoint, interrupted
 
+    machine = describe(accelerator=str(cfg.trainer.get("accelerator")), devices=cfg.trainer.get("devices"))
+    log.info("%s", machine_line(machine))
     warning = selection_warning(data_cfg)
     if warning:
         log.warning(warning)
@@ -118,7 +121,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not requeued:  # a missing file, or no last.ckpt for the task, is said before data is read
         resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
     module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg, debias_cfg=debias_cfg)
-    log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
+    log.info("model: %s; %s parameters", module.model_cfg.summary(), f"{module.num_parameters:,}")
     if not requeued:  # checked against the command and the cache before Lightning loads it
         ckpt_path = choose_resume(
             cfg.ckpt_path,
@@ -138,13 +141,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["num_parameters"] = module.num_parameters
+    hparams["machine"] = machine
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
 
+    record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
+    if record is not None:
+        record.machine = machine
     failed = True
     try:
         with cache_lock(datamodule.info.root, exclusive=False):  # no prepare rewrites it meanwhile
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # while the W&B run is still open: its test/* go to W&B as well as to metrics.json
+        extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
         failed = False
     except torch.OutOfMemoryError as err:
         raise UserError(out_of_memory_advice(cfg, datamodule, module, err)) from err
@@ -169,9 +178,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(stop.exit_code()) from None
     finally:
         _finish_wandb(trainer, exit_code=int(failed))
-    record = next((c for c in callbacks if isinstance(c, MetricsJSON)), None)
     summary = record.summary(module) if record is not None else {}
-    extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
     if extra and record is not None and not trainer.fast_dev_run:
         record.add(extra)
     report_written(written_files(trainer, record))
@@ -207,9 +214,10 @@ def evaluate_test_split(
     out.update({k: float(v) for k, v in (results[0] if results else {}).items()})
     out["test_checkpoint"] = best or "the final weights"
     log.info(
-        "test split %s: %s",
+        "test split %s, with %s: %s",
         data_cfg.test_split,
-        ", ".join(f"{k} {v:.2f}" for k, v in out.items() if k.startswith("test/")),
+        Path(best).name if best else "the final weights",
+        ", ".join(f"{k.removeprefix('test/')} {v:.2f}" for k, v in out.items() if k.startswith("test/")),
     )
     return out
 

@@ -29,9 +29,10 @@ class MetricsJSON(pl.Callback):
     """Keeps a per-epoch history and writes `metrics.json` in the run folder at the end of fit.
 
     `metrics.json` holds the best `val/score`, the `val/upper_bound` of that epoch, the
-    last completed epoch (0-based, as Lightning counts), the parameter count and the
-    history. The history is part of the callback's checkpoint state, so a resumed run
-    still reports the epochs before the interruption.
+    last completed epoch (0-based, as Lightning counts), the parameter count, the machine
+    (`machine`: CPU, torch's threads, device, torch and CUDA versions) and the history. The
+    history is part of the callback's checkpoint state, so a resumed run still reports the
+    epochs before the interruption.
     """
 
     def __init__(self, *, dirpath: str, monitor: str = "val/score") -> None:
@@ -42,6 +43,8 @@ class MetricsJSON(pl.Callback):
         #: predecessors' through the checkpoint, so `butd.report` counts them as one run
         self.lineage: list[str] = [str(self.path.parent.resolve())]
         self._epoch_started = time.time()
+        #: the machine of the run (`butd.training.machine.describe`), set by `butd.train`
+        self.machine: dict[str, Any] | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.time()
@@ -64,6 +67,7 @@ class MetricsJSON(pl.Callback):
             "best_epoch": best.get("epoch"),
             "epoch": self.history[-1]["epoch"] if self.history else None,
             "num_parameters": getattr(pl_module, "num_parameters", None),
+            "machine": self.machine,
             "lineage": self.lineage,
             "history": self.history,
         }
