@@ -15,7 +15,8 @@ from butd.reporting.runs import RunGroup  # noqa: E402
 
 
 def _curve(config: RunGroup, key: str) -> tuple[list[int], list[float], list[float], list[float]]:
-    """Epochs (1-based), mean, min and max over the configuration's runs of `key` per epoch."""
+    """Epochs (0-based, as in checkpoint names, logs and metrics.json), mean, min and max over the
+    configuration's runs of `key` per epoch."""
     by_epoch: dict[int, list[float]] = {}
     for run in config.runs:
         for row in run.history:
@@ -24,7 +25,7 @@ def _curve(config: RunGroup, key: str) -> tuple[list[int], list[float], list[flo
     epochs = sorted(by_epoch)
     values = [by_epoch[e] for e in epochs]
     return (
-        [e + 1 for e in epochs],
+        epochs,
         [statistics.fmean(v) for v in values],
         [min(v) for v in values],
         [max(v) for v in values],
@@ -34,17 +35,17 @@ def _curve(config: RunGroup, key: str) -> tuple[list[int], list[float], list[flo
 def plot_curves(configs: list[RunGroup], labels: list[str], path: Path, *, title: str) -> None:
     """val/score per epoch: the mean over seeds as a line, the range over seeds shaded."""
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    last = 1
+    last = 0
     for config, name in zip(configs, labels, strict=True):
         epochs, mean, low, high = _curve(config, "val/score")
         last = max([last, *epochs])
         (line,) = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{name} (n={len(config.runs)})")
         if len(config.runs) > 1:
             ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("epoch")
-    ax.set_xlim(0.5, last + 0.5)  # whole epochs, also for a one-epoch sweep
-    if last <= 20:
-        ax.set_xticks(range(1, last + 1))
+    ax.set_xlabel("epoch (0-based, as in checkpoint names and metrics.json)")
+    ax.set_xlim(-0.5, last + 0.5)  # whole epochs, also for a one-epoch sweep
+    if last < 20:
+        ax.set_xticks(range(0, last + 1))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("val/score (%)")
