@@ -105,6 +105,8 @@ def check_question_args(cfg: DictConfig) -> None:
 
 
 def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
+    """The top answers; the table is as wide as its title and caption, which Rich would otherwise
+    wrap at the width of the three columns."""
     table = Table(title=f"image {image_id} ({split}): {result.question}")
     table.add_column("#", justify="right")
     table.add_column("answer")
@@ -116,6 +118,7 @@ def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
         if result.output == "softmax"
         else "probability: sigmoid of the logit (trained per answer with BCE)"
     )
+    table.min_width = max(len(str(table.title)), len(str(table.caption)))
     return table
 
 
