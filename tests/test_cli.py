@@ -172,7 +172,8 @@ def test_quickstart_cp_with_the_default_loggers_tests_and_logs_whole_lines(tmp_p
 
     from tests.test_sweep_cli import _wandb
 
-    data = [o for o in TINY_DATA if o != "data=synthetic"]
+    # batches of 8: more batches than log_every_n_steps, or Lightning warns (on a tiny set only)
+    data = [o for o in TINY_DATA if o not in ("data=synthetic", "data.batch_size=16")] + ["data.batch_size=8"]
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "WANDB_SILENT", "WANDB_QUIET")}
     args = ["experiment=quickstart_cp", "debias=gge", *data, "trainer.max_epochs=2"]
     args += [f"paths.log_dir={tmp_path / 'o'}", "paths.data_dir=d"]
@@ -203,7 +204,9 @@ def test_quickstart_cp_with_the_default_loggers_tests_and_logs_whole_lines(tmp_p
     )
     for name, content in (("the output", text), ("train.log", (folder / "train.log").read_text())):
         assert "\r" not in content and "\x1b" not in content, name  # no progress-bar frames
-        assert max(map(len, content.splitlines())) <= 200, name
+        # measured as in a checkout at /home/user/butd (pytest's folder is ~60 characters longer)
+        widths = [len(line.replace(str(tmp_path), "/home/user/butd")) for line in content.splitlines()]
+        assert max(widths) <= 200, name
         assert re.findall(r"\bepoch (\d+/\d+): train/", content) == ["0/1", "1/1"], name
         assert "wandb:" not in content, name  # no banner without verbose=true
 
