@@ -70,7 +70,12 @@ def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
     ckpt, data, info = open_checkpoint_and_cache(cfg)
     image = find_image(info, int(cfg.image_id))
     result = answer(ckpt, image, str(cfg.question), top_k=int(cfg.top_k))
-    console.print(answer_table(result, image_id=image.image_id, split=image.split))
+    table = answer_table(result, image_id=image.image_id, split=image.split)
+    # title and caption on lines of their own: Rich wraps them at the width of the three columns
+    heading, table.title, table.caption = (table.title, table.caption), None, None
+    console.print(str(heading[0]), markup=False, soft_wrap=True)
+    console.print(table)
+    console.print(str(heading[1]), markup=False, soft_wrap=True)
     words, max_len = tokenize(result.question), max_question_len(ckpt)
     if len(words) > max_len:
         console.print(
@@ -105,8 +110,8 @@ def check_question_args(cfg: DictConfig) -> None:
 
 
 def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
-    """The top answers; the table is as wide as its title and caption, which Rich would otherwise
-    wrap at the width of the three columns."""
+    """The top answers, titled with the image and question, captioned with what the
+    probabilities are."""
     table = Table(title=f"image {image_id} ({split}): {result.question}")
     table.add_column("#", justify="right")
     table.add_column("answer")
@@ -118,7 +123,6 @@ def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
         if result.output == "softmax"
         else "probability: sigmoid of the logit (trained per answer with BCE)"
     )
-    table.min_width = max(len(str(table.title)), len(str(table.caption)))
     return table
 
 
