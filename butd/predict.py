@@ -78,7 +78,12 @@ def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
     ckpt, data, info = open_checkpoint_and_cache(cfg)
     image = find_image(info, image_id)
     result = answer(ckpt, image, str(cfg.question), top_k=int(cfg.top_k))
-    console.print(answer_table(result, image_id=image.image_id, split=image.split))
+    table = answer_table(result, image_id=image.image_id, split=image.split)
+    # title and caption on lines of their own: Rich wraps them at the width of the three columns
+    heading, table.title, table.caption = (table.title, table.caption), None, None
+    console.print(str(heading[0]), markup=False, soft_wrap=True)
+    console.print(table)
+    console.print(str(heading[1]), markup=False, soft_wrap=True)
     words, max_len = tokenize(result.question), max_question_len(ckpt)
     if len(words) > max_len:
         console.print(
@@ -113,6 +118,8 @@ def check_question_args(cfg: DictConfig) -> None:
 
 
 def answer_table(result: Answer, *, image_id: int, split: str) -> Table:
+    """The top answers, titled with the image and question, captioned with what the
+    probabilities are."""
     table = Table(title=f"image {image_id} ({split}): {result.question}")
     table.add_column("#", justify="right")
     table.add_column("answer")

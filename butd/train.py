@@ -117,8 +117,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         resolve_ckpt_path,
         trainer_setup,
     )
+    from butd.training.machine import describe, machine_line
     from butd.training.signals import InterruptCheckpoint, interrupted
 
+    machine = describe(accelerator=str(cfg.trainer.get("accelerator")), devices=cfg.trainer.get("devices"))
+    log.info("%s", machine_line(machine))
     warning = selection_warning(data_cfg)
     if warning:
         log.warning(warning)
@@ -132,7 +135,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not requeued:  # a missing file, or no last.ckpt for the task, is said before data is read
         resolve_ckpt_path(cfg.ckpt_path, log_dir=cfg.paths.log_dir, task_name=cfg.task_name)
     module, datamodule = build(cfg, data_cfg=data_cfg, model_cfg=model_cfg, debias_cfg=debias_cfg)
-    log.info("model: %s, %s parameters", module.model_cfg, f"{module.num_parameters:,}")
+    log.info("model: %s; %s parameters", module.model_cfg.summary(), f"{module.num_parameters:,}")
     if not requeued:  # checked against the command and the cache before Lightning loads it
         ckpt_path = choose_resume(
             cfg.ckpt_path,
@@ -162,9 +165,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     hparams = OmegaConf.to_container(cfg, resolve=True)
     hparams["num_parameters"] = module.num_parameters
+    hparams["machine"] = machine
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
 
+    if record is not None:
+        record.machine = machine
     failed = True
     summary: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -174,6 +180,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         with read_locks(datamodule.info, data_cfg):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             summary = record.summary(module) if record is not None else {}
+            # while the W&B run is still open: its test/* go to W&B as well as to metrics.json
             extra = evaluate_test_split(trainer, module, datamodule, data_cfg)
         failed = False
     except torch.OutOfMemoryError as err:
@@ -236,9 +243,10 @@ def evaluate_test_split(
     out.update({k: float(v) for k, v in (results[0] if results else {}).items()})
     out["test_checkpoint"] = best or "the final weights"
     log.info(
-        "test split %s: %s",
+        "test split %s, with %s: %s",
         data_cfg.test_split,
-        ", ".join(f"{k} {v:.2f}" for k, v in out.items() if k.startswith("test/")),
+        Path(best).name if best else "the final weights",
+        ", ".join(f"{k.removeprefix('test/')} {v:.2f}" for k, v in out.items() if k.startswith("test/")),
     )
     return out
 

@@ -156,7 +156,9 @@ def tests(tests_dir: Path) -> str:
             f"python -m pytest -q                  # everything, on CPU ({everything} tests)",
             f'python -m pytest -q -m "not slow"    # the fast tier for development ({fast} tests)',
             "```",
-            f"Counted on {dt.date.today().isoformat()} by `scripts/readme_figures.py`.",
+            f"Counted on {dt.date.today().isoformat()} by `scripts/readme_figures.py`. In a clone one "
+            "fast test is skipped: the one that compares `tests/golden` with the copy it was made "
+            "from, which only the development machines keep (`../shared/golden`).",
         ]
     )
 

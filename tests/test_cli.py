@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,22 @@ def test_a_config_error_answers_before_torch_loads_and_leaves_a_failed_run(tmp_p
     assert failed.status == "failed" and "model.activation='swish' is invalid" in failed.detail
 
 
+def test_a_mistyped_key_gets_the_closest_option_in_one_line_before_torch_loads(tmp_path):
+    args = ["-X", "importtime", "-m", "butd.train", "model.activaton=relu", f"paths.log_dir={tmp_path}"]
+    run = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1
+    said = [line for line in (run.stdout + run.stderr).splitlines() if "|" not in line]
+    assert said == ["error: model.activaton is not a model option; did you mean model.activation?"]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert "hydra" in imported and not imported & {"torch", "pytorch_lightning", "lightning_fabric"}
+    group = _run(["butd.train", "model=concatt", f"paths.log_dir={tmp_path}"], tmp_path)
+    assert group.returncode == 1 and group.stdout == ""
+    assert group.stderr.splitlines() == [
+        "error: model=concatt is not a model option (concat, newatt, paper, question_only); "
+        "did you mean model=concat?"
+    ]
+
+
 def test_a_piped_run_is_quiet_and_names_its_files_on_whole_lines(tiny_data_dir, tmp_path):
     logs = tmp_path / ("a_folder_name_long_enough_that_an_80_column_wrap_would_cut_every_path_in_it_" * 2)
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "WANDB_SILENT", "WANDB_QUIET")}
@@ -131,18 +148,67 @@ def test_a_piped_run_is_quiet_and_names_its_files_on_whole_lines(tiny_data_dir, 
     lines = run.stdout.splitlines()
     for path in (out / "metrics.json", out / "checkpoints" / "last.ckpt", out / "csv"):
         assert any(line.endswith(f"wrote {path.resolve()}") for line in lines), path
-    # the progress bar (refreshed every log_every_n_steps) ends the epoch on one unwrapped line
-    # holding the epoch's metrics
-    bars = [line for line in lines if line.startswith("Epoch 0: 100%")]
-    assert bars and "val/score=" in bars[-1] and bars[-1].rstrip().endswith("]"), bars[-1:]
+    # in a pipe no bars: the epoch's metrics on one line
+    assert "\r" not in output and "Epoch 0:" not in output
+    (epoch,) = [line for line in lines if line.startswith("epoch 0/0: ")]
+    assert "val/score " in epoch and epoch.endswith(" s)"), epoch
 
     # verbose=true brings the libraries' own lines back
+    short = ["trainer.max_epochs=1", "++trainer.limit_train_batches=1", "++trainer.limit_val_batches=1"]
     verbose = subprocess.run(
-        [sys.executable, "-m", "butd.train", *args, "debug=fdr", "verbose=true", f"paths.log_dir={logs}"],
+        [sys.executable, "-m", "butd.train", *args, *short, "verbose=true", f"paths.log_dir={logs}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert "GPU available" in verbose.stdout + verbose.stderr
+    assert "wandb: W&B syncing is set to `offline`" in verbose.stderr  # W&B's banner
+
+
+def test_quickstart_cp_with_the_default_loggers_tests_and_logs_whole_lines(tmp_path):
+    """The README's `experiment=quickstart_cp debias=gge` with the default loggers (CSV and W&B
+    offline), its output going to a file as in a SLURM log: test/* in metrics.json and in W&B,
+    the machine recorded and said first, and whole lines only, in that file and in train.log."""
+    import torch
+
+    from tests.test_sweep_cli import _wandb
+
+    # batches of 8: more batches than log_every_n_steps, or Lightning warns (on a tiny set only)
+    data = [o for o in TINY_DATA if o not in ("data=synthetic", "data.batch_size=16")] + ["data.batch_size=8"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "WANDB_SILENT", "WANDB_QUIET")}
+    args = ["experiment=quickstart_cp", "debias=gge", *data, "trainer.max_epochs=2"]
+    args += [f"paths.log_dir={tmp_path / 'o'}", "paths.data_dir=d"]
+    log = tmp_path / "slurm-1234.out"
+    with log.open("w") as out:
+        run = subprocess.run(
+            [sys.executable, "-m", "butd.train", *args],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=600,
+        )  # fmt: skip
+    text = log.read_text()
+    assert run.returncode == 0, text[-3000:]
+    (folder,) = (tmp_path / "o" / "quickstart_cp" / "runs").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {"test/score", "test/vqa_acc", "test/vqa_acc/yes_no"} <= set(metrics)
+    machine = metrics["machine"]
+    assert machine["cpu"] and machine["device"] == "cpu" and machine["torch"] == torch.__version__
+    assert machine["torch_threads"] >= 1 and machine["cpu_cores"] == os.cpu_count()
+    (wandb_run,) = (folder / "wandb").glob("offline-run-*")
+    record = json.loads(_wandb(wandb_run, "--summary", "--json"))
+    assert record["state"] == "finished" and record["exit_code"] == 0
+    assert record["summary"]["test/score"] == pytest.approx(metrics["test/score"])
+    assert record["config"]["machine"] == machine
+
+    lines = text.splitlines()
+    assert lines[0] == (
+        f"machine: {machine['cpu']} ({machine['cpu_cores']} cores), torch {machine['torch']} with "
+        f"{machine['torch_threads']} threads, CUDA {machine['cuda'] or 'none'}, device cpu"
+    )
+    for name, content in (("the output", text), ("train.log", (folder / "train.log").read_text())):
+        assert "\r" not in content and "\x1b" not in content, name  # no progress-bar frames
+        # measured as in a checkout at /home/user/butd (pytest's folder is ~60 characters longer)
+        widths = [len(line.replace(str(tmp_path), "/home/user/butd")) for line in content.splitlines()]
+        assert max(widths) <= 200, name
+        assert re.findall(r"\bepoch (\d+/\d+): train/", content) == ["0/1", "1/1"], name
+        assert "wandb:" not in content, name  # no banner without verbose=true
 
 
 def test_compile_without_a_compiler_says_so_and_offers_eager(tiny_data_dir, tmp_path):

@@ -19,7 +19,8 @@ def test_golden_folder_is_in_the_repository(golden_dir):
 def test_golden_copy_is_identical_to_shared_golden(golden_dir):
     if not SHARED_GOLDEN_DIR.is_dir():
         pytest.skip(
-            f"no shared/golden beside the checkout ({SHARED_GOLDEN_DIR}) to compare with tests/golden"
+            "tests/golden is compared with the copy it was made from only on the development "
+            "machines, which keep it beside the checkout (../shared/golden); a clone has none"
         )
     ours, shared = _files(golden_dir), _files(SHARED_GOLDEN_DIR)
     assert ours == shared, "tests/golden and shared/golden hold different file names"

@@ -105,7 +105,10 @@ def test_a_crashing_job_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_data_di
 def test_a_sweep_over_an_unknown_key_stops_before_any_job(tmp_path):
     out = _run(["butd.train", "-m", "experiment=quickstart", "model.nonexistent=1,2"], tmp_path)
     assert out.returncode == 1
-    assert "Could not override 'model.nonexistent'" in out.stderr
+    assert out.stderr.splitlines() == [
+        "error: model.nonexistent is not a model option; "
+        "`python -m butd.train --cfg job --package model` lists them"
+    ]
     assert not list((tmp_path / "outputs").glob("**/.hydra")), "no job may have started"
 
 

@@ -15,10 +15,12 @@ failure beside the finished runs.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import functools
 import json
 import logging
+import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +109,59 @@ def record_failure(err: BaseException, folder: Path | None = None, *, quiet: boo
     return path
 
 
+def _closest(word: str, options: list[str]) -> list[str]:
+    """The option most like `word` (difflib), and a second one only when it is about as close."""
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, word, o).ratio(), o) for o in options), key=lambda x: -x[0]
+    )
+    return [o for r, o in scored[:2] if r >= 0.6 and r >= scored[0][0] - 0.05]
+
+
+def _from_composition(err: BaseException) -> bool:
+    """Whether Hydra or OmegaConf raised `err` (composing the config), not the job or the terminal."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(err, HydraException | OmegaConfBaseException):
+        return True
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("omegaconf")
+
+
+def composition_error(err: BaseException, config_name: str) -> str:
+    """One line for an error Hydra raised while composing the config from the command line:
+    `model.activaton is not a model option; did you mean model.activation?`."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    cause = err.__cause__
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key:
+        key = str(cause.full_key)
+        group, _, name = key.rpartition(".")
+        parent = cause.parent_node
+        options = [str(k) for k in parent.keys()] if hasattr(parent, "keys") else []
+        where = f"a {group} option" if group else f"an option of the {config_name} config"
+        close = [f"{group}.{c}" if group else c for c in _closest(name, options)]
+        if close:
+            return f"{key} is not {where}; did you mean {' or '.join(close)}?"
+        show = f"--cfg job --package {group}" if group else "--cfg job"
+        return f"{key} is not {where}; `python -m butd.{config_name} {show}` lists them"
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+        group, _, name = err.missing_cfg_file.rpartition("/")
+        options = [o for o in (err.options or []) if o != "base"]
+        close = _closest(name, options)
+        hint = f"did you mean {' or '.join(f'{group}={c}' for c in close)}?" if close else ""
+        return f"{group}={name} is not a {group} option ({', '.join(options)}){'; ' + hint if hint else ''}"
+    if isinstance(cause, OmegaConfBaseException):
+        reason = str(cause).splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return f"{str(err).splitlines()[0]}: {reason}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    reason = "; ".join(lines[:2]) or type(err).__name__
+    return f"the {config_name} config could not be composed from the command line: {reason}"
+
+
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callable[[], T | None]]:
     """Decorate a job function with the config `conf/<config_name>.yaml`; see the module docstring."""
 
@@ -129,13 +184,36 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Calla
                     raise SystemExit(f"error: {cause}") from None
                 raise
 
+        started: list[bool] = []
+
+        @functools.wraps(job)  # Hydra names the job (and its `<job>.log`) after the job's module
+        def job_started(cfg: DictConfig) -> T | None:
+            started.append(True)
+            return task(cfg)
+
         def main() -> T | None:
             from butd.config import CONF_DIR, register
 
             whole_lines()
             register()
-            run = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
-            return run()
+            run = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
+                job_started
+            )
+            # Hydra prints a composition error (a mistyped key) as several lines of advice; raised
+            # to here instead, it becomes one `error: ...` line. HYDRA_FULL_ERROR=1 set by the user
+            # keeps Hydra's own report.
+            ours = "HYDRA_FULL_ERROR" not in os.environ
+            if ours:
+                os.environ["HYDRA_FULL_ERROR"] = "1"
+            try:
+                return run()
+            except Exception as err:
+                if started or not ours or not _from_composition(err):
+                    raise
+                raise SystemExit(f"error: {composition_error(err, config_name)}") from None
+            finally:
+                if ours:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
 
         main.job = job  # type: ignore[attr-defined]
         return main

@@ -78,6 +78,15 @@ class ModelConfig:
         """Plain values, as checkpoints store them."""
         return asdict(self)
 
+    def summary(self) -> str:
+        """One short line: `butd, newatt attention, relu, width 256`, then each other field
+        that differs from its default (`emb_dim=50`); the whole config is in `.hydra/config.yaml`."""
+        main = f"{self.name}, {self.attention} attention, {self.activation}, width {self.num_hid}"
+        shown = ("name", "attention", "activation", "num_hid")
+        default = ModelConfig()
+        changed = [f"{k}={v}" for k, v in asdict(self).items() if k not in shown and v != getattr(default, k)]
+        return ", ".join([main, *changed])
+
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field."""
         choices = {

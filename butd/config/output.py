@@ -4,9 +4,12 @@ Every entry point runs these through `butd.config.entry.entry_point`:
 - `whole_lines()`: Rich (progress bars, tables) wraps at 80 columns when stdout is not a
   terminal, which breaks paths mid-name in a SLURM log or behind `| tee`; a wide COLUMNS stops it.
 - `quiet_libraries()`: the lines every run printed and nobody reads (Lightning's accelerator
-  lines and logger tip, torch's `LeafSpec` deprecation, W&B's start banner and its ~30 lines
-  of sparklines), silenced at their source by logger filters, warning filters scoped to the
-  known messages and W&B's own `quiet` setting. `verbose=true` on the command line keeps them.
+  lines, logger tip and checkpoint-loading lines, torch's `LeafSpec` deprecation, W&B's start
+  banner and its ~30 lines of sparklines), silenced at their source by logger filters, warning
+  filters scoped to the known messages and W&B's own `quiet` and `show_info` settings; other
+  library warnings print as one `warning: ...` line. `verbose=true` on the command line keeps them.
+- `ConsoleFormatter`: a console line is the message alone (the run's log file adds the time).
+- `terminal()`: progress bars on a terminal only; a file or a pipe gets whole lines.
 - `report_written(paths)`: one line per file written, with its full path, at the end.
 
 Nothing here imports torch or Lightning: the filters attach to logger names before those load.
@@ -33,6 +36,9 @@ NOISE: dict[str, tuple[str, ...]] = {
         "TPU available:",
         "HPU available:",
         "💡 Tip:",
+        # butd says which checkpoint it resumes from or tests, once
+        "Restoring states from the checkpoint path at",
+        "Loaded model weights from the checkpoint at",
     ),
 }
 
@@ -45,6 +51,22 @@ NOISE_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
 )
 
 
+class ConsoleFormatter(logging.Formatter):
+    """A console line is the message alone; a warning or an error says which it is first
+    (`warning: ...`). The run's log file keeps the time and level (conf/hydra/default.yaml)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
+def terminal() -> bool:
+    """Whether stdout is a terminal: progress bars there, whole lines only in a file or a pipe."""
+    return sys.stdout.isatty()
+
+
 class _DropPrefixes(logging.Filter):
     """Drops the records of one logger whose message starts with one of `prefixes`."""
 
@@ -54,6 +76,10 @@ class _DropPrefixes(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.getMessage()).startswith(self.prefixes)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    log.warning("%s", str(message).strip().replace("\n", " "))
 
 
 def whole_lines() -> None:
@@ -72,9 +98,13 @@ def quiet_libraries(*, verbose: bool = False) -> None:
             logger.addFilter(_DropPrefixes(prefixes))
     for category, message in NOISE_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    # W&B's own setting: no banner, no history sparklines, no summary at the end of a run;
-    # its warnings and errors still print. An explicit WANDB_QUIET wins.
+    # W&B's own settings: no banner (an offline run prints its 3 lines unless W&B's info
+    # messages are off), no history sparklines, no summary at the end of a run; its warnings
+    # and errors still print. An explicit WANDB_QUIET or WANDB_SHOW_INFO wins.
     os.environ.setdefault("WANDB_QUIET", "true")
+    os.environ.setdefault("WANDB_SHOW_INFO", "false")
+    # a library's warning is one line, `warning: ...`, not a source path and a code line
+    warnings.showwarning = _warning_line
 
 
 def report_written(paths: Iterable[Path | str | None]) -> list[Path]:

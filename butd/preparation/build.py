@@ -75,6 +75,8 @@ def _progress(enabled: bool):
         TransferSpeedColumn,
     )
 
+    from butd.config.output import terminal
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -82,7 +84,8 @@ def _progress(enabled: bool):
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}"),
-        disable=not enabled,
+        # in a file or a pipe, no bar: its final frame is as wide as COLUMNS (butd.config.output)
+        disable=not (enabled and terminal()),
     )
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from butd.config.data import VG_DEFAULTS
+from butd.config.output import terminal
 from butd.preparation.raw_files import RawFiles
 
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "brown", "gray")
@@ -678,7 +679,7 @@ def _write_features(
     """One TSV row per image in a shuffled order, as csv.DictWriter wrote the official files."""
     codes = _attribute_codes(spec)
     rows: Iterable[int] = order
-    if progress:
+    if progress and terminal():  # a bar on a terminal only (butd.config.output)
         from rich.progress import track
 
         rows = track(order, description="synthetic features")

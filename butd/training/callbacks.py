@@ -32,8 +32,9 @@ class MetricsJSON(pl.Callback):
     `metrics.json` holds the best `val/score`, the `val/upper_bound` of that epoch, the
     last completed epoch (0-based, as Lightning counts), whether the run converged by the
     rule of `butd.config.convergence` (`converged`, `converged_epoch`, `convergence_rule`), the
-    parameter count and the history. The history is part of the callback's checkpoint state, so
-    a resumed run still reports the epochs before the interruption.
+    parameter count, the machine (`machine`: CPU, torch's threads, device, torch and CUDA
+    versions) and the history. The history is part of the callback's checkpoint state, so a
+    resumed run still reports the epochs before the interruption.
 
     `stop_when_converged`: end the fit at the first epoch at which the rule holds (the run's
     `trainer.max_epochs` stays the cap), so a study can run "until converged, at most N epochs".
@@ -60,6 +61,8 @@ class MetricsJSON(pl.Callback):
         #: then, the checkpoint; kept over later resumes as the lineage is
         self.resume_overrides: list[dict[str, Any]] = []
         self._epoch_started = time.time()
+        #: the machine of the run (`butd.training.machine.describe`), set by `butd.train`
+        self.machine: dict[str, Any] | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.time()
@@ -85,6 +88,7 @@ class MetricsJSON(pl.Callback):
             "epoch": self.history[-1]["epoch"] if self.history else None,
             **self.rule.assess(self.history),
             "num_parameters": getattr(pl_module, "num_parameters", None),
+            "machine": self.machine,
             "lineage": self.lineage,
             **({"resume_overrides": self.resume_overrides} if self.resume_overrides else {}),
             "history": self.history,
