@@ -279,7 +279,12 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
     check_small_files(root, manifest, rebuild)
     linked = Path(cfg.features_from) if "features_from" in manifest and cfg.features_from else None
     try:
-        check_cache_files(root, manifest, linked_from=linked, rebuild=rebuild)
+        objects = None
+        if cfg.format == "gqa":
+            from butd.data.gqa import object_paths
+
+            objects = object_paths(cfg)
+        check_cache_files(root, manifest, linked_from=linked, rebuild=rebuild, gqa_objects=objects)
     except CacheIntegrityError as err:
         raise CacheError(str(err)) from None
     return CacheInfo(root=root, manifest=manifest)

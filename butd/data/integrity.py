@@ -11,7 +11,9 @@ So, at open:
   and file names are plain file names inside the cache folder;
 - every object of every split file is stored in that file: no external storage, no soft or
   external links; virtual datasets only in a linked cache (`data.features_from`), each source
-  being a split file that the manifest records of the source cache (`butd.preparation.linked`);
+  being a split file that the manifest records of the source cache (`butd.preparation.linked`),
+  and in a GQA cache, each source being one of the object files of the command's `data.gqa`
+  (`butd.preparation.gqa`), viewed under its own dataset names;
 - every dataset butd reads has the shape the manifest's counts give (questions, images, boxes,
   the question length, the feature size);
 - every index is in range: word ids within the vocabulary (padding included), answer labels
@@ -33,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from butd.data.gqa import OBJECT_VIEWS
 from butd.errors import UserError
 
 #: a split or cache file name: one plain name, no folder, never `..` (`train`, `test-dev2015`)
@@ -117,8 +120,13 @@ def _walk(group: h5py.Group, path: Path, prefix: str = "") -> Iterable[tuple[str
             yield key, obj
 
 
-def _check_storage(path: Path, key: str, ds: h5py.Dataset, sources: set[Path]) -> None:
-    """Refuse data kept outside the file, unless it is a linked cache's recorded source."""
+#: the files a cache file may view, and for each which dataset each of its keys may view there
+#: (None: the dataset of the same name, as a linked cache's views of its source cache's files)
+Sources = dict[Path, "dict[str, str] | None"]
+
+
+def _check_storage(path: Path, key: str, ds: h5py.Dataset, sources: Sources) -> None:
+    """Refuse data kept outside the file, unless it is a view of one of the allowed sources."""
     if ds.external:
         raise CacheIntegrityError(
             f"{path}: {key} keeps its data in another file ({ds.external[0][0]!r}, external storage); "
@@ -128,11 +136,14 @@ def _check_storage(path: Path, key: str, ds: h5py.Dataset, sources: set[Path]) -
         return
     for source in ds.virtual_sources():
         target = (path.parent / source.file_name).resolve() if source.file_name != "." else path.resolve()
-        if target not in sources or source.dset_name.lstrip("/") != key:
+        names = sources.get(target, {})
+        allowed = key if names is None else names.get(key)
+        if target not in sources or source.dset_name.lstrip("/") != allowed:
             raise CacheIntegrityError(
                 f"{path}: {key} is a view of {source.file_name}:{source.dset_name}, which is not a split "
-                "file of the source cache recorded in the manifest (data.features_from); "
-                "a cache file reads only its own data and its recorded source's"
+                "file of the source cache recorded in the manifest (data.features_from), nor the GQA "
+                "object file of data.gqa it may view; a cache file reads only its own data and its "
+                "recorded sources'"
             )
 
 
@@ -191,7 +202,7 @@ def _check_offsets(path: Path, key: str, offsets: np.ndarray, end: int) -> None:
 
 
 def check_split_file(path: Path, *, split: dict[str, Any], counts: dict[str, Any], settings: dict[str, Any],
-                     sources: set[Path], rebuild: str) -> None:  # fmt: skip
+                     sources: Sources, rebuild: str) -> None:  # fmt: skip
     """One split file against the manifest: storage, shapes, index ranges (see the module doc)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
@@ -209,7 +220,7 @@ def check_split_file(path: Path, *, split: dict[str, Any], counts: dict[str, Any
 
 
 def _check_split_file(
-    path: Path, split: dict[str, Any], counts: dict[str, Any], settings: dict[str, Any], sources: set[Path]
+    path: Path, split: dict[str, Any], counts: dict[str, Any], settings: dict[str, Any], sources: Sources
 ) -> None:
     q, n = split["questions"], split["images"]
     with h5py.File(path, "r") as f:
@@ -220,7 +231,9 @@ def _check_split_file(
             if required not in datasets:
                 raise CacheIntegrityError(f"{path}: {required} is missing")
         boxes = datasets["images/features"].shape[0]
-        max_boxes = sum(_rows(s) for s in sources) if sources else n * split["boxes"]["max"]
+        max_boxes = (
+            sum(_rows(s, names) for s, names in sources.items()) if sources else n * split["boxes"]["max"]
+        )
         want: dict[str, tuple[Any, ...]] = {
             "questions/tokens": (q, settings["max_question_len"]),
             "images/features": (None, counts["feature_dim"]),
@@ -284,25 +297,36 @@ def _check_split_file(
                 )
 
 
-def _rows(source: Path) -> int:
-    """Rows of a linked source file's boxes (its own storage is checked by the source's own open)."""
+def _rows(source: Path, names: dict[str, str] | None) -> int:
+    """Box rows of a source file: a linked source cache's split file, or a GQA object file whose
+    features are [images, boxes, dim] (`names`: its dataset names, as `Sources` gives them)."""
     with h5py.File(source, "r") as f:
         for key, ds in _walk(f, source):
             if ds.external or ds.is_virtual:
                 raise CacheIntegrityError(
                     f"{source}: {key} is not stored in the file; a source cache holds its own data"
                 )
-        return int(f["images/features"].shape[0])
+        if names is None:
+            return int(f["images/features"].shape[0])
+        return int(np.prod(f[names["images/features"]].shape[:-1]))
 
 
 def check_cache_files(
-    root: Path, manifest: dict[str, Any], *, linked_from: Path | None, rebuild: str
+    root: Path,
+    manifest: dict[str, Any],
+    *,
+    linked_from: Path | None,
+    rebuild: str,
+    gqa_objects: list[Path] | None = None,
 ) -> None:
     """Every split file of the cache at `root` (see the module doc); `linked_from`: the source cache
-    of a linked cache, whose recorded split files are the only sources its views may read."""
-    sources: set[Path] = set()
+    of a linked cache, whose recorded split files are the only sources its views may read;
+    `gqa_objects`: a GQA cache's object files (the command's `data.gqa`), which its views read."""
+    sources: Sources = {}
     if linked_from is not None:
-        sources = {(linked_from / name).resolve() for name in manifest["features_from"]["files"]}
+        sources = {(linked_from / name).resolve(): None for name in manifest["features_from"]["files"]}
+    for path in gqa_objects or []:
+        sources[path.resolve()] = dict(OBJECT_VIEWS)
     counts, settings = manifest["counts"], manifest["settings"]
     for name, split in counts["splits"].items():
         check_split_file(

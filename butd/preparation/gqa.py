@@ -40,7 +40,7 @@ import numpy as np
 from butd.config.data import DataConfig
 from butd.data.cache import CacheError, split_file
 from butd.data.csr import csr_from_rows
-from butd.data.gqa import GQATables, choices_table, csr_pairs, reasoning_steps
+from butd.data.gqa import OBJECT_VIEWS, GQATables, choices_table, csr_pairs, reasoning_steps
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 #: offset of the image ids "nN" (GQA images not from Visual Genome): 10**10 + N
 N_IMAGE_BASE = 10**10
 #: per-box datasets of a split file that are views of the object files: ours -> theirs
-LINKED = {"features": "features", "boxes": "bboxes"}
+LINKED = {ours.removeprefix("images/"): theirs for ours, theirs in OBJECT_VIEWS.items()}
 
 
 def image_number(image_id: str, path: Path) -> int:
