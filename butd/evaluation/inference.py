@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from butd.config.data import DataConfig
+from butd.config.data import FEATURE_NORMS, DataConfig
 from butd.data.cache import CacheInfo, load_cache
 from butd.data.datamodule import VQABatches
 from butd.data.splits import box_ranges
@@ -252,7 +252,7 @@ def run_split(
         log.info("%s", note)
     # the features as the model was trained on them: the checkpoint's setting, else the config's
     saved = (ckpt.data_config or {}).get("normalize_features")
-    norm = saved if isinstance(saved, bool) else data.normalize_features
+    norm = saved if saved in FEATURE_NORMS else data.normalize_features
     dataset = VQABatches(info.split_path(split), num_answers=info.num_answers, normalize_features=norm)
     loader = split_loader(dataset, batch_size=data.batch_size, num_workers=data.num_workers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[])
