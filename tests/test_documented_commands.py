@@ -105,7 +105,7 @@ def documented_commands() -> list[Command]:
         for block in re.finditer(r"^```bash\n(.*?)^```", text, re.S | re.M):
             first_line = text[: block.start()].count("\n") + 2
             variables: dict[str, str] = {}
-            for offset, line in enumerate(block.group(1).splitlines()):
+            for offset, line in _logical_lines(block.group(1)):
                 tokens = shlex.split(line, comments=True)
                 if not tokens:
                     continue
@@ -120,6 +120,21 @@ def documented_commands() -> list[Command]:
                     where = f"{path.relative_to(REPO)}:{first_line + offset}"
                     seen.setdefault(joined, Command(joined, where))
     return list(seen.values())
+
+
+def _logical_lines(block: str) -> list[tuple[int, str]]:
+    """(offset of its first line, text) of each command line, a line ending in `\\` joined to the next."""
+    out: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for offset, line in enumerate(block.splitlines()):
+        start, text = pending if pending is not None else (offset, "")
+        text += line
+        if text.rstrip().endswith("\\"):
+            pending = (start, text.rstrip()[:-1] + " ")
+            continue
+        pending = None
+        out.append((start, text))
+    return out
 
 
 def _split_chain(tokens: list[str]) -> list[list[str]]:

@@ -101,7 +101,7 @@ def test_the_train_command_on_synthetic_gqa(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "test/gqa/accuracy" in run.stderr + run.stdout
+    assert "test split testdev, with " in run.stdout and " gqa/accuracy " in run.stdout
     assert "Traceback" not in run.stderr
 
 

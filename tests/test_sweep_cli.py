@@ -75,7 +75,7 @@ def test_activation_sweep_gives_three_wandb_runs_and_a_report(tmp_path, tiny_dat
     out = _run(["butd.report", str(jobs[0].parent)], tmp_path)
     assert out.returncode == 0, out.stderr
     table = [line for line in out.stdout.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| model.activation | seeds | best val/score |")
+    assert table[0].startswith("| model.activation | seeds | converged | best epoch | best val/score |")
     assert [row.split("|")[1].strip() for row in table[2:]] == acts
     for name in ("report.md", "report.csv", "learning_curves.png", "scores.png"):
         assert (jobs[0].parent / name).stat().st_size > 0

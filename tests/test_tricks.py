@@ -148,8 +148,11 @@ def test_a_multirun_of_rows_trains_each_and_the_report_shows_the_deltas(tmp_path
     out = _run(["butd.report", str(folder)], tmp_path)
     assert out.returncode == 0, out.stderr
     table = [line for line in out.stdout.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| trick | seeds | best val/score | Δ val/score | Δ VQA acc |")
+    head = "| trick | seeds | converged | best epoch | best val/score | Δ val/score | Δ VQA acc |"
+    assert table[0].startswith(head)
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table[2:]]
-    assert [c[0] for c in cells] == rows and cells[0][3:5] == ["reference", "reference"]
+    assert [c[0] for c in cells] == rows and cells[0][5:7] == ["reference", "reference"]
     for row, score in zip(cells[1:], scores[1:], strict=True):
-        assert float(row[3]) == pytest.approx(score - scores[0], abs=0.006)
+        # one seed a row: the difference, without an interval
+        assert row[5].endswith("(no interval: n=1)")
+        assert float(row[5].split()[0]) == pytest.approx(score - scores[0], abs=0.006)

@@ -98,7 +98,7 @@ CLI_ERRORS = [
     ("model.num_hid=-3", ["error: model.num_hid=-3 is invalid; expected a positive integer"]),
     (
         "model.num_hid=wide",
-        ["Value 'wide' of type 'str' could not be converted to Integer", "full_key: model.num_hid"],
+        ["Value 'wide' of type 'str' could not be converted to Integer", "model.num_hid=wide"],
     ),
 ]
 
