@@ -21,6 +21,7 @@ to the docs is picked up on the next run.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import shlex
@@ -44,6 +45,13 @@ NOT_RUNNABLE: tuple[tuple[str, str], ...] = (
     (r"^pip install", "installs packages from the package index"),
     (r"^python -m pytest", "the test suite itself, which holds this test"),
     (r"^bash scripts/download_vqa2\.sh (?!--dry-run)\w", "downloads the raw files from the internet"),
+    (r"^bash scripts/download_gqa\.sh (?!--dry-run)\w", "downloads GQA's files from the internet"),
+    (
+        r"data=gqa(_all|_submission)?\b|experiment=gqa_baseline",
+        "needs GQA's own files (the questions and about 35 GB of object features); the same path runs "
+        "on generated GQA-format files with data=synthetic_gqa (tests/test_gqa.py, and the README's "
+        "quick start on it here)",
+    ),
     (r"^sbatch ", "submits a job to SLURM"),
     (r"hydra/launcher=slurm", "submits its jobs to SLURM through submitit"),
     (r"^wandb sync ", "uploads runs to W&B's servers"),
@@ -187,6 +195,10 @@ def fill_placeholders(command: str, work: Path) -> str:
     return command
 
 
+#: each `ckpt_path=last` command resumes the run the one before it trained on: 2 epochs, then 3, ...
+_RESUMED_EPOCHS = itertools.count(2)
+
+
 def argv(command: str, work: Path) -> list[str]:
     """The command's argument list, globs expanded, shortened as the module docstring says."""
     args: list[str] = []
@@ -199,8 +211,8 @@ def argv(command: str, work: Path) -> list[str]:
         extra = list(SHORTEN)
         if any("quickstart_cp" in a or a == "data=synthetic_vg" for a in args):
             extra += SMALL_SYNTHETIC
-        if "ckpt_path=last" in args:  # resumes a finished 1-epoch run: one epoch more
-            extra[0] = "trainer.max_epochs=2"
+        if "ckpt_path=last" in args:  # resumes the newest finished run: one epoch more than it has
+            extra[0] = f"trainer.max_epochs={next(_RESUMED_EPOCHS)}"
         if "hparams_search=optuna" in args:
             extra += OPTUNA_SHORTEN
         elif "-m" in args[3:]:

@@ -203,7 +203,8 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
         if missing_raw:
             lines.append("The raw files are missing too:")
             lines += describe_missing(missing_raw, cfg.raw_path)
-            lines.append("Put the official VQA v2 files there (see README, 'Real data'), then run:")
+            official = "GQA" if cfg.format == "gqa" else "VQA v2"
+            lines.append(f"Put the official {official} files there (see README, 'Real data'), then run:")
         else:
             lines.append("The raw files are present; build the cache with:")
         lines.append(f"  {prepare_command(cfg)}")
