@@ -137,11 +137,13 @@ def report_section(log_dir: Path, name: str, heading: str) -> str:
 
 
 def ablation(log_dir: Path, extra: list[str]) -> str:
-    table = study(log_dir, "ablation", ["experiment=[standin,ablation_activation]", *extra])
+    overrides = ["experiment=[standin,ablation_activation]", *extra]
+    table = study(log_dir, "ablation", overrides, ("--reference", "model.activation=relu"))
     note = (
         "On the study stand-in (`experiment=standin`: docs/studies.md), every run until converged "
         "(at most 100 epochs). Best `val/score` mean ± std over the seeds; converged: the runs that met "
-        "the convergence rule; best epoch 0-based, per run."
+        "the convergence rule; best epoch 0-based, per run; Δ against ReLU (the reference's) with its "
+        "95% interval over the seeds (paired by seed), `ns` where it contains 0."
     )
     return "\n".join([stamp(), "", note, "", table])
 

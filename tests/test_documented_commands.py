@@ -188,6 +188,7 @@ def fill_placeholders(command: str, work: Path) -> str:
     if "SWEEP_DIR" in command:  # `SWEEP_DIR [SWEEP_DIR ...] --out DIR`: the two newest sweeps
         sweeps = sorted(glob.glob(str(outputs / "*" / "multiruns" / "*")), key=os.path.getmtime)
         command = re.sub(r"SWEEP_DIR \S*SWEEP_DIR\S* \S*\.\.\.\]'?", " ".join(sweeps[-2:]), command)
+        command = command.replace("SWEEP_DIR", sweeps[-1])  # a single SWEEP_DIR: the newest
         command = command.replace("--out DIR", f"--out {work / 'report'}")
     if "ckpt_path=..." in command:  # a checkpoint of the default recipe (data=vqa2)
         ckpt = _newest(str(outputs / "train/runs/*/checkpoints/best-*"))
