@@ -161,7 +161,7 @@ def debias(log_dir: Path, extra: list[str]) -> str:
     )
     parts = [stamp(), "", note, "", table]
     if diagnostics:
-        parts += ["", "Diagnostics of the selected epochs (hold-out, mean over seeds):", "", diagnostics]
+        parts += ["", diagnostics]
     return "\n".join(parts)
 
 
