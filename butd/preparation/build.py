@@ -523,17 +523,10 @@ def _link(cfg: DataConfig, root: Path, wanted: dict[str, np.ndarray]) -> Convert
         sum(w.num_images for w in writers.values()),
         source_root,
     )
-    return ConvertResult(
+    return ConvertResult.viewed(
         feature_dim=int(source.manifest["counts"]["feature_dim"]),
         writers=writers,
-        skipped_rows=0,
-        skipped_examples=[],
-        clipped_boxes=0,
-        clipped_examples=[],
         seconds=time.time() - started,
-        resumed_from_chunk=0,
-        chunks=0,
-        workers=0,
         linked=source.record(),
     )
 

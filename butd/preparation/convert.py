@@ -298,6 +298,21 @@ class ConvertResult:
     #: a linked cache's record of its feature source (`butd.preparation.linked`); None: converted
     linked: dict[str, Any] | None = None
 
+    @classmethod
+    def viewed(
+        cls,
+        *,
+        feature_dim: int,
+        writers: dict[str, Any],
+        seconds: float,
+        linked: dict[str, Any] | None = None,
+    ) -> ConvertResult:
+        """The result of a build whose features are views of other files (a linked cache, GQA's
+        object files): nothing converted, skipped or clipped."""
+        return cls(feature_dim=feature_dim, writers=writers, skipped_rows=0, skipped_examples=[],
+                   clipped_boxes=0, clipped_examples=[], seconds=seconds, resumed_from_chunk=0,
+                   chunks=0, workers=0, linked=linked)  # fmt: skip
+
 
 #: rows read to find the feature size when data.feature_dim is not set
 FIRST_BLOCK = 100

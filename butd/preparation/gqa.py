@@ -424,15 +424,4 @@ def link(cfg: DataConfig, root: Path, wanted: dict[str, np.ndarray]):
         sum(w.num_images for w in writers.values()),
         len(index.files),
     )
-    return ConvertResult(
-        feature_dim=index.feature_dim,
-        writers=writers,
-        skipped_rows=0,
-        skipped_examples=[],
-        clipped_boxes=0,
-        clipped_examples=[],
-        seconds=time.time() - started,
-        resumed_from_chunk=0,
-        chunks=0,
-        workers=0,
-    )
+    return ConvertResult.viewed(feature_dim=index.feature_dim, writers=writers, seconds=time.time() - started)
