@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,25 +277,62 @@ def project(tmp_path_factory) -> Path:
     return work
 
 
+#: what marks a command that reads what earlier commands wrote (a checkpoint, a run or sweep folder,
+#: a prepared cache): it runs alone, after everything before it, and before anything after it
+READS_OUTPUTS = re.compile(
+    r"<|SWEEP_DIR|ckpt_path=|outputs/|^python -m butd\.(report|evaluate|predict|visualize|prepare)|^wandb "
+)
+
+
+def _chains(commands: list[Command]) -> list[list[Command]]:
+    """The commands grouped by the line they come from: `A && B` stays in order, as one job."""
+    chains: list[list[Command]] = []
+    for command in commands:
+        if chains and chains[-1][0].where == command.where:
+            chains[-1].append(command)
+        else:
+            chains.append([command])
+    return chains
+
+
 def test_every_documented_command_runs(project):
+    """Each command as a subprocess from the project folder. Commands that only write (trainings,
+    sweeps, downloads' dry runs) run two at a time on the 2 cores; a command that reads earlier
+    outputs waits for all before it, so the docs' order holds wherever it matters."""
     env = {k: v for k, v in os.environ.items() if k not in ("BUTD_DATA_DIR", "WANDB_SILENT", "WANDB_MODE")}
+    env["OMP_NUM_THREADS"] = "1"  # two at a time: one thread each
     failures, ran = [], []
-    for command in documented_commands():
-        if not_runnable(command.text):
-            continue
-        try:
-            args = argv(fill_placeholders(command.text, project), project)
-        except LookupError as err:
-            failures.append(f"{command.where}: {command.text}\n  {err}")
-            continue
-        started = time.perf_counter()
-        run = subprocess.run(args, cwd=project, capture_output=True, text=True, timeout=300, env=env)
-        seconds = time.perf_counter() - started
-        ran.append(command)
-        print(f"{seconds:6.1f} s  exit {run.returncode}  {command.where}: {command.text}", flush=True)
-        if run.returncode != 0:
-            tail = (run.stdout + run.stderr)[-1500:]
-            failures.append(f"{command.where}: {command.text}\n  exit {run.returncode}\n{tail}")
+
+    def run_chain(chain: list[Command]) -> None:
+        for command in chain:
+            try:
+                args = argv(fill_placeholders(command.text, project), project)
+            except LookupError as err:
+                failures.append(f"{command.where}: {command.text}\n  {err}")
+                return
+            started = time.perf_counter()
+            run = subprocess.run(args, cwd=project, capture_output=True, text=True, timeout=300, env=env)
+            seconds = time.perf_counter() - started
+            ran.append(command)
+            print(f"{seconds:6.1f} s  exit {run.returncode}  {command.where}: {command.text}", flush=True)
+            if run.returncode != 0:
+                tail = (run.stdout + run.stderr)[-1500:]
+                failures.append(f"{command.where}: {command.text}\n  exit {run.returncode}\n{tail}")
+                return
+
+    runnable = [c for c in documented_commands() if not not_runnable(c.text)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: list[Future] = []
+        for chain in _chains(runnable):
+            if any(READS_OUTPUTS.search(c.text) for c in chain):
+                for job in pending:
+                    job.result()
+                pending = []
+                run_chain(chain)
+            else:
+                pending.append(pool.submit(run_chain, chain))
+        for job in pending:
+            job.result()
     assert ran, "no documented command ran"
     assert not failures, "\n\n".join(failures)
 
