@@ -31,6 +31,17 @@ def golden_dir() -> Path:
 REPO = Path(__file__).resolve().parents[1]
 
 
+def edited_checkpoint(src: Path, dst: Path, edit) -> Path:
+    """A copy of checkpoint `src` at `dst`, passed through `edit(checkpoint)` first (a crafted file)."""
+    import torch
+
+    checkpoint = torch.load(src, map_location="cpu", weights_only=True)
+    edit(checkpoint)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, dst)
+    return dst
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI subprocess a test starts: this checkout first on the path, so that
     the code under test is this one's and test-only callbacks (`tests.training.faults`) import."""

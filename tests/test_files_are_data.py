@@ -21,17 +21,9 @@ from butd.config.plain import InterpolationError, resolve_references
 from butd.errors import CheckpointError, UserError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.training.checkpoints import check_callback_states
-from tests.conftest import TINY_DATA
+from tests.conftest import TINY_DATA, edited_checkpoint
 
 RUN = ["trainer.accelerator=cpu", "logger=csv", "model.num_hid=32"]
-
-
-def _edited(src: Path, dst: Path, edit) -> Path:
-    checkpoint = torch.load(src, map_location="cpu", weights_only=True)
-    edit(checkpoint)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, dst)
-    return dst
 
 
 def _butd(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -95,12 +87,12 @@ def test_a_checkpoint_data_section_is_never_resolved(tiny_run, tiny_data_dir, tm
     evaluate and visualize: each refuses the file in one line naming the file and the key."""
     made = tmp_path / "made_by_the_file"
     secret = "s3cr3t-value-4217"
-    folder = _edited(
+    folder = edited_checkpoint(
         tiny_run["ckpt"],
         tmp_path / "folder.ckpt",
         lambda c: c["butd"]["data_config"].update(cache_dir=f"${{butd.new_folder:{made}}}/c"),
     )
-    env = _edited(
+    env = edited_checkpoint(
         tiny_run["ckpt"],
         tmp_path / "env.ckpt",
         lambda c: c["butd"]["data_config"].update(cache_dir="${oc.env:BUTD_TEST_SECRET}"),
@@ -190,7 +182,7 @@ def test_a_resume_never_links_a_file_its_checkpoint_names(tiny_run, tiny_data_di
             kth_value=score,
         )
 
-    crafted = _edited(tiny_run["ckpt"], tmp_path / "crafted" / "last.ckpt", edit)
+    crafted = edited_checkpoint(tiny_run["ckpt"], tmp_path / "crafted" / "last.ckpt", edit)
     out = tmp_path / "resumed"
     run = _butd(
         "butd.train",
@@ -227,7 +219,7 @@ def test_a_moved_run_resumes_with_its_best_from_its_own_folder(tiny_run, tiny_cf
                 for k in ("best_model_path", "kth_best_model_path", "last_model_path"):
                     state[k] = str(gone / Path(state[k]).name) if state.get(k) else ""
 
-    last = _edited(
+    last = edited_checkpoint(
         moved / "checkpoints" / "last.ckpt", moved / "checkpoints" / "last.ckpt", recorded_elsewhere
     )
     cfg = tiny_cfg([*RUN, "trainer.max_epochs=3", f"ckpt_path={last}"], run="r")
@@ -267,7 +259,7 @@ def test_checkpoint_metadata_must_fit_its_weights(tiny_run, tmp_path):
         ),
     }
     for name, (edit, words) in cases.items():
-        path = _edited(tiny_run["ckpt"], tmp_path / f"{name}.ckpt", edit)
+        path = edited_checkpoint(tiny_run["ckpt"], tmp_path / f"{name}.ckpt", edit)
         with pytest.raises(UserError) as err:  # a CheckpointError, or an InterpolationError
             load_checkpoint(path)
         assert words in str(err.value) and str(path) in str(err.value), str(err.value)
@@ -277,7 +269,7 @@ def test_checkpoint_metadata_must_fit_its_weights(tiny_run, tmp_path):
 def test_predict_refuses_metadata_instead_of_allocating_it(tiny_run, tiny_data_dir, tmp_path):
     """The real command on `max_question_len=1e10` (a MemoryError before); the in-process test above
     covers the other keys."""
-    long = _edited(
+    long = edited_checkpoint(
         tiny_run["ckpt"],
         tmp_path / "long.ckpt",
         lambda c: c["butd"]["data"]["settings"].update(max_question_len=10**10),

@@ -15,7 +15,7 @@ from butd.errors import CheckpointError, ConfigError
 from butd.train import build
 from butd.training.checkpoints import choose_resume
 from butd.training.module import VQAModule
-from tests.conftest import TINY_DATA, compose_train
+from tests.conftest import TINY_DATA, compose_train, edited_checkpoint
 
 RUN = ["trainer.accelerator=cpu", "logger=csv", "model.num_hid=32"]
 
@@ -37,14 +37,6 @@ def _choose(cfg, ckpt_path: str):
         metadata=module.metadata,
         data_config=module.metadata["data_config"],
     )
-
-
-def _edited(src: Path, dst: Path, edit) -> Path:
-    checkpoint = torch.load(src, map_location="cpu", weights_only=True)
-    edit(checkpoint)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, dst)
-    return dst
 
 
 def test_a_fitting_checkpoint_resumes(tiny_run, tiny_data_dir, tmp_path):
@@ -76,7 +68,7 @@ def test_answers_in_another_order_are_refused_not_trained_on(tiny_run, tiny_data
     def reorder(c):
         c["butd"]["answers"] = c["butd"]["answers"][::-1]
 
-    moved = _edited(tiny_run["ckpt"], tmp_path / "other_cache.ckpt", reorder)
+    moved = edited_checkpoint(tiny_run["ckpt"], tmp_path / "other_cache.ckpt", reorder)
     cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
     with pytest.raises(CheckpointError, match=r"answers \(the same answers in another order\)"):
         _choose(cfg, str(moved))
@@ -85,7 +77,7 @@ def test_answers_in_another_order_are_refused_not_trained_on(tiny_run, tiny_data
 def test_a_checkpoint_without_metadata_is_refused_and_metadata_is_never_dropped(
     tiny_run, tiny_data_dir, tmp_path
 ):
-    bare = _edited(tiny_run["ckpt"], tmp_path / "bare.ckpt", lambda c: c.pop("butd"))
+    bare = edited_checkpoint(tiny_run["ckpt"], tmp_path / "bare.ckpt", lambda c: c.pop("butd"))
     cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
     with pytest.raises(CheckpointError, match=r"vocabulary and answers \(the checkpoint has none"):
         _choose(cfg, str(bare))
@@ -112,7 +104,7 @@ def test_last_skips_newer_checkpoints_of_other_settings(tiny_run, tiny_data_dir,
         c["hyper_parameters"]["model"]["classifier_dropout"] = 0.3
         c["butd"]["data_config"]["batch_size"] = 8
 
-    newer = _edited(tiny_run["ckpt"], runs / "b" / "checkpoints" / "last.ckpt", other_model)
+    newer = edited_checkpoint(tiny_run["ckpt"], runs / "b" / "checkpoints" / "last.ckpt", other_model)
     os.utime(mine, (1, 1))
     cfg = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=3"])
     with caplog.at_level(logging.INFO, logger="butd.training.checkpoints"):
@@ -135,7 +127,7 @@ def test_another_debias_method_or_mode_is_refused_naming_the_key(tiny_run, tiny_
     def gge_dq_tog(c):
         c["hyper_parameters"]["debias"] |= {"name": "gge_dq", "mode": "tog"}
 
-    tog = _edited(tiny_run["ckpt"], tmp_path / "tog.ckpt", gge_dq_tog)
+    tog = edited_checkpoint(tiny_run["ckpt"], tmp_path / "tog.ckpt", gge_dq_tog)
     cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "debias=gge_dq_iter"])
     with pytest.raises(CheckpointError) as err:
         _choose(cfg, str(tog))
@@ -147,7 +139,7 @@ def test_a_checkpoint_from_before_debias_mode_resumes(tiny_run, tiny_data_dir, t
     def older(c):
         del c["hyper_parameters"]["debias"]["mode"]
 
-    ckpt = _edited(tiny_run["ckpt"], tmp_path / "older.ckpt", older)
+    ckpt = edited_checkpoint(tiny_run["ckpt"], tmp_path / "older.ckpt", older)
     cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3"])
     assert _choose(cfg, str(ckpt)) == str(ckpt)
 
@@ -169,7 +161,7 @@ def test_debias_parameters_of_an_earlier_definition_refuse_resume_but_evaluate(
 ):
     from butd.evaluation.checkpoint import load_checkpoint
 
-    old = _edited(tiny_run["ckpt"], tmp_path / "old_rubi.ckpt", _old_rubi)
+    old = edited_checkpoint(tiny_run["ckpt"], tmp_path / "old_rubi.ckpt", _old_rubi)
     cfg = _cfg(tiny_data_dir, tmp_path / "logs", ["trainer.max_epochs=3", "debias=rubi"])
     with pytest.raises(CheckpointError) as err:
         _choose(cfg, str(old))
