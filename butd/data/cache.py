@@ -291,6 +291,11 @@ def load_cache(cfg: DataConfig) -> CacheInfo:
     return CacheInfo(root=root, manifest=manifest)
 
 
+def _lists_strings(value: Any, count: int) -> bool:
+    """Whether `value` is a list of `count` strings."""
+    return isinstance(value, list) and len(value) == count and all(isinstance(v, str) for v in value)
+
+
 def check_small_files(root: Path, manifest: dict[str, Any], rebuild: str) -> None:
     """The vocabulary, answer list and GloVe matrix agree with the manifest's counts (the matrix is
     mapped, not read: a shape larger than its file is refused without allocating it)."""
@@ -303,23 +308,13 @@ def check_small_files(root: Path, manifest: dict[str, Any], rebuild: str) -> Non
         del glove
     except (ValueError, OSError) as err:
         raise CacheError(f"the cache at {root} has a damaged file ({err}). {rebuild}") from None
-    if (
-        not isinstance(answers, list)
-        or len(answers) != counts["num_answers"]
-        or not all(isinstance(a, str) for a in answers)
-    ):
-        raise CacheError(
-            f"{root / ANSWERS} does not list the {counts['num_answers']} answers of the manifest. {rebuild}"
-        )
     listed = words.get("words") if isinstance(words, dict) else None
-    if (
-        not isinstance(listed, list)
-        or len(listed) != counts["ntoken"]
-        or not all(isinstance(w, str) for w in listed)
+    for path, strings, count, what in (
+        (root / ANSWERS, answers, counts["num_answers"], "answers"),
+        (root / VOCAB, listed, counts["ntoken"], "words"),
     ):
-        raise CacheError(
-            f"{root / VOCAB} does not list the {counts['ntoken']} words of the manifest. {rebuild}"
-        )
+        if not _lists_strings(strings, count):
+            raise CacheError(f"{path} does not list the {count} {what} of the manifest. {rebuild}")
     emb_dim = manifest["settings"].get("emb_dim")
     if shape != (counts["ntoken"], emb_dim) or dtype.kind != "f":
         raise CacheError(
