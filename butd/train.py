@@ -109,16 +109,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from butd.data.locks import read_locks
-    from butd.training.callbacks import MetricsJSON
-    from butd.training.checkpoints import (
-        ResumeOverrides,
-        check_resume_overrides,
-        choose_resume,
-        resolve_ckpt_path,
-        trainer_setup,
-    )
+    from butd.training.callbacks.metrics_json import MetricsJSON
+    from butd.training.callbacks.resume_overrides import ResumeOverrides
     from butd.training.machine import describe, machine_line
+    from butd.training.resume import check_resume_overrides, choose_resume, resolve_ckpt_path
     from butd.training.signals import InterruptCheckpoint, interrupted
+    from butd.training.slurm import trainer_setup
 
     machine = describe(accelerator=str(cfg.trainer.get("accelerator")), devices=cfg.trainer.get("devices"))
     log.info("%s", machine_line(machine))

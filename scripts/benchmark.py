@@ -321,8 +321,8 @@ def run_loop(
     from butd.config import compose
     from butd.config.output import quiet_libraries
     from butd.train import _finish_wandb, _instantiate_group
-    from butd.training.checkpoints import trainer_setup
     from butd.training.module import VQAModule
+    from butd.training.slurm import trainer_setup
 
     quiet_libraries()  # as butd.train: no library banners between the figures
     with tempfile.TemporaryDirectory(prefix="butd-benchmark-") as tmp:

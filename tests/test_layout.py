@@ -24,10 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"errors", "memory", "files", "config", "preparation"},
     "preparation": {"errors", "memory", "files", "config", "data"},
     "models": {"errors", "config"},
-    "training": {"errors", "files", "config", "data", "models", "metrics"},
+    "training": {"errors", "files", "config", "data", "models"},
     "evaluation": {"errors", "files", "config", "data", "preparation", "models", "training"},
     "reporting": {"errors", "files", "config"},
-    "metrics": {"training"},  # kept for `butd.metrics.vqa_bce_loss`
 }
 ENTRY_POINTS = {"train", "prepare", "evaluate", "predict", "visualize", "report", "import_reference"}
 #: the flat modules beneath the stages
@@ -136,5 +135,5 @@ def test_the_readme_layout_names_every_package_and_entry_point():
     for module in [*ENTRY_POINTS, *LOW]:
         assert (PACKAGE / f"{module}.py").is_file()
         assert f"{module}.py" in layout, f"{module}.py missing from the README's Layout"
-    flat = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "metrics"}
+    flat = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
     assert flat <= {*ENTRY_POINTS, *LOW}, f"flat modules outside the layout: {flat}"

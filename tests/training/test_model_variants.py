@@ -17,9 +17,10 @@ from butd.evaluation.checkpoint import load_checkpoint
 from butd.evaluation.inference import answer, find_image
 from butd.models import ModelConfig
 from butd.train import build, train
-from butd.training.checkpoints import load_weights_only, resume_differences
+from butd.training.checkpoint_io import load_weights_only
 from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
 from butd.training.module import VQAModule
+from butd.training.resume import resume_differences
 from butd.training.validate import validate_train_config
 
 #: the switches added for the paper's ablations, and the reference's value of each

@@ -13,8 +13,8 @@ import torch
 
 from butd.errors import CheckpointError, ConfigError
 from butd.train import build
-from butd.training.checkpoints import choose_resume
 from butd.training.module import VQAModule
+from butd.training.resume import choose_resume
 from tests.conftest import TINY_DATA, compose_train, edited_checkpoint
 
 RUN = ["trainer.accelerator=cpu", "logger=csv", "model.num_hid=32"]
@@ -107,7 +107,7 @@ def test_last_skips_newer_checkpoints_of_other_settings(tiny_run, tiny_data_dir,
     newer = edited_checkpoint(tiny_run["ckpt"], runs / "b" / "checkpoints" / "last.ckpt", other_model)
     os.utime(mine, (1, 1))
     cfg = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=3"])
-    with caplog.at_level(logging.INFO, logger="butd.training.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="butd.training.resume"):
         assert _choose(cfg, "last") == str(mine)
     assert "resuming from" in caplog.text and "skipped 1 newer made with other settings" in caplog.text
 
