@@ -9,8 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
+from butd.config.training import SlurmConfig
 from butd.training.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,9 @@ def newest_requeue_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def trainer_setup(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
+def trainer_setup(
+    slurm: SlurmConfig, *, log_dir: str | Path, task_name: str
+) -> tuple[dict[str, Any], str | None]:
     """Trainer arguments for atomic checkpoints and SLURM requeueing, and the requeue checkpoint
     to resume from (None unless this is a requeued SLURM job).
 
@@ -65,13 +66,12 @@ def trainer_setup(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
     job_key = slurm_job_key()
     if job_key is None:
         return kwargs, None
-    slurm = cfg.get("slurm") or {}
-    auto_requeue = bool(slurm.get("auto_requeue", True))
-    requeue_signal = signal.Signals[str(slurm.get("requeue_signal", "SIGUSR1"))]
+    auto_requeue = slurm.auto_requeue
+    requeue_signal = signal.Signals[slurm.requeue_signal]
     plugins.append(SLURMEnvironment(auto_requeue=auto_requeue, requeue_signal=requeue_signal))
     if not auto_requeue:
         return kwargs, None
-    folder = requeue_dir(log_dir=cfg.paths.log_dir, task_name=cfg.task_name, job_key=job_key)
+    folder = requeue_dir(log_dir=log_dir, task_name=task_name, job_key=job_key)
     folder.mkdir(parents=True, exist_ok=True)
     kwargs["default_root_dir"] = str(folder)
     newest = newest_requeue_checkpoint(folder)

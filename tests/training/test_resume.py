@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from butd.errors import CheckpointError, ConfigError
-from butd.train import build
 from butd.training.module import VQAModule
 from butd.training.resume import choose_resume
+from butd.training.run import build
+from butd.training.validate import validate_train_config
 from tests.conftest import TINY_DATA, compose_train, edited_checkpoint
 
 RUN = ["trainer.accelerator=cpu", "logger=csv", "model.num_hid=32"]
@@ -27,7 +28,7 @@ def _cfg(tiny_data_dir: Path, logs: Path, overrides: list[str] = ()):
 
 def _choose(cfg, ckpt_path: str):
     """`choose_resume` exactly as `butd.train` calls it, for the module the command builds."""
-    module, _ = build(cfg)
+    module, _ = build(validate_train_config(cfg))
     return choose_resume(
         ckpt_path,
         log_dir=cfg.paths.log_dir,
