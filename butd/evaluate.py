@@ -29,6 +29,7 @@ from butd.config.entry import entry_point
 from butd.config.output import report_written
 from butd.data.official import ANSWER_TYPES
 from butd.errors import UserError
+from butd.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     from butd.data.official import annotations_from_cache
     from butd.evaluation import vqa_eval
-    from butd.evaluation.inference import open_checkpoint_and_cache, run_split, soft_scores, write_json
+    from butd.evaluation.inference import open_checkpoint_and_cache, run_split, soft_scores
 
     ckpt, data, info = open_checkpoint_and_cache(cfg)
     split = str(cfg.split)
@@ -76,8 +77,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "perQuestionType": dict(Counter(a["question_type"] for a in annotations["annotations"])),
         },
     }
-    write_json(out / "predictions.json", results, indent=None)
-    write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "predictions.json", results, indent=None)
+    atomic_write_json(out / "metrics.json", metrics)
     recorded = record_test_in_run(ckpt.path, (ckpt.data_config or {}).get("test_split"), metrics)
     if recorded is not None:
         metrics["recorded_in"] = str(recorded)
@@ -86,7 +87,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _evaluate_gqa(cfg, ckpt, data, info, split: str, qids, labels) -> dict[str, Any]:
     from butd.evaluation.gqa import evaluate_gqa
-    from butd.evaluation.inference import write_json
 
     found = evaluate_gqa(split, info.split_path(split), qids, labels, info.answers())
     out = Path(cfg.paths.output_dir)
@@ -99,8 +99,8 @@ def _evaluate_gqa(cfg, ckpt, data, info, split: str, qids, labels) -> dict[str, 
         "dropped_questions": info.counts["splits"][split].get("dropped_questions", 0),
         "gqa": found["gqa"],
     }
-    write_json(out / "predictions.json", found["predictions"], indent=None)
-    write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "predictions.json", found["predictions"], indent=None)
+    atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -127,9 +127,7 @@ def record_test_in_run(ckpt_path: Path, test_split: str | None, metrics: dict[st
         summary[f"test/vqa_acc/{atype.replace('/', '_')}"] = acc  # as training logs them
     summary["test_checkpoint"] = str(ckpt_path)
     summary["test_recorded_by"] = "butd.evaluate"
-    from butd.evaluation.inference import write_json
-
-    write_json(record, summary)
+    atomic_write_json(record, summary)
     log.info("test split %s: added test/* to %s", metrics["split"], record)
     return record
 

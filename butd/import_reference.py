@@ -28,7 +28,7 @@ from butd.errors import CheckpointError, UserError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.models import count_parameters, from_reference
 from butd.models.reference import reference_config
-from butd.training.checkpoints import atomic_save, load_weights_only
+from butd.training.checkpoint_io import atomic_save, load_weights_only
 from butd.training.module import VQAModule
 
 

@@ -21,6 +21,7 @@ from butd.config.entry import entry_point
 from butd.config.output import report_written
 from butd.data.text import tokenize
 from butd.errors import ConfigError
+from butd.files import atomic_write_json
 
 # the checkpoint and torch load inside the functions, after the arguments are checked
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def results_name(split: str) -> str:
 
 def predict_split(cfg: DictConfig, console: Console) -> Path:
     """Write the results file for every question of `cfg.split`; returns its path."""
-    from butd.evaluation.inference import open_checkpoint_and_cache, run_split, write_json
+    from butd.evaluation.inference import open_checkpoint_and_cache, run_split
 
     ckpt, data, info = open_checkpoint_and_cache(cfg)
     split = str(cfg.split)
@@ -50,7 +51,7 @@ def predict_split(cfg: DictConfig, console: Console) -> Path:
 
         results = predictions(info.split_path(split), split, qids, [r["answer"] for r in results])
         name = f"{split}_predictions.json"
-    path = write_json(Path(cfg.paths.output_dir) / name, results, indent=None)
+    path = atomic_write_json(Path(cfg.paths.output_dir) / name, results, indent=None)
     dropped = info.counts["splits"][split].get("dropped_questions", 0)
     if dropped:
         console.print(
@@ -71,7 +72,6 @@ def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
         image_id_arg,
         max_question_len,
         open_checkpoint_and_cache,
-        write_json,
     )
 
     image_id = image_id_arg(cfg.image_id)
@@ -96,7 +96,7 @@ def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
             f"(the model read: {' '.join(w for w in _words(result) if w not in result.unknown_words)!r})"
         )
     row = answer_row(result)
-    path = write_json(Path(cfg.paths.output_dir) / "answer.json", {"image_id": image.image_id, **row})
+    path = atomic_write_json(Path(cfg.paths.output_dir) / "answer.json", {"image_id": image.image_id, **row})
     report_written([path])
     return row
 

@@ -320,9 +320,10 @@ def run_loop(
 
     from butd.config import compose
     from butd.config.output import quiet_libraries
-    from butd.train import _finish_wandb, _instantiate_group
-    from butd.training.checkpoints import trainer_setup
+    from butd.config.training import SlurmConfig
     from butd.training.module import VQAModule
+    from butd.training.run import finish_wandb, instantiate_group
+    from butd.training.slurm import trainer_setup
 
     quiet_libraries()  # as butd.train: no library banners between the figures
     with tempfile.TemporaryDirectory(prefix="butd-benchmark-") as tmp:
@@ -351,11 +352,11 @@ def run_loop(
             compile=compile,
         )
         timer = LoopTimer(warmup=warmup, steps=steps, device=device)
-        trainer_kwargs, _ = trainer_setup(cfg)
+        trainer_kwargs, _ = trainer_setup(SlurmConfig(), log_dir=tmp, task_name=cfg.task_name)
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*_instantiate_group(cfg.callbacks), timer.callback],
-            logger=_instantiate_group(cfg.logger) or False,
+            callbacks=[*instantiate_group(cfg.callbacks), timer.callback],
+            logger=instantiate_group(cfg.logger) or False,
             **trainer_kwargs,
         )
         train = TensorBatchLoader(
@@ -367,7 +368,7 @@ def run_loop(
         try:
             trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
         finally:
-            _finish_wandb(trainer)
+            finish_wandb(trainer)
         m = timer.marks
         checkpoints = len(list(Path(tmp).rglob("*.ckpt")))
     return LoopFigures(

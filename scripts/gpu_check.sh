@@ -82,7 +82,8 @@ from hydra.utils import instantiate
 
 from butd.config import compose
 from butd.config.output import quiet_libraries
-from butd.train import _instantiate_group, build
+from butd.training.run import build, instantiate_group
+from butd.training.validate import validate_train_config
 
 quiet_libraries()
 cfg = compose("train", ["data=realistic", "trainer.max_epochs=1", "logger=csv", "paths.output_dir=/tmp/butd-syncs"])
@@ -114,8 +115,8 @@ def record(message, category, *args, **kwargs):
 
 warnings.showwarning = record
 warnings.simplefilter("always")
-module, datamodule = build(cfg)
-trainer = instantiate(cfg.trainer, callbacks=[*_instantiate_group(cfg.callbacks), counter], logger=False)
+module, datamodule = build(validate_train_config(cfg))
+trainer = instantiate(cfg.trainer, callbacks=[*instantiate_group(cfg.callbacks), counter], logger=False)
 trainer.fit(module, datamodule=datamodule)
 steps = len(per_step)
 quiet = sum(1 for n in per_step.values() if n == 0)

@@ -20,7 +20,7 @@ import torch
 from butd.config.plain import InterpolationError, resolve_references
 from butd.errors import CheckpointError, UserError
 from butd.evaluation.checkpoint import load_checkpoint
-from butd.training.checkpoints import check_callback_states
+from butd.training.callback_states import check_callback_states
 from tests.conftest import TINY_DATA, edited_checkpoint
 
 RUN = ["trainer.accelerator=cpu", "logger=csv", "model.num_hid=32"]
@@ -223,7 +223,7 @@ def test_a_moved_run_resumes_with_its_best_from_its_own_folder(tiny_run, tiny_cf
         moved / "checkpoints" / "last.ckpt", moved / "checkpoints" / "last.ckpt", recorded_elsewhere
     )
     cfg = tiny_cfg([*RUN, "trainer.max_epochs=3", f"ckpt_path={last}"], run="r")
-    with caplog.at_level(logging.INFO, logger="butd.training.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="butd.training"):
         train(cfg)
     carried = (
         f"resumed with the best val/score {tiny_run['metrics']['val/score']:.4f} from {moved / 'checkpoints'}"

@@ -110,7 +110,8 @@ def test_gqa_baseline_composes_with_openvqa_s_gqa_butd_settings(tmp_path):
     from butd.training.validate import validate_train_config
 
     cfg = compose_train(["experiment=gqa_baseline"], data_dir=tmp_path, output_dir=tmp_path / "run")
-    data, model, _ = validate_train_config(cfg)
+    run = validate_train_config(cfg)
+    data, model = run.data, run.model
     assert (data.name, data.format, data.boxes, data.num_boxes, data.batch_size) == (
         "gqa",
         "gqa",

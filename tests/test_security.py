@@ -17,7 +17,7 @@ import torch
 from butd.errors import CheckpointError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.import_reference import ReferenceFileError, read_dictionary, read_label2ans
-from butd.training.checkpoints import AtomicCheckpointIO, load_weights_only
+from butd.training.checkpoint_io import AtomicCheckpointIO, load_weights_only
 from tests.conftest import TINY_DATA
 
 

@@ -151,11 +151,12 @@ def test_ddp_on_two_cpu_processes_syncs_the_validation_score(tmp_path, tiny_data
 
     import pytorch_lightning as pl
 
-    from butd.train import build
     from butd.training.module import VQAModule
+    from butd.training.run import build
+    from butd.training.validate import validate_train_config
 
     module = VQAModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
-    _, datamodule = build(tiny_cfg(["experiment=quickstart", "model.num_hid=32"]))
+    _, datamodule = build(validate_train_config(tiny_cfg(["experiment=quickstart", "model.num_hid=32"])))
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (single,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     assert single["val/score"] == pytest.approx(history[-1]["val/score"], abs=1e-4)

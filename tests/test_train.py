@@ -12,8 +12,10 @@ from omegaconf import OmegaConf
 from butd.config.data import DataConfig
 from butd.errors import ConfigError
 from butd.reporting.runs import read_runs
-from butd.train import build, train
+from butd.train import train
 from butd.training.module import VQAModule
+from butd.training.run import build
+from butd.training.validate import validate_train_config
 from tests.conftest import CONF_DIR, compose_train
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -52,7 +54,7 @@ def test_use_spatial_is_off_in_every_model_config(model, tmp_path):
 def test_use_spatial_override_composes_and_trains(tiny_cfg):
     cfg = tiny_cfg(["debug=fdr", "model.num_hid=32", "model.use_spatial=true"])
     assert cfg.model.use_spatial is True
-    module, _ = build(cfg)
+    module, _ = build(validate_train_config(cfg))
     assert module.model.use_spatial
     # the synthetic features are 32-d; attention and v_net take the 6 box numbers on top
     assert module.model.v_net.linear.weight_v.shape == (32, 32 + 6)
@@ -120,9 +122,9 @@ def test_every_experiment_composes(experiment, tmp_path):
 def test_unknown_activation_lists_the_valid_ones(tiny_cfg):
     cfg = tiny_cfg(["model.activation=swish"])
     with pytest.raises(ConfigError, match=r"model.activation='swish'.*'relu', 'glu', 'gated_tanh'"):
-        build(cfg)
+        build(validate_train_config(cfg))
     with pytest.raises(ConfigError, match=r"model.attention='dot'.*'newatt'"):
-        build(tiny_cfg(["model.attention=dot"]))
+        build(validate_train_config(tiny_cfg(["model.attention=dot"])))
 
 
 def test_fast_dev_run_through_the_composed_config(tiny_cfg):
@@ -198,11 +200,11 @@ def test_same_seed_same_metrics(tiny_cfg):
 
 
 def test_out_of_memory_is_explained_with_sizes(tiny_cfg):
-    from butd.train import out_of_memory_advice
+    from butd.training.run import out_of_memory_advice
 
     cfg = tiny_cfg(["model.num_hid=16"])
-    module, datamodule = build(cfg)
-    message = out_of_memory_advice(cfg, datamodule, module, torch.OutOfMemoryError("CUDA out of memory"))
+    module, datamodule = build(validate_train_config(cfg))
+    message = out_of_memory_advice(datamodule, module, torch.OutOfMemoryError("CUDA out of memory"))
     assert "batch 16" in message and "data.batch_size" in message and "data.feature_store=h5" in message
     assert f"{module.num_parameters:,} parameters" in message
 

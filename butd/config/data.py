@@ -8,6 +8,7 @@ range checks are in `__post_init__`. Never imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ EXTRA_TRAIN = (VG,)
 #: `data.vg`: Visual Genome v1.2's files (relative to raw_dir); how many of 10 annotators one VG
 #: answer counts as (1: scored 0.3, as one annotator's answer; 10: 1.0, the answer as certain);
 #: the splits whose images VG pairs may use (a pair on another split's image is dropped)
+#: the key a data section held while `DataConfig` named the DataModule's class (checkpoints made
+#: then record it); nothing instantiated it, and `from_dict` drops it
+_OLD_TARGET = "_target_"
+
 VG_DEFAULTS: dict[str, Any] = {
     "questions": "visual_genome/question_answers.json",
     "images": "visual_genome/image_data.json",
@@ -78,8 +83,6 @@ class DataConfig:
     than misread.
     """
 
-    #: what `hydra.utils.instantiate(cfg.data)` builds
-    _target_: str = "butd.data.datamodule.VQADataModule"
     name: str = MISSING
     raw_dir: str = MISSING
     cache_dir: str = MISSING
@@ -343,6 +346,10 @@ class DataConfig:
     @classmethod
     def from_dict(cls, cfg: Any) -> DataConfig:
         """Build from a composed `cfg.data` node or a mapping; a bad key or value is a ConfigError."""
+        if isinstance(cfg, Mapping) and _OLD_TARGET in cfg:
+            # the data section of a checkpoint written while the section named the DataModule's
+            # class (never instantiated from it): the key has no meaning now
+            cfg = {k: v for k, v in cfg.items() if k != _OLD_TARGET}
         return to_typed(cls, cfg, "data")
 
     @property

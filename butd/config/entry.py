@@ -18,7 +18,6 @@ from __future__ import annotations
 import difflib
 import errno
 import functools
-import json
 import logging
 import os
 import traceback
@@ -34,6 +33,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from butd.config.output import quiet_libraries, whole_lines
 from butd.errors import UserError
+from butd.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def record_failure(err: BaseException, folder: Path | None = None, *, quiet: boo
         "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__)),
     }
     path = folder / FAILURE_FILE
-    path.write_text(json.dumps(record, indent=2))
+    atomic_write_json(path, record)
     if quiet:
         return path
     if cause is not None:

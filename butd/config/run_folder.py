@@ -107,7 +107,7 @@ _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 def _another_rank() -> bool:
     """True in the second and later processes of a distributed run (Lightning's DDP launcher starts
     them with the command line and the first process's `hydra.run.dir`; SLURM starts one per task),
-    and in a requeued SLURM job (it resumes its own run, `butd.training.checkpoints`): the folder
+    and in a requeued SLURM job (it resumes its own run, `butd.training.slurm`): the folder
     is their run's own."""
     if os.environ.get("SLURM_RESTART_COUNT", "0").strip() not in ("", "0"):
         return True

@@ -48,7 +48,6 @@ MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
 ANSWERS = "answers.json"
 GLOVE = "glove.npy"
-PARTIAL = ".partial"
 _STR = h5py.string_dtype(encoding="utf-8")
 
 

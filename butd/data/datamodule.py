@@ -165,11 +165,10 @@ class VQABatches(Dataset):
 class VQADataModule(pl.LightningDataModule):
     """Reads the cache that `butd.prepare` builds; for the synthetic set, builds it first."""
 
-    def __init__(self, config: DataConfig | None = None, *, shuffle_seed: int = 0, **data: Any) -> None:
-        """`config`: a validated data config; or the data section's keys as keyword arguments
-        (`hydra.utils.instantiate(cfg.data)`), validated here."""
+    def __init__(self, config: DataConfig, *, shuffle_seed: int = 0) -> None:
+        """`config`: the validated data config (`DataConfig.from_dict`, which `butd.train` calls once)."""
         super().__init__()
-        self.cfg = config if config is not None else DataConfig.from_dict(data)
+        self.cfg = config
         #: seeds the training order with the epoch (`EpochBatchSampler`); train passes `seed`
         self.shuffle_seed = shuffle_seed
         self._info: CacheInfo | None = None

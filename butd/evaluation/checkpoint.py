@@ -23,7 +23,7 @@ from butd.config.plain import InterpolationError, refuse_interpolations, resolve
 from butd.data.cache import CacheInfo
 from butd.data.text import DEFAULT_MAX_LEN, Vocabulary
 from butd.errors import CheckpointError, ConfigError
-from butd.training.checkpoints import UnsafeCheckpointError, load_weights_only
+from butd.training.checkpoint_io import UnsafeCheckpointError, load_weights_only
 from butd.training.debias import MethodAnswers
 from butd.training.module import VQAModule
 

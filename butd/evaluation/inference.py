@@ -5,11 +5,8 @@ Shared by `butd.evaluate`, `butd.predict` and `butd.visualize`.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import h5py
@@ -258,12 +255,3 @@ def run_split(
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[])
     qids, labels = predict_split(trainer, ckpt, alignment, loader)
     return dataset, qids, labels, alignment
-
-
-def write_json(path: Path, content: Any, *, indent: int | None = 2) -> Path:
-    """Write through a temporary name, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(json.dumps(content, indent=indent), encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,6 @@ from butd.data.cache import (
     CACHE_FORMAT_VERSION,
     GLOVE,
     MANIFEST,
-    PARTIAL,
     VOCAB,
     CacheError,
     CacheInfo,
@@ -45,6 +43,7 @@ from butd.data.locks import cache_lock
 from butd.data.official import official_tables
 from butd.data.text import UnknownWordError, Vocabulary, load_glove
 from butd.errors import disk_full
+from butd.files import PARTIAL, atomic_write_text, disk_full_message
 from butd.memory import return_freed_memory
 from butd.preparation.convert import (
     STATE,
@@ -389,12 +388,15 @@ def _disk_full_error(cfg: DataConfig, words: str) -> CacheError:
         kept.append("the earlier cache, unchanged")
     if (root / STATE).is_file():
         kept.append("the feature conversion so far (the next prepare continues it)")
-    free = "" if "free" in words else f" ({shutil.disk_usage(root).free:,} bytes free there)"
     return CacheError(
-        f"disk full: {words} while preparing the cache in {root}{free}. "
-        f"Kept: {'; '.join(kept) or 'nothing'}; "
-        "the new cache's other partial files were deleted. Free space (or point data.cache_dir at a "
-        f"larger disk), then run `{prepare_command(cfg)} force=true` again"
+        disk_full_message(
+            words,
+            writing=f"preparing the cache in {root}",
+            folder=root,
+            kept=f"Kept: {'; '.join(kept) or 'nothing'}; the new cache's other partial files were deleted",
+            larger="data.cache_dir",
+            then=f"then run `{prepare_command(cfg)} force=true` again",
+        )
     )
 
 
@@ -579,9 +581,7 @@ def _commit(root: Path, splits: list[str], text: _Text, manifest: dict) -> None:
     for final in [root / VOCAB, root / ANSWERS, root / GLOVE] + [split_file(root, s) for s in splits]:
         os.replace(str(final) + PARTIAL, final)
     (root / STATE).unlink(missing_ok=True)
-    tmp = root / (MANIFEST + PARTIAL)
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    os.replace(tmp, root / MANIFEST)
+    atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2))
 
 
 def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:

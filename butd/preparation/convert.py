@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 
 from butd.errors import DiskFullError, UserError
+from butd.files import atomic_write_text
 from butd.preparation.features import BadRow, parse_row, row_image_id, spatial_features
 
 log = logging.getLogger(__name__)
@@ -690,9 +691,7 @@ class _Writing:
         for w in self.writers.values():
             w.flush()
         self.state.splits = {s: (w.num_images, w.num_boxes) for s, w in self.writers.items()}
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(self.state.to_json(), encoding="utf-8")
-        os.replace(tmp, self.state_path)
+        atomic_write_text(self.state_path, self.state.to_json())
 
     def abandon(self) -> None:
         """After an error: keep what was converted up to the last complete chunk, for the next run."""

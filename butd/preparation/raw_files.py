@@ -12,17 +12,16 @@ reader sees the old file or the new one, never a part.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from butd.errors import UserError
+from butd.files import atomic_open, atomic_write_text
 
 #: the record of the files butd wrote in a raw folder
 LEDGER = ".butd_written.json"
-PARTIAL = ".partial"
 
 
 class ForeignFileError(UserError):
@@ -106,17 +105,8 @@ class RawFiles:
     def open(self, name: str, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
         """A file to write `name` through; it replaces `name` only when the block ends without error."""
         path = self.folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + PARTIAL)
-        try:
-            with open(tmp, mode, **kwargs) as fh:
-                yield fh
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_open(path, mode, **kwargs) as fh:
+            yield fh
         self._ledger[name] = self._stamp(path)
         self._save_ledger()
 
@@ -126,6 +116,4 @@ class RawFiles:
         return self.folder / name
 
     def _save_ledger(self) -> None:
-        tmp = self.folder / (LEDGER + PARTIAL)
-        tmp.write_text(json.dumps(self._ledger, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.folder / LEDGER)
+        atomic_write_text(self.folder / LEDGER, json.dumps(self._ledger, indent=1, sort_keys=True))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from butd.config.convergence import ConvergenceRule
+from butd.files import atomic_open, atomic_write_text
 from butd.reporting.runs import METRICS, OVERRIDES, Run, RunGroup, group_runs, settings_of
 from butd.reporting.stats import MAX_SEEDS, Difference, difference, seeds_needed
 
@@ -456,9 +457,9 @@ def write_report(
     if failed:
         parts += [f"## Runs not in the table ({len(failed)})", problems_markdown(failed)]
     files = [out / "report.md", out / "report.csv", out / "learning_curves.png", out / "scores.png"]
-    files[0].write_text("\n\n".join(parts) + "\n")
+    atomic_write_text(files[0], "\n\n".join(parts) + "\n")
     rows = table.csv_rows()
-    with files[1].open("w", newline="") as f:
+    with atomic_open(files[1], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

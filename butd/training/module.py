@@ -23,7 +23,6 @@ from butd.training.metrics import (
     vqa_bce_loss,
     vqa_softmax_loss,
 )
-from butd.training.validate import check_output_and_debias
 
 #: diagnostics of every method, from the question-type prior: the share of questions whose answer
 #: is the question type's most frequent training answer, and whose answer the type ever has
@@ -60,7 +59,6 @@ class VQAModule(pl.LightningModule):
         self.model_cfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
         # checkpoints hold plain values only
         self.debias_cfg = debias if isinstance(debias, DebiasConfig) else DebiasConfig.from_dict(debias)
-        check_output_and_debias(self.model_cfg, self.debias_cfg)
         self.save_hyperparameters(
             {
                 "model": self.model_cfg.to_dict(),

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from butd.config.convergence import ConvergenceRule
 from butd.config.data import DataConfig
@@ -37,9 +38,34 @@ _OPTIM_RANGES: dict[str, tuple[Any, str]] = {
 }
 
 
-def check_optimizer(optim: Any) -> None:
-    """`optim.optimizer` names a torch optimizer class, and only its arguments, in range (imports torch)."""
-    spec = to_typed(OptimConfig, optim or {}, "optim").optimizer
+@dataclass(frozen=True)
+class RunConfig:
+    """The sections of a train config that build a run, typed and checked once
+    (`validate_train_config`); the builders (`butd.training.run`) take this, never the raw config."""
+
+    data: DataConfig
+    model: ModelConfig
+    debias: DebiasConfig
+    optim: OptimConfig
+    slurm: SlurmConfig
+    #: draws the weights, the batches and the dropout masks
+    seed: int
+    compile: bool
+    #: the data section as written (interpolations kept), recorded in checkpoints so that evaluate
+    #: and predict find the cache on another machine
+    data_section: dict[str, Any]
+
+    @property
+    def optimizer(self) -> dict[str, Any]:
+        """The optimizer's `_partial_` spec as plain values (the module's hyper-parameter)."""
+        return dict(self.optim.optimizer)
+
+
+def check_optimizer(optim: Any) -> OptimConfig:
+    """`optim.optimizer` names a torch optimizer class, and only its arguments, in range (imports
+    torch); returns the typed section."""
+    typed = to_typed(OptimConfig, optim or {}, "optim")
+    spec = typed.optimizer
     if not isinstance(spec, Mapping) or "_target_" not in spec:
         raise ConfigError("optim.optimizer is missing or has no _target_ (e.g. torch.optim.Adamax)")
     target = str(spec["_target_"])
@@ -81,6 +107,7 @@ def check_optimizer(optim: Any) -> None:
                 raise ConfigError(
                     f"optim.optimizer.betas={value!r} is invalid; expected two numbers in [0, 1)"
                 )
+    return typed
 
 
 def check_output_and_debias(model: ModelConfig, debias: DebiasConfig) -> None:
@@ -137,20 +164,23 @@ def check_trains_something(trainer: Any) -> None:
         )
 
 
-def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, DebiasConfig]:
+def validate_train_config(cfg: DictConfig) -> RunConfig:
     """Every check that can run before data is read, each once: the data, model, optimizer and
     SLURM sections, the debias method, the seed, and K against the boxes stored on disk. Returns
-    the typed data, model and debias configs the run uses."""
+    the typed sections the run is built from: the one conversion of the composed config."""
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} is invalid; expected an integer in [0, 2**32)")
+    compile_ = cfg.get("compile", False)
+    if not isinstance(compile_, bool):
+        raise ConfigError(f"compile={compile_!r} is invalid; expected true or false")
     data = DataConfig.from_dict(cfg.data)
     model = ModelConfig.from_dict(cfg.model)
     debias = DebiasConfig.from_dict(cfg.get("debias"))
     check_output_and_debias(model, debias)
     check_trains_something(cfg.get("trainer") or {})
-    check_optimizer(cfg.get("optim"))
-    to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
+    optim = check_optimizer(cfg.get("optim"))
+    slurm = to_typed(SlurmConfig, cfg.get("slurm") or {}, "slurm")
     check_convergence(cfg.get("convergence"))
     found = stored_boxes(data) if data.boxes == "fixed" else None
     if found is not None and data.num_boxes > found[0]:
@@ -158,4 +188,14 @@ def validate_train_config(cfg: DictConfig) -> tuple[DataConfig, ModelConfig, Deb
             f"data.num_boxes={data.num_boxes} is invalid: the data holds {found[0]} boxes per image "
             f"({found[1]}); set data.num_boxes={found[0]}"
         )
-    return data, model, debias
+    section = OmegaConf.to_container(cfg.data, resolve=False)
+    return RunConfig(
+        data=data,
+        model=model,
+        debias=debias,
+        optim=optim,
+        slurm=slurm,
+        seed=seed,
+        compile=compile_,
+        data_section=section,  # type: ignore[arg-type]
+    )

@@ -119,3 +119,17 @@ def test_the_command_line_prints_the_message_not_a_traceback(tmp_path, override,
         assert line in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_data_section_recorded_with_the_old_target_still_loads(tmp_path):
+    """Checkpoints made while `DataConfig` named the DataModule's class record `_target_` in their
+    data section; evaluate and predict read that section back."""
+    from omegaconf import OmegaConf
+
+    from butd.config.data import DataConfig
+
+    cfg = compose_train(TINY_DATA, data_dir=tmp_path, output_dir=tmp_path / "run")
+    section = OmegaConf.to_container(cfg.data, resolve=True)
+    assert "_target_" not in section
+    old = {**section, "_target_": "butd.data.datamodule.VQADataModule"}
+    assert DataConfig.from_dict(old) == DataConfig.from_dict(section)

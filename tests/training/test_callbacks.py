@@ -5,7 +5,9 @@ import json
 import numpy as np
 import torch
 
-from butd.train import build, train
+from butd.train import train
+from butd.training.run import build
+from butd.training.validate import validate_train_config
 
 
 def test_history_carries_throughput_and_the_best_score_so_far(tiny_cfg):
@@ -18,8 +20,8 @@ def test_history_carries_throughput_and_the_best_score_so_far(tiny_cfg):
 
 
 def test_use_boxes_gives_the_model_the_first_k_boxes(tiny_cfg):
-    _, full = build(tiny_cfg())
-    _, first3 = build(tiny_cfg(["data.use_boxes=3"]))
+    _, full = build(validate_train_config(tiny_cfg()))
+    _, first3 = build(validate_train_config(tiny_cfg(["data.use_boxes=3"])))
     for dm in (full, first3):
         dm.setup("fit")
     a, b = full.dataset("val")[[0, 5, 9]], first3.dataset("val")[[0, 5, 9]]

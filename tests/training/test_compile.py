@@ -7,7 +7,8 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from torch._dynamo.testing import CompileCounter
 
-from butd.train import build
+from butd.training.run import build
+from butd.training.validate import validate_train_config
 from tests.conftest import TINY_ADAPTIVE, TINY_DATA
 
 
@@ -40,7 +41,7 @@ def test_compiled_fit_compiles_train_and_eval_graphs_once(tiny_cfg, adaptive):
     if adaptive:
         overrides += TINY_ADAPTIVE[len(TINY_DATA) :]
     cfg = tiny_cfg(overrides)
-    module, datamodule = build(cfg)
+    module, datamodule = build(validate_train_config(cfg))
     backend = CompileCounter()
     module.compile_backend = backend
     graphs = GraphsCompiled(backend)

@@ -12,8 +12,10 @@ import torch
 
 from butd.config.debias import DEBIAS_METHODS
 from butd.errors import UserError
-from butd.train import build, train
+from butd.train import train
 from butd.training.metrics import vqa_bce_loss
+from butd.training.run import build
+from butd.training.validate import validate_train_config
 from tests.conftest import TINY_CP, TINY_DATA, compose_train
 
 
@@ -44,7 +46,7 @@ def test_every_method_trains_a_batch_on_vqacp2(tiny_cp_raw, tmp_path, method):
 
 def test_debias_none_is_the_reference_step(tiny_cfg, tmp_path):
     cfg = tiny_cfg(["model.num_hid=32"])
-    module, datamodule = build(cfg)
+    module, datamodule = build(validate_train_config(cfg))
     datamodule.setup("fit")
     assert list(module.debias.parameters()) == []  # nothing new to train or to checkpoint
     assert set(module.state_dict()) == {f"model.{k}" for k in module.model.state_dict()}
@@ -76,7 +78,7 @@ def test_a_method_that_needs_question_types_stops_before_training(tiny_data_dir,
         output_dir=tmp_path / "run",
     )  # fmt: skip
     with pytest.raises(UserError, match="debias=lmh needs each training question's question_type"):
-        build(cfg)
+        build(validate_train_config(cfg))
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from butd.errors import CheckpointError
-from butd.training.checkpoints import atomic_save, load_weights_only
+from butd.training.checkpoint_io import atomic_save, load_weights_only
 from tests.conftest import TINY_DATA
 
 

@@ -16,10 +16,11 @@ from butd.errors import ConfigError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.evaluation.inference import answer, find_image
 from butd.models import ModelConfig
-from butd.train import build, train
-from butd.training.checkpoints import load_weights_only, resume_differences
+from butd.train import train
+from butd.training.checkpoint_io import load_weights_only
 from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
-from butd.training.module import VQAModule
+from butd.training.resume import resume_differences
+from butd.training.run import build
 from butd.training.validate import validate_train_config
 
 #: the switches added for the paper's ablations, and the reference's value of each
@@ -44,8 +45,10 @@ def test_the_defaults_are_the_reference():
 
 
 def test_embedding_init_glove_copies_the_cache_rows_and_random_keeps_its_own(tiny_cfg):
-    glove_module, _ = build(tiny_cfg(["model.num_hid=32"]))
-    random_module, datamodule = build(tiny_cfg(["model.num_hid=32", "model.embedding_init=random"]))
+    glove_module, _ = build(validate_train_config(tiny_cfg(["model.num_hid=32"])))
+    random_module, datamodule = build(
+        validate_train_config(tiny_cfg(["model.num_hid=32", "model.embedding_init=random"]))
+    )
     glove = torch.from_numpy(datamodule.info.glove())
     ntoken = datamodule.info.ntoken
     assert torch.equal(glove_module.model.w_emb.emb.weight[:ntoken], glove)
@@ -60,7 +63,7 @@ def test_two_stream_text_rows_start_from_the_answers_glove_and_image_rows_from_t
     data = DataConfig.from_dict(cfg.data)
     answers = load_cache(data).answers()
     image = _image_vectors(path, answers[::-1], 32)[::-1]  # the file's order is not the cache's
-    module, _ = build(cfg)
+    module, _ = build(validate_train_config(cfg))
     clf = module.model.classifier
     expected = answer_glove(data.raw_path / data.glove, answers, 50)
     assert expected.found == len(answers)  # the generated GloVe file has every answer's word
@@ -73,7 +76,7 @@ def test_two_stream_text_rows_start_from_the_answers_glove_and_image_rows_from_t
 
 def test_two_stream_random_init_leaves_glove_out(tiny_cfg):
     cfg = tiny_cfg(["model.classifier=two_stream", "model.classifier_init=random"])
-    module, datamodule = build(cfg)
+    module, datamodule = build(validate_train_config(cfg))
     data = DataConfig.from_dict(cfg.data)
     rows = module.model.classifier.text_out.weight
     glove = answer_glove(data.raw_path / data.glove, datamodule.info.answers(), 50).vectors
@@ -86,7 +89,7 @@ def test_an_image_vector_file_for_other_answers_is_named_before_training(tiny_cf
     answers = load_cache(DataConfig.from_dict(cfg.data)).answers()
     _image_vectors(path, [*answers[:-2], "unicorn"], 32)
     with pytest.raises(AnswerVectorsError, match=r"img.npz does not match .*2 missing .*1 extra .*'unicorn'"):
-        build(cfg)
+        build(validate_train_config(cfg))
 
 
 def test_softmax_with_a_debias_method_is_refused_before_training(tiny_cfg):
@@ -94,20 +97,15 @@ def test_softmax_with_a_debias_method_is_refused_before_training(tiny_cfg):
     with pytest.raises(ConfigError, match="model.output=softmax with debias=reweight"):
         validate_train_config(cfg)
     with pytest.raises(ConfigError, match="model.output=softmax with debias=rubi"):
-        VQAModule(
-            model={"output": "softmax"},
-            debias={"name": "rubi"},
-            ntoken=5,
-            v_dim=4,
-            num_answers=3,
-            optimizer={},
-        )
+        validate_train_config(tiny_cfg(["model.output=softmax", "debias=rubi"]))
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 @pytest.mark.parametrize("output,loss", [("sigmoid", vqa_bce_loss), ("softmax", vqa_softmax_loss)])
 def test_training_and_validation_use_the_output_s_objective(tiny_cfg, output, loss):
-    module, datamodule = build(tiny_cfg(["model.num_hid=32", f"model.output={output}"]))
+    module, datamodule = build(
+        validate_train_config(tiny_cfg(["model.num_hid=32", f"model.output={output}"]))
+    )
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     module.eval()  # no dropout: the same logits twice

@@ -23,10 +23,12 @@ import torch
 from butd.config.data import DataConfig
 from butd.data.cache import CacheError
 from butd.errors import CheckpointError
+from butd.files import PARTIAL
 from butd.preparation.build import prepare
 from butd.train import train
-from butd.training.callbacks import DivergenceError, DivergenceGuard
-from butd.training.checkpoints import PARTIAL, AtomicCheckpointIO, RunCheckpoint
+from butd.training.callbacks.divergence import DivergenceError, DivergenceGuard
+from butd.training.callbacks.run_checkpoint import RunCheckpoint
+from butd.training.checkpoint_io import AtomicCheckpointIO
 from tests.conftest import REPO, TINY_DATA, compose_train, subprocess_env
 
 #: a small model and step checkpoints every 3 of the 10 steps of an epoch, so a kill lands anywhere
@@ -195,7 +197,7 @@ _KILL_MID_WRITE = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    from butd.training.checkpoints import AtomicCheckpointIO
+    from butd.training.checkpoint_io import AtomicCheckpointIO
 
     class KilledWhilePickled:
         def __reduce__(self):
@@ -467,7 +469,7 @@ def test_a_non_finite_gradient_stops_naming_its_step(tmp_path, strict):
 
 def test_non_finite_values_in_padded_boxes_are_not_reported_as_damaged_data():
     """With `v_mask`, only the real boxes count: the model zeroes padded ones unread."""
-    from butd.training.callbacks import _ids_with_bad_features
+    from butd.training.callbacks.divergence import _ids_with_bad_features
 
     v, b = torch.zeros(3, 4, 5), torch.zeros(3, 4, 6)
     mask = torch.tensor([[True, True, False, False], [True] * 4, [True, True, True, False]])

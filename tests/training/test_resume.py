@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from butd.errors import CheckpointError, ConfigError
-from butd.train import build
-from butd.training.checkpoints import choose_resume
 from butd.training.module import VQAModule
+from butd.training.resume import choose_resume
+from butd.training.run import build
+from butd.training.validate import validate_train_config
 from tests.conftest import TINY_DATA, compose_train, edited_checkpoint
 
 RUN = ["trainer.accelerator=cpu", "logger=csv", "model.num_hid=32"]
@@ -27,7 +28,7 @@ def _cfg(tiny_data_dir: Path, logs: Path, overrides: list[str] = ()):
 
 def _choose(cfg, ckpt_path: str):
     """`choose_resume` exactly as `butd.train` calls it, for the module the command builds."""
-    module, _ = build(cfg)
+    module, _ = build(validate_train_config(cfg))
     return choose_resume(
         ckpt_path,
         log_dir=cfg.paths.log_dir,
@@ -107,7 +108,7 @@ def test_last_skips_newer_checkpoints_of_other_settings(tiny_run, tiny_data_dir,
     newer = edited_checkpoint(tiny_run["ckpt"], runs / "b" / "checkpoints" / "last.ckpt", other_model)
     os.utime(mine, (1, 1))
     cfg = _cfg(tiny_data_dir, logs, ["trainer.max_epochs=3"])
-    with caplog.at_level(logging.INFO, logger="butd.training.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="butd.training.resume"):
         assert _choose(cfg, "last") == str(mine)
     assert "resuming from" in caplog.text and "skipped 1 newer made with other settings" in caplog.text
 

@@ -16,7 +16,8 @@ import torch
 from hydra.utils import instantiate
 from torch.overrides import TorchFunctionMode
 
-from butd.train import build
+from butd.training.run import build
+from butd.training.validate import validate_train_config
 
 #: Tensor methods that wait for the device (or copy to the host) on CUDA
 BLOCKING = {
@@ -129,7 +130,7 @@ class CountSyncs(pl.Callback):
 
 
 def _fit(cfg) -> CountSyncs:
-    module, datamodule = build(cfg)
+    module, datamodule = build(validate_train_config(cfg))
     counter = CountSyncs()
     callbacks = [instantiate(v) for v in cfg.callbacks.values() if v and "_target_" in v]
     clip = module.take_gradient_clip(cfg.trainer)

@@ -1,187 +1,15 @@
-"""Callbacks of a training run: its record on disk (metrics.json), what a comparison of runs
-needs (throughput, best score, size), a divergence stop, and RNG states that resume.
-
-Checkpointing callbacks live in `butd.training.checkpoints`.
-"""
+"""A divergence stop: training ends at the first non-finite loss or gradient norm, with a report."""
 
 from __future__ import annotations
 
-import json
-import os
-import random
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_only
 
-from butd.config.convergence import ConvergenceRule
 from butd.errors import UserError
-
-
-def _floats(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if k.startswith(prefixes) and not k.endswith("_step")}
-
-
-class MetricsJSON(pl.Callback):
-    """Keeps a per-epoch history and writes `metrics.json` in the run folder at the end of fit.
-
-    `metrics.json` holds the best `val/score`, the `val/upper_bound` of that epoch, the
-    last completed epoch (0-based, as Lightning counts), whether the run converged by the
-    rule of `butd.config.convergence` (`converged`, `converged_epoch`, `convergence_rule`), the
-    parameter count, the machine (`machine`: CPU, torch's threads, device, torch and CUDA
-    versions) and the history. The history is part of the callback's checkpoint state, so a
-    resumed run still reports the epochs before the interruption.
-
-    `stop_when_converged`: end the fit at the first epoch at which the rule holds (the run's
-    `trainer.max_epochs` stays the cap), so a study can run "until converged, at most N epochs".
-    """
-
-    def __init__(
-        self,
-        *,
-        dirpath: str,
-        monitor: str = "val/score",
-        patience: int = 5,
-        min_delta: float = 0.1,
-        stop_when_converged: bool = False,
-    ) -> None:
-        self.path = Path(dirpath) / "metrics.json"
-        self.monitor = monitor
-        self.rule = ConvergenceRule(monitor=monitor, patience=patience, min_delta=min_delta)
-        self.stop_when_converged = stop_when_converged
-        self.history: list[dict[str, float]] = []
-        #: the run folders of this run, the first one first: a resumed run inherits its
-        #: predecessors' through the checkpoint, so `butd.report` counts them as one run
-        self.lineage: list[str] = [str(self.path.parent.resolve())]
-        #: the settings resumes changed (`resume_overrides`): key, value in the checkpoint, value
-        #: then, the checkpoint; kept over later resumes as the lineage is
-        self.resume_overrides: list[dict[str, Any]] = []
-        self._epoch_started = time.time()
-        #: the machine of the run (`butd.training.machine.describe`), set by `butd.train`
-        self.machine: dict[str, Any] | None = None
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_started = time.time()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Validation at epoch end has already run, so train/* and val/* are both current.
-        if trainer.sanity_checking:
-            return
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update(_floats(trainer.callback_metrics, ("train/", "val/")))
-        row["epoch_seconds"] = round(time.time() - self._epoch_started, 3)
-        self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
-        if self.stop_when_converged and self.rule.assess(self.history)["converged"]:
-            trainer.should_stop = True
-
-    def summary(self, pl_module: pl.LightningModule) -> dict[str, Any]:
-        scored = [r for r in self.history if self.monitor in r]
-        best = max(scored, key=lambda r: r[self.monitor]) if scored else {}
-        return {
-            self.monitor: best.get(self.monitor),
-            "val/upper_bound": best.get("val/upper_bound"),
-            "best_epoch": best.get("epoch"),
-            "epoch": self.history[-1]["epoch"] if self.history else None,
-            **self.rule.assess(self.history),
-            "num_parameters": getattr(pl_module, "num_parameters", None),
-            "machine": self.machine,
-            "lineage": self.lineage,
-            **({"resume_overrides": self.resume_overrides} if self.resume_overrides else {}),
-            "history": self.history,
-        }
-
-    @rank_zero_only
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.fast_dev_run:
-            return
-        summary = self.summary(pl_module)
-        for ckpt in trainer.checkpoint_callbacks:
-            if getattr(ckpt, "monitor", None) == self.monitor and ckpt.best_model_path:
-                summary["best_checkpoint"] = ckpt.best_model_path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.partial")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, self.path)
-
-    @rank_zero_only
-    def add(self, values: dict[str, Any]) -> None:
-        """Merge `values` (the test split's metrics, warnings) into the metrics.json fit wrote."""
-        summary = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        summary.update(values)
-        tmp = self.path.with_suffix(".json.partial")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, self.path)
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {"history": self.history, "lineage": self.lineage}
-        return state | ({"resume_overrides": self.resume_overrides} if self.resume_overrides else {})
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = list(state_dict.get("history", []))
-        # the earlier resumes' changes first, then this resume's (set before fit loads the state)
-        self.resume_overrides = list(state_dict.get("resume_overrides", [])) + self.resume_overrides
-        here = str(self.path.parent.resolve())
-        self.lineage = [d for d in state_dict.get("lineage", []) if d != here] + [here]
-
-
-class RunStats(pl.Callback):
-    """Logs what a comparison of runs needs and the module does not log itself.
-
-    - `train/questions_per_s`: training throughput of the epoch (all processes together),
-      timed from the epoch's start to its last training batch, so validation is left out;
-    - `val/score_best`: the best `val/score` so far, so W&B's summary holds the best, not the last;
-    - `num_parameters` in the W&B summary, beside the config.
-    """
-
-    def __init__(self, *, monitor: str = "val/score") -> None:
-        self.monitor = monitor
-        self.best: float | None = None
-        self._started = time.perf_counter()
-        self._last_batch = self._started
-        self._questions = 0
-
-    @rank_zero_only
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from pytorch_lightning.loggers import WandbLogger
-
-        count = getattr(pl_module, "num_parameters", None)
-        for lg in trainer.loggers:
-            if isinstance(lg, WandbLogger) and count is not None:
-                lg.experiment.summary["num_parameters"] = count
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._started = self._last_batch = time.perf_counter()
-        self._questions = 0
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._questions += len(batch["q"])
-        self._last_batch = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Epoch-end validation has run by now, so the monitored score is this epoch's.
-        seconds = self._last_batch - self._started
-        if self._questions and seconds > 0:
-            rate = self._questions / seconds
-            pl_module.log("train/questions_per_s", rate, sync_dist=True, reduce_fx="sum")
-        score = trainer.callback_metrics.get(self.monitor)
-        if score is not None:
-            score = float(score)
-            self.best = score if self.best is None else max(self.best, score)
-        if self.best is not None:
-            pl_module.log(f"{self.monitor}_best", self.best, sync_dist=True)  # equal on every rank
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict.get("best")
-
+from butd.files import atomic_write_json
 
 #: question ids quoted in the message; divergence.json holds them all
 _QUOTED_IDS = 20
@@ -374,8 +202,7 @@ class DivergenceGuard(pl.Callback):
             "start again."
         )
         if self.path is not None and trainer.is_global_zero:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(record, indent=2))
+            atomic_write_json(self.path, record)
             lines.append(f"Details: {self.path}")
         raise DivergenceError("\n".join(lines))
 
@@ -427,44 +254,3 @@ def _ids_with_bad_features(batch: dict[str, Any]) -> list[int]:
 def _quote(ids: list[int]) -> str:
     shown = ", ".join(map(str, ids[:_QUOTED_IDS]))
     return f"[{shown}, ... {len(ids)} in all]" if len(ids) > _QUOTED_IDS else f"[{shown}]"
-
-
-class RNGState(pl.Callback):
-    """Saves the random number generators with every checkpoint and restores them on resume.
-
-    Lightning restores weights, optimizer, loops and callback states but not the RNGs, so
-    a resumed run would draw other dropout masks than the uninterrupted one. The states are
-    taken when the checkpoint is written and put back when training starts again, the last
-    point before the next random draw. They are stored as tensors and plain values, so
-    the checkpoint still loads with `weights_only=True`.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[str, Any] | None = None
-
-    def state_dict(self) -> dict[str, Any]:
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state: dict[str, Any] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-            "python": random.getstate(),
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending = dict(state_dict) if state_dict else None
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        state, self._pending = self._pending, None
-        if not state:
-            return
-        torch.set_rng_state(state["torch"])
-        kind, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-        py = state["python"]
-        random.setstate((py[0], tuple(py[1]), py[2]))
-        cuda = state.get("cuda")
-        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
