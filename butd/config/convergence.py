@@ -31,7 +31,7 @@ class ConvergenceRule:
     """No gain above `min_delta` (points of `monitor`) over the last `patience` epochs."""
 
     monitor: str = "val/score"
-    patience: int = 5
+    patience: int = 10
     min_delta: float = 0.1
 
     def __post_init__(self) -> None:
@@ -75,7 +75,7 @@ class ConvergenceRule:
         try:
             return cls(
                 monitor=str(record.get("monitor", "val/score")),
-                patience=record.get("patience", 5),
+                patience=record.get("patience", cls.patience),
                 min_delta=record.get("min_delta", 0.1),
             )
         except ConfigError:

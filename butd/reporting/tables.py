@@ -315,15 +315,26 @@ def _reference_note(table: Table) -> str:
 
 def _convergence_note(table: Table) -> str:
     """What `converged` means for these runs, and what the table can say when some did not."""
-    rules = {ConvergenceRule.of(r.metrics.get("convergence_rule")) for c in table.configs for r in c.runs}
-    rule = next(iter(rules)) if len(rules) == 1 else ConvergenceRule()
-    computed = any(r.convergence["computed"] for c in table.configs for r in c.runs)
-    text = (
-        f" Converged: the runs whose {rule.monitor} gained no more than {rule.min_delta:g} points over "
-        f"their last {rule.patience} epochs"
-        + (" (applied to the history of runs that did not record it)" if computed else "")
-        + "; best epoch: 0-based, per run."
+    counts = Counter(
+        ConvergenceRule.of(r.metrics.get("convergence_rule")) for c in table.configs for r in c.runs
     )
+    computed = any(r.convergence["computed"] for c in table.configs for r in c.runs)
+    if len(counts) <= 1:
+        rule = next(iter(counts), ConvergenceRule())
+        text = (
+            f" Converged: the runs whose {rule.monitor} gained no more than {rule.min_delta:g} points over "
+            f"their last {rule.patience} epochs"
+        )
+    else:  # runs recorded under different rules: each is judged by its own, and the table says so
+        rules = "; ".join(
+            f"{n} run{'s' if n > 1 else ''} no more than {rule.min_delta:g} points over the last "
+            f"{rule.patience} epochs"
+            for rule, n in sorted(counts.items(), key=lambda kv: (kv[0].patience, kv[0].min_delta))
+        )
+        text = f" Converged: the runs ran under different convergence rules, each judged by its own ({rules})"
+    text += (
+        " (applied to the history of runs that did not record it)" if computed else ""
+    ) + "; best epoch: 0-based, per run."
     unconverged = sum(not c.all_converged for c in table.configs)
     if unconverged:
         text += (

@@ -130,7 +130,9 @@ def check_convergence(node: Any) -> None:
     """`convergence.patience`, `.min_delta` and `.stop` (butd.config.convergence)."""
     if node is None:
         return
-    ConvergenceRule(patience=node.get("patience", 5), min_delta=node.get("min_delta", 0.1))
+    ConvergenceRule(
+        patience=node.get("patience", ConvergenceRule.patience), min_delta=node.get("min_delta", 0.1)
+    )
     stop = node.get("stop", False)
     if not isinstance(stop, bool):
         raise ConfigError(f"convergence.stop={stop!r} is invalid; expected true or false")

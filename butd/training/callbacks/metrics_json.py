@@ -37,7 +37,7 @@ class MetricsJSON(pl.Callback):
         *,
         dirpath: str,
         monitor: str = "val/score",
-        patience: int = 5,
+        patience: int = ConvergenceRule.patience,
         min_delta: float = 0.1,
         stop_when_converged: bool = False,
     ) -> None:
