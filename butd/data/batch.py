@@ -98,7 +98,8 @@ class QuestionTables:
     label table int64 [Q, L] (padding: label A, a column the dense batch drops) with its scores
     float32 [Q, L], the official-accuracy rows int64/float32 [Q, M] and the answer types
     int64 [Q] (annotated splits), and the question-type codes int64 [Q] once
-    `set_question_types` has run. `soft` keeps the targets' CSR table (after `targets`).
+    `set_question_types` has run. `targets` keeps the CSR table of the targets (after `targets`:
+    the soft scores, or the binary ones).
     """
 
     def __init__(
@@ -118,14 +119,14 @@ class QuestionTables:
         self.question_id = self.put(tables.question_id)
         #: the question type of each question (str [Q]; annotated splits), for `set_question_types`
         self.question_type: np.ndarray | None = tables.question_type
-        self.soft: CSR | None = None
+        self.targets: CSR | None = None
         self.has_targets = tables.targets is not None
         if tables.targets is not None:
             offsets, labels, scores = tables.targets
             if targets == "binary":
                 scores = binary_scores(offsets, scores)
-            self.soft = (offsets, labels, scores)
-            table_labels, table_scores = padded_targets(*self.soft, pad_label=num_answers)
+            self.targets = (offsets, labels, scores)
+            table_labels, table_scores = padded_targets(*self.targets, pad_label=num_answers)
             self.target_labels, self.target_scores = self.put(table_labels), self.put(table_scores)
             acc_labels, acc_values = gather_rows(*tables.accuracy, np.arange(len(tables.question_id)))
             self.acc_labels, self.acc_values = self.put(acc_labels), self.put(acc_values)
@@ -133,6 +134,7 @@ class QuestionTables:
         self.qtype: torch.Tensor | None = None
 
     def put(self, array: np.ndarray) -> torch.Tensor:
+        """`array` as a tensor where the tables live (pinned host memory, or `device`)."""
         t = torch.from_numpy(np.ascontiguousarray(array))
         return t.pin_memory() if self.pinned else t.to(self.device)
 

@@ -81,7 +81,7 @@ def predict_split(
 
 def soft_scores(dataset: VQABatches, cache_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Soft score of each question's predicted label and its best achievable score, both [Q]."""
-    offsets, labels, scores = dataset.questions.soft
+    offsets, labels, scores = dataset.questions.targets
     rows = np.repeat(np.arange(len(dataset)), np.diff(offsets))
     hit = labels == cache_labels[rows]
     score = np.bincount(rows[hit], weights=scores[hit], minlength=len(dataset))
