@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from butd.config.data import DATA_FORMATS
 from butd.config.entry import entry_point
 from butd.config.output import report_written
 from butd.data.official import ANSWER_TYPES
@@ -52,9 +53,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 f"write its results file with `python -m butd.predict ckpt_path={cfg.ckpt_path} "
                 f"split={split}` (and upload it to EvalAI)"
             )
-        annotations = None if data.format == "gqa" else annotations_from_cache(f)
+        own_layout = DATA_FORMATS[data.format].own_layout
+        annotations = None if own_layout else annotations_from_cache(f)
     dataset, qids, labels, alignment = run_split(cfg, ckpt, data, info, split)
-    if data.format == "gqa":  # GQA's metrics and predictions format (butd.evaluation.gqa)
+    if own_layout:  # GQA's metrics and predictions format (butd.evaluation.gqa)
         return _evaluate_gqa(cfg, ckpt, data, info, split, qids, alignment.answer_to_cache[labels])
     results = [
         {"question_id": int(q), "answer": ckpt.answers[int(i)]} for q, i in zip(qids, labels, strict=True)

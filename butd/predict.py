@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from butd.config.data import DATA_FORMATS
 from butd.config.entry import entry_point
 from butd.config.output import report_written
 from butd.data.text import tokenize
@@ -46,7 +47,7 @@ def predict_split(cfg: DictConfig, console: Console) -> Path:
         {"question_id": int(q), "answer": ckpt.answers[int(i)]} for q, i in zip(qids, labels, strict=True)
     ]
     name = results_name(split)
-    if data.format == "gqa":  # GQA's predictions file, by its question ids (butd.evaluation.gqa)
+    if DATA_FORMATS[data.format].own_layout:  # GQA's predictions file, by its question ids
         from butd.evaluation.gqa import predictions
 
         results = predictions(info.split_path(split), split, qids, [r["answer"] for r in results])

@@ -43,7 +43,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from butd.data.batch import QuestionTables, VQABatch
 from butd.data.sampling import EpochBatchSampler
+from butd.data.splits import SplitTables
 from butd.data.stores import TensorBatchLoader, TensorSplit
 from butd.models import ModelConfig, build_model
 from butd.training.metrics import vqa_bce_loss
@@ -139,35 +141,47 @@ class PerQuestionDataset(Dataset):
         )
 
 
-def reference_stream(dataset: PerQuestionDataset, shapes: Shapes, device: torch.device) -> Iterator[dict]:
+def reference_stream(dataset: PerQuestionDataset, shapes: Shapes, device: torch.device) -> Iterator[VQABatch]:
     """The reference's loader: shuffled, default collate, one worker; batches moved to `device`."""
     loader = DataLoader(dataset, batch_size=shapes.batch_size, shuffle=True, num_workers=1)
     while True:
         for v, b, q, target in loader:
-            yield {"v": v.to(device), "b": b.to(device), "q": q.to(device), "target": target.to(device)}
+            ids = torch.arange(len(q))  # the reference's items carry none; nothing reads them
+            yield VQABatch(v=v, b=b, q=q, question_id=ids, target=target).to(device)
 
 
 def butd_store(data: RandomSplit, shapes: Shapes, device: torch.device) -> TensorSplit:
-    return TensorSplit(
-        features=data.features,
-        spatial=data.spatial,
+    n, k = data.features.shape[:2]
+    q, width = data.official[0].shape
+    tables = SplitTables(
+        paths=[],
         question_id=np.arange(shapes.questions),
         image_index=data.image_index,
         tokens=data.tokens,
+        image_file=np.zeros(n, np.int64),
+        box_start=np.arange(n, dtype=np.int64) * k,
+        box_count=np.full(n, k, np.int64),
+        feature_dim=data.features.shape[2],
         targets=(data.offsets, data.labels, data.scores),
-        num_answers=shapes.num_answers,
-        official=data.official,
-        device=device,
+        accuracy=(np.arange(q + 1) * width, data.official[0].ravel(), data.official[1].ravel()),
+        answer_type=data.official[2],
+    )
+    return TensorSplit(
+        features=data.features.reshape(n * k, -1),
+        spatial=data.spatial.reshape(n * k, -1),
+        box_offsets=np.arange(n + 1, dtype=np.int64) * k,
+        image_index=data.image_index,
+        questions=QuestionTables(tables, num_answers=shapes.num_answers, device=device),
     )
 
 
-def butd_stream(store: TensorSplit, shapes: Shapes, device: torch.device) -> Iterator[dict]:
+def butd_stream(store: TensorSplit, shapes: Shapes, device: torch.device) -> Iterator[VQABatch]:
     sampler = EpochBatchSampler(len(store), batch_size=shapes.batch_size, shuffle=True)
     loader = TensorBatchLoader(store, sampler)
     while True:
         sampler.set_epoch(sampler.epoch + 1)
         for batch in loader:
-            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            yield batch.to(device)
 
 
 def sync(device: torch.device) -> None:
@@ -175,8 +189,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-Stream = Callable[[], Iterator[dict]]
-Consume = Callable[[dict], None]
+Stream = Callable[[], Iterator[VQABatch]]
+Consume = Callable[[VQABatch], None]
 
 
 def compare(
@@ -217,10 +231,10 @@ def make_step(
 ) -> Consume:
     optim = torch.optim.Adamax(model.parameters(), lr=2e-3, foreach=foreach)
 
-    def step(batch: dict) -> None:
+    def step(batch: VQABatch) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
-            loss = vqa_bce_loss(logits.float(), batch["target"])
+            logits = model(batch.v, batch.q, batch.b, batch.v_mask)
+            loss = vqa_bce_loss(logits.float(), batch.target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         optim.step()
@@ -231,9 +245,9 @@ def make_step(
 
 def make_eval(model: torch.nn.Module, *, autocast: bool, device: torch.device) -> Consume:
     @torch.no_grad()
-    def run(batch: dict) -> None:
+    def run(batch: VQABatch) -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            model(batch["v"], batch["q"], batch["b"], batch.get("v_mask")).argmax(1)
+            model(batch.v, batch.q, batch.b, batch.v_mask).argmax(1)
 
     return run
 
@@ -440,13 +454,13 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = PerQuestionDataset(data, shapes.num_answers)
         store = butd_store(data, shapes, device)
 
-        def theirs() -> Iterator[dict]:
+        def theirs() -> Iterator[VQABatch]:
             return reference_stream(dataset, shapes, device)
 
-        def ours() -> Iterator[dict]:
+        def ours() -> Iterator[VQABatch]:
             return butd_stream(store, shapes, device)
 
-        def nothing(batch: dict) -> None:
+        def nothing(batch: VQABatch) -> None:
             pass
 
         # input paths are cheap: time ten times as many batches

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from butd.config.registry import Option, Registry
 from butd.config.structured import to_typed
 from butd.errors import ConfigError
 
@@ -25,8 +26,22 @@ FEATURE_STORES = ("h5", "ram", "gpu", "auto")
 TARGETS = ("soft", "binary")
 #: `data.normalize_features`: box features as stored, or each box's vector divided by its L2 norm
 FEATURE_NORMS = ("none", "l2")
-#: raw question/annotation layouts `butd.preparation.formats` reads (`data.format`)
-RAW_FORMATS = ("vqa2", "vqacp", "gqa")
+
+
+@dataclass(frozen=True)
+class DataFormat(Option):
+    """A raw layout's entry (`data.format`). A VQA-style layout binds the reader of its question
+    and annotation files (`butd.preparation.formats`); GQA binds its own text stage."""
+
+    #: a layout of its own, not VQA v2's entries: its own preparation (`butd.preparation.gqa`),
+    #: its answers in its question files, its own metrics and predictions file (`butd.evaluation.gqa`)
+    own_layout: bool = False
+
+
+#: `data.format`: the raw question/annotation layouts
+DATA_FORMATS: Registry[DataFormat] = Registry(
+    "data.format", [DataFormat("vqa2"), DataFormat("vqacp"), DataFormat("gqa", own_layout=True)]
+)
 #: the split `data.holdout_fraction` carves out of the train split, image-disjoint
 HOLDOUT = "holdout"
 
@@ -181,8 +196,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         self._check_extra_train()
         splits = set(self.questions) | ({HOLDOUT} if self.holdout_fraction > 0 else set())
-        if self.format not in RAW_FORMATS:
-            raise ConfigError(f"data.format={self.format!r} is invalid; expected one of {list(RAW_FORMATS)}")
+        own_layout = DATA_FORMATS[self.format].own_layout
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ConfigError(
                 f"data.holdout_fraction={self.holdout_fraction!r} is invalid; expected a value in [0, 1)"
@@ -204,7 +218,7 @@ class DataConfig:
                 )
         self._check_gqa()
         # GQA's answers are in its questions files
-        missing = sorted(set(self.answer_splits) - set(self.annotations)) if self.format != "gqa" else []
+        missing = sorted(set(self.answer_splits) - set(self.annotations)) if not own_layout else []
         if missing:
             raise ConfigError(f"data.answer_splits {missing} have no entry in data.annotations")
         if self.boxes not in BOX_SETS:
@@ -278,7 +292,7 @@ class DataConfig:
         (test2015) would train fully and then fail, so it is refused before any work. GQA's answers
         are in its question files, all but the submission's."""
         annotated = set(self.annotations) | set(self.extra_data)
-        if self.format == "gqa":
+        if DATA_FORMATS[self.format].own_layout:
             annotated |= set(self.questions) - {"submission"}
         if self.holdout_fraction > 0 and "train" in self.annotations:
             annotated.add(HOLDOUT)

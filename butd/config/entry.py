@@ -15,7 +15,6 @@ failure beside the finished runs.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import functools
 import logging
@@ -32,6 +31,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from butd.config.output import quiet_libraries, whole_lines
+from butd.config.registry import closest
 from butd.errors import UserError
 from butd.files import atomic_write_json
 
@@ -109,14 +109,6 @@ def record_failure(err: BaseException, folder: Path | None = None, *, quiet: boo
     return path
 
 
-def _closest(word: str, options: list[str]) -> list[str]:
-    """The option most like `word` (difflib), and a second one only when it is about as close."""
-    scored = sorted(
-        ((difflib.SequenceMatcher(None, word, o).ratio(), o) for o in options), key=lambda x: -x[0]
-    )
-    return [o for r, o in scored[:2] if r >= 0.6 and r >= scored[0][0] - 0.05]
-
-
 def _from_composition(err: BaseException) -> bool:
     """Whether Hydra or OmegaConf raised `err` (composing the config), not the job or the terminal."""
     from hydra.errors import HydraException
@@ -143,7 +135,7 @@ def composition_error(err: BaseException, config_name: str) -> str:
         parent = cause.parent_node
         options = [str(k) for k in parent.keys()] if hasattr(parent, "keys") else []
         where = f"a {group} option" if group else f"an option of the {config_name} config"
-        close = [f"{group}.{c}" if group else c for c in _closest(name, options)]
+        close = [f"{group}.{c}" if group else c for c in closest(name, options)]
         if close:
             return f"{key} is not {where}; did you mean {' or '.join(close)}?"
         show = f"--cfg job --package {group}" if group else "--cfg job"
@@ -151,7 +143,7 @@ def composition_error(err: BaseException, config_name: str) -> str:
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, _, name = err.missing_cfg_file.rpartition("/")
         options = [o for o in (err.options or []) if o != "base"]
-        close = _closest(name, options)
+        close = closest(name, options)
         hint = f"did you mean {' or '.join(f'{group}={c}' for c in close)}?" if close else ""
         return f"{group}={name} is not a {group} option ({', '.join(options)}){'; ' + hint if hint else ''}"
     if isinstance(cause, OmegaConfBaseException):

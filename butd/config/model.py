@@ -11,20 +11,52 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from butd.config.registry import Option, Registry
 from butd.config.structured import to_typed
 from butd.errors import ConfigError
 
-MODEL_NAMES: tuple[str, ...] = ("butd", "question_only")
-#: `butd.models.attention.ATTENTIONS` holds a module for each
-ATTENTION_TYPES: tuple[str, ...] = ("newatt", "concat")
-#: `butd.models.fc` implements each
-ACTIVATIONS: tuple[str, ...] = ("relu", "glu", "gated_tanh")
-#: `butd.models.classifier` implements each (the paper's section 3.5 for two_stream)
-CLASSIFIERS: tuple[str, ...] = ("simple", "two_stream")
+
+@dataclass(frozen=True)
+class ModelKind(Option):
+    """A model's entry; `butd.models.build` binds its builder."""
+
+    #: reads the image (the question-only model does not)
+    sees_image: bool = True
+
+
+@dataclass(frozen=True)
+class Activation(Option):
+    """An activation's entry; `butd.models.fc` binds its function."""
+
+    #: owns a second linear layer, the gate W' (doubling the layer's parameters)
+    gated: bool = False
+
+
+@dataclass(frozen=True)
+class Output(Option):
+    """How logits become answer scores; `butd.training.metrics` binds the loss that trains them."""
+
+    #: a sigmoid per answer (the debias methods are defined on these), else a softmax over answers
+    per_answer: bool = True
+
+
+#: `model.name`
+MODELS: Registry[ModelKind] = Registry(
+    "model.name", [ModelKind("butd"), ModelKind("question_only", sees_image=False)]
+)
+#: `model.attention`: `butd.models.attention` builds each
+ATTENTIONS: Registry[Option] = Registry("model.attention", [Option("newatt"), Option("concat")])
+#: `model.activation`: `butd.models.fc` implements each
+ACTIVATIONS: Registry[Activation] = Registry(
+    "model.activation",
+    [Activation("relu"), Activation("glu", gated=True), Activation("gated_tanh", gated=True)],
+)
+#: `model.classifier`: `butd.models.build` builds each (the paper's section 3.5 for two_stream)
+CLASSIFIERS: Registry[Option] = Registry("model.classifier", [Option("simple"), Option("two_stream")])
+#: `model.output`: how logits become answer scores, and the loss that trains them
+OUTPUTS: Registry[Output] = Registry("model.output", [Output("sigmoid"), Output("softmax", per_answer=False)])
 #: how the two-stream classifier's text output rows start
 CLASSIFIER_INITS: tuple[str, ...] = ("random", "glove")
-#: how logits become answer scores, and the loss that trains them
-OUTPUTS: tuple[str, ...] = ("sigmoid", "softmax")
 #: how the word embedding starts
 EMBEDDING_INITS: tuple[str, ...] = ("glove", "random")
 
@@ -89,16 +121,9 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field."""
-        choices = {
-            "name": MODEL_NAMES,
-            "attention": ATTENTION_TYPES,
-            "activation": ACTIVATIONS,
-            "classifier": CLASSIFIERS,
-            "classifier_init": CLASSIFIER_INITS,
-            "output": OUTPUTS,
-            "embedding_init": EMBEDDING_INITS,
-        }
-        for field, valid in choices.items():
+        for registry in (MODELS, ATTENTIONS, ACTIVATIONS, CLASSIFIERS, OUTPUTS):
+            registry[getattr(self, registry.key.removeprefix("model."))]
+        for field, valid in (("classifier_init", CLASSIFIER_INITS), ("embedding_init", EMBEDDING_INITS)):
             value = getattr(self, field)
             if value not in valid:
                 raise ConfigError(f"model.{field}={value!r} is invalid; expected one of {list(valid)}")

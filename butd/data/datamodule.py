@@ -21,32 +21,26 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from butd.config.data import DataConfig
+from butd.config.data import DATA_FORMATS, DataConfig
+from butd.data.batch import QuestionTables, VQABatch, read_features
 from butd.data.cache import CacheError, CacheInfo, load_cache, prepare_command
-from butd.data.csr import gather_rows
 from butd.data.gqa import GQATables
 from butd.data.priors import QuestionTypes
 from butd.data.sampling import EpochBatchSampler
 from butd.data.splits import SplitTables, padded_boxes
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
-from butd.data.transforms import binary_scores, l2_normalize
 from butd.preparation.build import ensure_prepared
 
 log = logging.getLogger(__name__)
 
 
 class VQABatches(Dataset):
-    """Prepared split(s); `dataset[[i, j, ...]]` returns the batch of those questions.
+    """Prepared split(s); `dataset[[i, j, ...]]` returns the `VQABatch` of those questions.
 
-    Small tables (tokens, image rows, sparse targets, box geometry) live in memory; the
-    features stay in HDF5, one contiguous read per image of the batch, with one file handle
-    per process. Several files (`data.train_splits`) act as one split.
-
-    A batch: `v` float16 [B, K, D] (as stored), `b` float32 [B, K, 6], `q`, `question_id`, and for
-    annotated splits the targets and official-accuracy tables. K is the boxes per image; with
-    a varying number (adaptive boxes) it is the batch's largest, the padding is zero and
-    `v_mask` bool [B, K] marks the real boxes. `targets` and `normalize_features` are
-    `data.targets` and `data.normalize_features` (`butd.data.transforms`).
+    Small tables (tokens, image rows, targets, box geometry) live in memory; the features stay
+    in HDF5, one contiguous read per image of the batch, with one file handle per process.
+    Several files (`data.train_splits`) act as one split. `targets` and `normalize_features`
+    are `data.targets` and `data.normalize_features` (`butd.data.batch`).
     """
 
     def __init__(
@@ -73,7 +67,7 @@ class VQABatches(Dataset):
                 with h5py.File(path, "r") as f:
                     spatial.append(f["images/spatial"][:])
         self.tables = t
-        self.question_id, self.image_index, self.tokens = t.question_id, t.image_index, t.tokens
+        self.image_index = t.image_index
         self.counts = t.counts(use_boxes)
         self.max_boxes = int(self.counts.max(initial=0))
         #: every image has the same number of boxes: no padding, no mask
@@ -81,29 +75,15 @@ class VQABatches(Dataset):
         file_base = np.cumsum([0] + [len(s) for s in spatial])[t.image_file]
         self.spatial = np.concatenate(spatial)
         self._spatial_start = t.box_start + file_base
+        #: the question side of every batch, with `targets` applied (`butd.data.batch`)
+        self.questions = QuestionTables(t, num_answers=num_answers, targets=targets)
         self.has_targets = t.has_targets
-        if t.has_targets:
-            self.offsets, self.labels, self.scores = t.targets
-            self.labels = self.labels.astype(np.int64)
-            if targets == "binary":
-                self.scores = binary_scores(self.offsets, self.scores)
-            # the official metric's per-answer accuracies (butd.data.official)
-            self.acc_offsets, self.acc_labels, self.acc_scores = t.accuracy
-            self.acc_labels = self.acc_labels.astype(np.int64)
-            self.answer_type = t.answer_type
         self._h5: list[h5py.Dataset] | None = None
         self._pid: int | None = None
-        #: question-type codes (`set_question_types`), for the debias methods' prior
-        self.qtype: np.ndarray | None = None
-        self.question_type = t.question_type
         self.normalize_features = normalize_features
 
-    def set_question_types(self, codes: np.ndarray) -> None:
-        """Each question's row of the question-type prior; batches then carry it as `qtype`."""
-        self.qtype = codes.astype(np.int64)
-
     def __len__(self) -> int:
-        return len(self.question_id)
+        return len(self.questions)
 
     def _features(self) -> list[h5py.Dataset]:
         # h5py handles must not cross a fork: reopen in each loader worker.
@@ -111,14 +91,6 @@ class VQABatches(Dataset):
             self._h5 = [h5py.File(p, "r")["images/features"] for p in self.paths]
             self._pid = os.getpid()
         return self._h5
-
-    def dense_targets(self, idx: np.ndarray) -> np.ndarray:
-        """Soft scores of questions `idx` as a dense [len(idx), num_answers] float32 matrix."""
-        labels, scores = gather_rows(self.offsets, self.labels, self.scores, idx)
-        out = np.zeros((len(idx), self.num_answers + 1), np.float32)
-        labels[labels < 0] = self.num_answers  # padding lands in a column dropped below
-        np.put_along_axis(out, labels, scores, axis=1)
-        return out[:, : self.num_answers]
 
     def images(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features float16 [n, K, D], spatial float32 [n, K, 6] and mask [n, K] of image rows."""
@@ -133,33 +105,22 @@ class VQABatches(Dataset):
             for i, (r, c) in enumerate(zip(rows.tolist(), counts.tolist(), strict=True)):
                 start = int(t.box_start[r])
                 feats[i, :c] = files[t.image_file[r]][start : start + c]
-        if self.normalize_features == "l2":
-            l2_normalize(feats)
+        read_features(feats, self.normalize_features)
         pos, valid = padded_boxes(self._spatial_start[rows], counts, width)
         spatial = self.spatial[pos]
         spatial[~valid] = 0
         return feats, spatial, valid
 
-    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, indices: list[int]) -> VQABatch:
         idx = np.asarray(indices, dtype=np.int64)
         rows, inverse = np.unique(self.image_index[idx], return_inverse=True)
         feats, spatial, valid = self.images(rows)
-        batch = {
-            "v": torch.from_numpy(feats[inverse]),  # float16: the model's first layer casts it
-            "b": torch.from_numpy(spatial[inverse]),
-            "q": torch.from_numpy(self.tokens[idx]),
-            "question_id": torch.from_numpy(self.question_id[idx]),
-        }
-        if not self.fixed:
-            batch["v_mask"] = torch.from_numpy(valid[inverse])
-        if self.has_targets:
-            batch["target"] = torch.from_numpy(self.dense_targets(idx))
-            labels, accs = gather_rows(self.acc_offsets, self.acc_labels, self.acc_scores, idx)
-            batch["acc_labels"], batch["acc_values"] = torch.from_numpy(labels), torch.from_numpy(accs)
-            batch["answer_type"] = torch.from_numpy(self.answer_type[idx])
-        if self.qtype is not None:
-            batch["qtype"] = torch.from_numpy(self.qtype[idx])
-        return batch
+        return self.questions.batch(
+            torch.from_numpy(idx),
+            v=torch.from_numpy(feats[inverse]),  # float16: the model's first layer casts it
+            b=torch.from_numpy(spatial[inverse]),
+            v_mask=None if self.fixed else torch.from_numpy(valid[inverse]),
+        )
 
 
 class VQADataModule(pl.LightningDataModule):
@@ -197,7 +158,7 @@ class VQADataModule(pl.LightningDataModule):
         """The GQA tables of the split a stage scores (`val`: data.val_split, `test`: data.test_split)
         and the answer list, for the official GQA metrics; None unless the cache is GQA's."""
         split = self.cfg.val_split if stage == "val" else self.cfg.test_split
-        if self.cfg.format != "gqa" or split is None:
+        if not DATA_FORMATS[self.cfg.format].own_layout or split is None:
             return None
         if split not in self._gqa:
             tables = GQATables.read(self.info.split_path(split))
@@ -261,9 +222,8 @@ class VQADataModule(pl.LightningDataModule):
                         device=self._device(),
                         **read,
                     )
-            types = self.question_types
-            if types is not None and self.datasets[key].question_type is not None:
-                self.datasets[key].set_question_types(types.codes(self.datasets[key].question_type))
+            if self.question_types is not None:
+                self.datasets[key].questions.set_question_types(self.question_types)
         return self.datasets[key]
 
     @property

@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import Sampler
 
 from butd.config.data import FEATURE_STORES  # noqa: F401  (the values this module serves)
-from butd.data.csr import gather_rows, padded_targets
-from butd.data.transforms import binary_scores, l2_normalize
+from butd.data.batch import QuestionTables, VQABatch, read_features
 from butd.memory import reuse_freed_memory
 
 
@@ -67,15 +66,15 @@ def choose_store(
 
 
 class TensorSplit:
-    """One split (or several concatenated) held in tensors on `device`; `split.batch(idx)` is a batch.
-
-    idx: LongTensor [batch] of question indices, on the same device.
-    Build it from cache files with `TensorSplit.load(paths, ...)`.
+    """One split (or several concatenated) held in tensors on `device`; `split.batch(idx)` is its
+    `VQABatch` of questions idx (LongTensor [batch], on the same device). Build it from cache
+    files with `TensorSplit.load(paths, ...)`.
 
     The features are one row per box (float16 [B, D]) with each image's first row and count,
     so images with 10-100 boxes take only the memory of their boxes. A batch pads to its
     largest image and adds `v_mask`; with the same count everywhere (36 boxes) the rows are
-    viewed as [N, K, D] and gathered whole, with no mask.
+    viewed as [N, K, D] and gathered whole, with no mask. The question side is `questions`
+    (`butd.data.batch.QuestionTables`), as `VQABatches` has it.
     """
 
     def __init__(
@@ -83,36 +82,19 @@ class TensorSplit:
         *,
         features: np.ndarray,
         spatial: np.ndarray,
-        question_id: np.ndarray,
+        box_offsets: np.ndarray,
         image_index: np.ndarray,
-        tokens: np.ndarray,
-        targets: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-        num_answers: int,
-        official: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-        box_offsets: np.ndarray | None = None,
-        device: torch.device | str = "cpu",
+        questions: QuestionTables,
     ) -> None:
-        """features: float16 [N, K, D], or [B, D] one row per box with `box_offsets` [N+1];
-        spatial: [N, K, 6] or [B, 6] likewise; question_id, image_index: [Q]; tokens: [Q, T];
-        targets: CSR (offsets [Q+1], labels [nnz], scores [nnz]) or None;
-        official: the official-accuracy table as (acc_labels [Q, M] with -1 pads,
-        acc_values [Q, M], answer_type codes [Q]) or None."""
-        self.num_answers = num_answers
-        self.device = torch.device(device)
-        pin = self.device.type == "cpu" and torch.cuda.is_available()
+        """features: float16 [B, D], one row per box; spatial: [B, 6] likewise; box_offsets: each
+        image's first row, int64 [N+1]; image_index: each question's image, [Q]; questions: the
+        question side, on the device the split lives on (pinned host memory for a host store on
+        a GPU machine)."""
+        self.questions = questions
+        self.device = questions.device
         #: batches are gathered into pinned host memory, so the copy to the GPU is asynchronous
-        self.pinned = pin
-        if self.device.type == "cpu":
-            reuse_freed_memory()
-
-        def put(array: np.ndarray) -> torch.Tensor:
-            t = torch.from_numpy(np.ascontiguousarray(array))
-            return t.pin_memory() if pin else t.to(self.device)
-
-        if box_offsets is None:
-            n, k = features.shape[:2]
-            box_offsets = np.arange(n + 1, dtype=np.int64) * k
-            features, spatial = features.reshape(n * k, -1), spatial.reshape(n * k, -1)
+        self.pinned = questions.pinned
+        put = questions.put
         counts = np.diff(box_offsets)
         #: host copies: the padded width of a batch is known without a device round trip
         self._counts = counts
@@ -123,23 +105,8 @@ class TensorSplit:
         self.spatial = put(spatial)
         self.box_start = put(box_offsets[:-1].astype(np.int64))
         self.box_count = put(counts.astype(np.int64))
-        self.question_id = put(question_id)
         self.image_index = put(self._image_index)
-        self.tokens = put(tokens.astype(np.int64))
-        self.has_targets = targets is not None
-        if targets is not None:
-            labels, scores = padded_targets(*targets, pad_label=num_answers)
-            self.target_labels, self.target_scores = put(labels), put(scores)
-        self.has_official = official is not None
-        if official is not None:
-            self.acc_labels, self.acc_values, self.answer_type = (put(a) for a in official)
-        #: question-type codes (`set_question_types`), for the debias methods' prior
-        self.qtype: torch.Tensor | None = None
-        self.question_type: np.ndarray | None = None
-
-    def set_question_types(self, codes: np.ndarray) -> None:
-        """Each question's row of the question-type prior; batches then carry it as `qtype`."""
-        self.qtype = torch.from_numpy(codes.astype(np.int64)).to(self.device)
+        self.has_targets = questions.has_targets
 
     @classmethod
     def load(
@@ -156,6 +123,9 @@ class TensorSplit:
         `targets`, `normalize_features`: `data.targets`, `data.normalize_features`, applied once here."""
         from butd.data.splits import SplitTables
 
+        device = torch.device(device)
+        if device.type == "cpu":
+            reuse_freed_memory()
         paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
         t = SplitTables.load(paths)
         counts = t.counts(use_boxes)
@@ -169,36 +139,22 @@ class TensorSplit:
                     f["images/features"], features, t.box_start[mine], counts[mine], box_offsets[mine]
                 )
                 _read_boxes(f["images/spatial"], spatial, t.box_start[mine], counts[mine], box_offsets[mine])
-        if normalize_features == "l2":
-            l2_normalize(features)
-        soft = t.targets
-        if soft is not None and targets == "binary":
-            soft = (soft[0], soft[1], binary_scores(soft[0], soft[2]))
-        official = None
-        if t.has_targets:
-            acc_labels, acc_values = gather_rows(*t.accuracy, np.arange(len(t.question_id)))
-            official = (acc_labels, acc_values, t.answer_type)
-        split = cls(
-            features=features,
+        pinned = device.type == "cpu" and torch.cuda.is_available()
+        questions = QuestionTables(t, num_answers=num_answers, targets=targets, device=device, pinned=pinned)
+        return cls(
+            features=read_features(features, normalize_features),
             spatial=spatial,
             box_offsets=box_offsets,
-            question_id=t.question_id,
             image_index=t.image_index,
-            tokens=t.tokens,
-            targets=soft,
-            num_answers=num_answers,
-            official=official,
-            device=device,
+            questions=questions,
         )
-        split.question_type = t.question_type
-        return split
 
     def __len__(self) -> int:
-        return len(self.question_id)
+        return len(self.questions)
 
     @property
     def nbytes(self) -> int:
-        tensors = [v for v in vars(self).values() if isinstance(v, torch.Tensor)]
+        tensors = [v for o in (self, self.questions) for v in vars(o).values() if isinstance(v, torch.Tensor)]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def width(self, indices: Sequence[int] | np.ndarray) -> int:
@@ -207,54 +163,30 @@ class TensorSplit:
             return self.max_boxes
         return int(self._counts[self._image_index[np.asarray(indices, np.int64)]].max(initial=1))
 
-    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, indices: list[int]) -> VQABatch:
         """The batch of questions `indices`, as `VQABatches` gives it."""
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.image_index.device)
         return self.batch(idx, width=self.width(indices))
 
-    def batch(self, idx: torch.Tensor, *, width: int | None = None) -> dict[str, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, *, width: int | None = None) -> VQABatch:
         """The batch of questions `idx`; `width` (from `self.width`) saves a device sync."""
         rows = self.image_index[idx]
-        take = self._take
-        out: dict[str, torch.Tensor] = {}
+        take = self.questions.take
         if self.fixed:
             k = self.max_boxes
             # float16 as stored: the model's first layer casts to its compute dtype
-            out["v"] = take(self.features.view(-1, k, self.features.shape[1]), rows)  # [batch, K, D]
-            out["b"] = take(self.spatial.view(-1, k, 6), rows)
+            v = take(self.features.view(-1, k, self.features.shape[1]), rows)  # [batch, K, D]
+            b = take(self.spatial.view(-1, k, 6), rows)
+            v_mask = None
         else:
             k = width if width is not None else int(self.box_count[rows].max())
             slots = torch.arange(k, device=idx.device)
-            valid = slots < self.box_count[rows, None]  # [batch, k]
-            pos = torch.where(valid, self.box_start[rows, None] + slots, 0)
-            pad = ~valid[..., None]
-            out["v"] = take(self.features, pos).masked_fill_(pad, 0)
-            out["b"] = take(self.spatial, pos).masked_fill_(pad, 0)
-            out["v_mask"] = valid
-        out["q"] = take(self.tokens, idx)
-        out["question_id"] = self.question_id[idx]
-        if self.has_targets:
-            dense = torch.zeros(len(idx), self.num_answers + 1, device=idx.device, pin_memory=self.pinned)
-            dense.scatter_(1, self.target_labels[idx], self.target_scores[idx])
-            out["target"] = dense[:, : self.num_answers]
-        if self.qtype is not None:
-            out["qtype"] = self.qtype[idx]
-        if self.has_official:
-            out["acc_labels"] = self.acc_labels[idx]
-            out["acc_values"] = self.acc_values[idx]
-            out["answer_type"] = self.answer_type[idx]
-        return out
-
-    def _take(self, source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """`source[index]` (rows of the first dimension, any index shape), gathered into pinned
-        memory for a host store on a GPU machine, so that Lightning's `non_blocking` copy to the
-        GPU is truly asynchronous (torch's caching host allocator recycles the buffers)."""
-        rest = source.shape[1:]
-        out = torch.empty(
-            (*index.shape, *rest), dtype=source.dtype, device=source.device, pin_memory=self.pinned
-        )
-        torch.index_select(source, 0, index.reshape(-1), out=out.view(-1, *rest))
-        return out
+            v_mask = slots < self.box_count[rows, None]  # [batch, k]
+            pos = torch.where(v_mask, self.box_start[rows, None] + slots, 0)
+            pad = ~v_mask[..., None]
+            v = take(self.features, pos).masked_fill_(pad, 0)
+            b = take(self.spatial, pos).masked_fill_(pad, 0)
+        return self.questions.batch(idx, v=v, b=b, v_mask=v_mask)
 
 
 def _read_boxes(
@@ -305,7 +237,7 @@ class TensorBatchLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[VQABatch]:
         device = self.split.image_index.device
         pin = device.type == "cuda"  # a pinned index makes its copy to the GPU asynchronous
         for indices in self.sampler:

@@ -18,6 +18,8 @@ from omegaconf import DictConfig
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from butd.config.data import FEATURE_NORMS, DataConfig
+from butd.config.model import OUTPUTS
+from butd.data.batch import VQABatch
 from butd.data.cache import CacheInfo, load_cache
 from butd.data.datamodule import VQABatches
 from butd.data.splits import box_ranges
@@ -38,7 +40,8 @@ class Predictor(pl.LightningModule):
     """Wraps a model for `Trainer.predict`: each batch gives question ids and argmax labels.
 
     token_map: optional long [cache_ntoken + 1] that turns cache word ids into the model's.
-    A batch may carry ``v_mask`` [batch, k] bool (False for padded boxes); it goes to the model.
+    A batch (`VQABatch`) may carry ``v_mask`` [batch, k] bool (False for padded boxes); it goes to
+    the model.
     """
 
     def __init__(self, model: torch.nn.Module, token_map: torch.Tensor | None = None) -> None:
@@ -46,10 +49,10 @@ class Predictor(pl.LightningModule):
         self.model = model
         self.register_buffer("token_map", token_map, persistent=False)
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        q = batch["q"] if self.token_map is None else self.token_map[batch["q"]]
-        logits = self.model(batch["v"], q, batch["b"], batch.get("v_mask"))
-        return {"question_id": batch["question_id"], "label": logits.argmax(dim=1)}
+    def predict_step(self, batch: VQABatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        q = batch.q if self.token_map is None else self.token_map[batch.q]
+        logits = self.model(batch.v, q, batch.b, batch.v_mask)
+        return {"question_id": batch.question_id, "label": logits.argmax(dim=1)}
 
 
 def split_loader(dataset: VQABatches, *, batch_size: int, num_workers: int) -> DataLoader:
@@ -75,12 +78,12 @@ def predict_split(
 
 def soft_scores(dataset: VQABatches, cache_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Soft score of each question's predicted label and its best achievable score, both [Q]."""
-    lengths = np.diff(dataset.offsets)
-    rows = np.repeat(np.arange(len(dataset)), lengths)
-    hit = dataset.labels == cache_labels[rows]
-    score = np.bincount(rows[hit], weights=dataset.scores[hit], minlength=len(dataset))
+    offsets, labels, scores = dataset.questions.targets
+    rows = np.repeat(np.arange(len(dataset)), np.diff(offsets))
+    hit = labels == cache_labels[rows]
+    score = np.bincount(rows[hit], weights=scores[hit], minlength=len(dataset))
     best = np.zeros(len(dataset))
-    np.maximum.at(best, rows, dataset.scores)
+    np.maximum.at(best, rows, scores)
     return score, best
 
 
@@ -203,7 +206,7 @@ def answer(ckpt: Checkpoint, image: ImageRecord, question: str, *, top_k: int = 
         output = "tie"
         probs = ckpt.answerer(v, q, b)[0]
     else:
-        probs = torch.softmax(logits[0], dim=0) if output == "softmax" else torch.sigmoid(logits[0])
+        probs = torch.sigmoid(logits[0]) if OUTPUTS[output].per_answer else torch.softmax(logits[0], dim=0)
     values, labels = probs.topk(min(top_k, probs.numel()))
     top = [(ckpt.answers[int(i)], float(p)) for p, i in zip(values, labels, strict=True)]
     return Answer(question=question, unknown_words=unknown, top=top, attention=attention, output=output)

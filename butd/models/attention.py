@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from butd.config.model import ATTENTIONS
 from butd.models.fc import FCLayer, WeightNormLinear
 
 
@@ -75,10 +76,14 @@ class ProjectionAttention(nn.Module):
         return masked_softmax(self.logits(v, q), mask)
 
 
-ATTENTIONS: dict[str, type[nn.Module]] = {
-    "newatt": ProjectionAttention,
-    "concat": ConcatAttention,
-}
+@ATTENTIONS.implements("newatt")
+def _projection(v_dim: int, q_dim: int, num_hid: int, *, activation: str, dropout: float) -> nn.Module:
+    return ProjectionAttention(v_dim, q_dim, num_hid, activation=activation, dropout=dropout)
+
+
+@ATTENTIONS.implements("concat")
+def _concat(v_dim: int, q_dim: int, num_hid: int, *, activation: str, dropout: float) -> nn.Module:
+    return ConcatAttention(v_dim, q_dim, num_hid, activation=activation)  # no dropout in the paper's
 
 
 def build_attention(
@@ -90,9 +95,7 @@ def build_attention(
     activation: str = "relu",
     dropout: float = 0.2,
 ) -> nn.Module:
-    """Attention module by name. ``dropout`` applies to newatt only (concat has none)."""
-    if name == "newatt":
-        return ProjectionAttention(v_dim, q_dim, num_hid, activation=activation, dropout=dropout)
-    if name == "concat":
-        return ConcatAttention(v_dim, q_dim, num_hid, activation=activation)
-    raise ValueError(f"unknown attention {name!r}; expected one of {list(ATTENTIONS)}")
+    """Attention module by name (`model.attention`). ``dropout`` applies to newatt only (concat has none)."""
+    if name not in ATTENTIONS:
+        raise ValueError(f"unknown attention {name!r}; expected one of {list(ATTENTIONS.names)}")
+    return ATTENTIONS.implementation(name)(v_dim, q_dim, num_hid, activation=activation, dropout=dropout)

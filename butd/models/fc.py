@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from butd.config.model import ACTIVATIONS  # the names the config accepts
+from butd.config.model import ACTIVATIONS  # the names the config accepts, and whether each is gated
 
 
 class WeightNormLinear(nn.Module):
@@ -59,7 +59,25 @@ class WeightNormLinear(nn.Module):
 def check_activation(activation: str) -> None:
     """Raise a ValueError naming the valid activations."""
     if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
+        raise ValueError(f"unknown activation {activation!r}; expected one of {list(ACTIVATIONS.names)}")
+
+
+# Each activation of `model.activation`: y = W x + b, and g = W' x + b' for a gated one (else None).
+
+
+@ACTIVATIONS.implements("relu")
+def relu(y: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+    return F.relu(y)
+
+
+@ACTIVATIONS.implements("glu")
+def glu(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return y * torch.sigmoid(g)
+
+
+@ACTIVATIONS.implements("gated_tanh")
+def gated_tanh(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(y) * torch.sigmoid(g)
 
 
 class FCLayer(nn.Module):
@@ -78,18 +96,14 @@ class FCLayer(nn.Module):
         super().__init__()
         check_activation(activation)
         self.activation = activation
+        self._act = ACTIVATIONS.implementation(activation)
         self.dropout = nn.Dropout(dropout)
         self.linear = WeightNormLinear(in_dim, out_dim)
-        self.gate = WeightNormLinear(in_dim, out_dim) if activation != "relu" else None
+        self.gate = WeightNormLinear(in_dim, out_dim) if ACTIVATIONS[activation].gated else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(x)
-        y = self.linear(x)
-        if self.gate is None:
-            return F.relu(y)
-        if self.activation == "gated_tanh":
-            y = torch.tanh(y)
-        return y * torch.sigmoid(self.gate(x))
+        return self._act(self.linear(x), None if self.gate is None else self.gate(x))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}"

@@ -9,10 +9,10 @@ not a fork of prepare. Every reader returns lists of dicts with VQA v2's fields 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from butd.config.data import DATA_FORMATS
 from butd.data.cache import CacheError
 from butd.preparation.inputs import check_annotations, check_questions
 
@@ -45,6 +45,7 @@ def _refuse_gqa(path: Path, content: Any) -> None:
             )
 
 
+@DATA_FORMATS.implements("vqa2")
 def _vqa2(path: Path, key: str) -> list[dict[str, Any]]:
     """`{"questions": [...]}` / `{"annotations": [...]}`, the official VQA v1/v2 files."""
     content = _load(path)
@@ -59,6 +60,7 @@ def _vqa2(path: Path, key: str) -> list[dict[str, Any]]:
     return content[key]
 
 
+@DATA_FORMATS.implements("vqacp")
 def _vqacp(path: Path, key: str) -> list[dict[str, Any]]:
     """A bare list whose every entry names its image's COCO split (`coco_split`), VQA-CP's layout."""
     content = _load(path)
@@ -85,13 +87,9 @@ def _vqacp(path: Path, key: str) -> list[dict[str, Any]]:
     return content
 
 
-#: data.format -> reader(path, "questions" | "annotations")
-READERS: dict[str, Callable[[Path, str], list[dict[str, Any]]]] = {"vqa2": _vqa2, "vqacp": _vqacp}
-
-
 def read_entries(path: Path, key: str, fmt: str) -> list[dict[str, Any]]:
     """The question or annotation entries (`key`: "questions" or "annotations") of a raw file,
     checked where they enter (`butd.preparation.inputs`: ids, text, answer counts)."""
-    entries = READERS[fmt](path, key)
+    entries = DATA_FORMATS.implementation(fmt)(path, key)
     {"questions": check_questions, "annotations": check_annotations}[key](path, entries)
     return entries

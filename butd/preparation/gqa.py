@@ -37,7 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from butd.config.data import DataConfig
+from butd.config.data import DATA_FORMATS, DataConfig
 from butd.data.cache import CacheError, split_file
 from butd.data.csr import csr_from_rows
 from butd.data.gqa import OBJECT_VIEWS, GQATables, choices_table, csr_pairs, reasoning_steps
@@ -285,6 +285,7 @@ def split_questions(cfg: DataConfig, split: str, q: GQASplit, vocab: Vocabulary,
     return vars(out), tables
 
 
+@DATA_FORMATS.implements("gqa")
 def text_stage(cfg: DataConfig):
     """Questions -> vocabulary, answers, GloVe rows (and how many GloVe has), per split the fields
     of its `SplitQuestions`, and per split its GQA tables."""

@@ -21,11 +21,15 @@ authors scale them so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from butd.config.debias import DebiasConfig
+from butd.config.debias import DEBIAS_METHODS, DebiasConfig, DebiasMethod
+from butd.config.model import OUTPUTS
 from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
 
 #: the hidden widths of the question-only classifier c_1 (RUBi, GGE-Q, GGE-DQ), as their authors'
@@ -33,20 +37,42 @@ QUESTION_ONLY_HIDDEN: tuple[int, ...] = (1024, 1024)
 
 
 class DebiasLoss(nn.Module):
-    """The reference loss; subclasses change it. `needs_prior`: the batch must carry question types;
-    `needs_visual`: `forward` also takes `v_emb`, the mean object feature (`visual_mean`);
-    `diagnostic_names`: the names `diagnostics` returns, fixed per method so the module can make
-    one metric per name before the first batch; `two_steps`: the method trains in two optimizer
-    steps per batch (`branch_step_loss`, then `model_step_loss`) rather than one step on
-    `forward`'s loss.
+    """A method's training loss; its properties are its registry entry's (`method`, a
+    `butd.config.debias.DebiasMethod`): `needs_prior`, the batch must carry question types;
+    `needs_visual`, `forward` also takes `v_emb`, the mean object feature (`visual_mean`);
+    `changes_inference`, `answer_scores` differs from the main logits. `diagnostic_names`: the
+    names `diagnostics` returns, fixed per method so the module can make one metric per name
+    before the first batch; `two_steps`: the method trains in two optimizer steps per batch
+    (`branch_step_loss`, then `model_step_loss`) rather than one step on `forward`'s loss.
+
+    A subclass is bound to its names with `@DEBIAS_METHODS.implements(...)` and built by its
+    `from_config`; `build_debias` finds it by `debias.name`.
     """
 
-    needs_prior = False
-    needs_visual = False
     diagnostic_names: tuple[str, ...] = ()
-    #: whether `answer_scores` differs from the main logits (the method changes inference)
-    changes_inference = False
     two_steps = False
+
+    def __init__(self, *, method: DebiasMethod) -> None:
+        super().__init__()
+        self.method = method
+
+    @classmethod
+    def from_config(cls, cfg: DebiasConfig, *, method: DebiasMethod, dims: LossDims) -> DebiasLoss:
+        """The loss of method `cfg.name` with its settings; `dims`: the model's sizes."""
+        return cls(method=method)
+
+    @property
+    def needs_prior(self) -> bool:
+        return self.method.needs_prior
+
+    @property
+    def needs_visual(self) -> bool:
+        return self.method.needs_visual
+
+    @property
+    def changes_inference(self) -> bool:
+        """Whether `answer_scores` differs from the main logits (the method changes inference)."""
+        return self.method.changes_inference
 
     def forward(
         self,
@@ -57,7 +83,9 @@ class DebiasLoss(nn.Module):
         joint: torch.Tensor | None = None,
         q_emb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return vqa_bce_loss(logits, target)
+        """The training loss (a scalar) from the main logits z [batch, A], the targets y [batch, A]
+        and what the method reads besides (`prior`, `joint`, `q_emb`; `v_emb` where `needs_visual`)."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def diagnostics(
@@ -95,13 +123,47 @@ def visual_mean(v: torch.Tensor, v_mask: torch.Tensor | None = None) -> torch.Te
     return (v * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+#: a loss of logits and targets, both [batch, A] (`butd.training.metrics`)
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LossDims:
+    """What a loss is built for: the model's hidden width, the answers, the object feature size
+    (CF-VQA's vision-only branch) and the loss of the model's output (`model.output`,
+    `butd.config.model.OUTPUTS`)."""
+
+    num_hid: int
+    num_answers: int
+    v_dim: int | None = None
+    output_loss: Loss = vqa_bce_loss
+
+
+@DEBIAS_METHODS.implements("none")
+class PlainLoss(DebiasLoss):
+    """No debiasing: the loss of the model's output, the reference's scaled BCE with
+    `model.output=sigmoid` (`butd.training.metrics`)."""
+
+    def __init__(
+        self, *, method: DebiasMethod, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> None:
+        super().__init__(method=method)
+        self.loss = loss
+
+    @classmethod
+    def from_config(cls, cfg: DebiasConfig, *, method: DebiasMethod, dims: LossDims) -> DebiasLoss:
+        return cls(method=method, loss=dims.output_loss)
+
+    def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
+        return self.loss(logits, target)
+
+
+@DEBIAS_METHODS.implements("reweight")
 class Reweight(DebiasLoss):
     """Per-answer BCE weighted by w = 1 - b: sum(w * bce) / sum(w), over the batch's questions and
     answers (Clark et al.'s definition: no factor A, so its scale is a per-answer mean, about A
     times smaller than the reference loss's). Answers the question type already predicts count less.
     """
-
-    needs_prior = True
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
         weights = 1.0 - prior
@@ -125,35 +187,45 @@ def _log_prior_pair(prior: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
     return (torch.stack((prior, 1.0 - prior), dim=2) + smooth).log()
 
 
+@DEBIAS_METHODS.implements("bias_product")
 class BiasProduct(DebiasLoss):
     """The model's per-answer distribution times the prior's, as the training likelihood, the prior
     smoothed by a learned s(w_s) added to b and to 1 - b (Clark et al.'s init w_s = -1), so an
     answer whose prior is exactly 0 or 1 still teaches its logit."""
 
-    needs_prior = True
-
-    def __init__(self, *, smooth_init: float = -1.0) -> None:
-        super().__init__()
+    def __init__(self, *, method: DebiasMethod, smooth_init: float = -1.0) -> None:
+        super().__init__(method=method)
         self.smooth = nn.Parameter(torch.full((1,), float(smooth_init)))
+
+    @classmethod
+    def from_config(cls, cfg: DebiasConfig, *, method: DebiasMethod, dims: LossDims) -> DebiasLoss:
+        return cls(method=method, smooth_init=cfg.smooth_init)
 
     def forward(self, logits, target, *, prior=None, joint=None, q_emb=None):
         log_bias = _log_prior_pair(prior, torch.sigmoid(self.smooth))
         return _pair_nll(_pair_log_probs(logits, log_bias), target)
 
 
+@DEBIAS_METHODS.implements("learned_mixin", "lmh")
 class LearnedMixin(DebiasLoss):
     """Bias product with the bias scaled by g = softplus(w . h + c), learned from the joint
     representation, and the prior smoothed by a learned s(w_s) (Clark et al.'s init w_s = -1).
     `entropy_weight` > 0 is LMH: it adds w_H times the mean entropy of softmax(g log B), so the
     model cannot switch the bias off by driving g to 0."""
 
-    needs_prior = True
-
-    def __init__(self, *, num_hid: int, entropy_weight: float = 0.0, smooth_init: float = -1.0) -> None:
-        super().__init__()
+    def __init__(
+        self, *, method: DebiasMethod, num_hid: int, entropy_weight: float = 0.0, smooth_init: float = -1.0
+    ) -> None:
+        super().__init__(method=method)
         self.gate = nn.Linear(num_hid, 1)
         self.smooth = nn.Parameter(torch.full((1,), float(smooth_init)))
         self.entropy_weight = entropy_weight
+
+    @classmethod
+    def from_config(cls, cfg: DebiasConfig, *, method: DebiasMethod, dims: LossDims) -> DebiasLoss:
+        """LMH is Learned-Mixin with the entropy term (`entropy_penalty`, `debias.entropy_weight`)."""
+        weight = cfg.entropy_weight if method.entropy_penalty else 0.0
+        return cls(method=method, num_hid=dims.num_hid, entropy_weight=weight, smooth_init=cfg.smooth_init)
 
     diagnostic_names = ("gate", "smooth")
 
@@ -190,14 +262,19 @@ class QuestionOnlyBranch(nn.Module):
         return q_pred, self.c_2(q_pred)
 
 
+@DEBIAS_METHODS.implements("rubi")
 class RUBi(DebiasLoss):
     """The main logits masked during training: loss on z * s(q_pred), q_pred = c_1(q), plus the
     question-only loss on c_2(q_pred). BCE on soft targets for both (as UpDn ports of RUBi do;
     the authors' own code uses softmax cross-entropy on one sampled answer)."""
 
-    def __init__(self, *, num_hid: int, num_answers: int) -> None:
-        super().__init__()
+    def __init__(self, *, method: DebiasMethod, num_hid: int, num_answers: int) -> None:
+        super().__init__(method=method)
         self.branch = QuestionOnlyBranch(num_hid=num_hid, num_answers=num_answers)
+
+    @classmethod
+    def from_config(cls, cfg: DebiasConfig, *, method: DebiasMethod, dims: LossDims) -> DebiasLoss:
+        return cls(method=method, num_hid=dims.num_hid, num_answers=dims.num_answers)
 
     diagnostic_names = ("mask",)
 
@@ -225,11 +302,11 @@ def pseudo_weight(target: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return (2.0 * torch.sigmoid(-2.0 * y * b)).squeeze(1).float()
 
 
+@DEBIAS_METHODS.implements("gge")
 class GreedyGradientEnsemble(DebiasLoss):
     """GGE-D: the prior as the bias model; BCE of z against pseudo-labels 2 y s(-2 y b), so z
     learns what the prior does not explain."""
 
-    needs_prior = True
     diagnostic_names = ("pseudo_weight",)
 
     @torch.no_grad()
@@ -242,6 +319,7 @@ class GreedyGradientEnsemble(DebiasLoss):
         return vqa_bce_loss(logits, gge_pseudo_labels(target, prior))
 
 
+@DEBIAS_METHODS.implements("gge_q", "gge_dq")
 class GreedyGradientQuestion(DebiasLoss):
     """GGE-Q (`with_prior=False`) and GGE-DQ (`with_prior=True`): a question-only branch
     (c_1, c_2, as RUBi's) as a bias model, trained greedily before the main model.
@@ -260,13 +338,17 @@ class GreedyGradientQuestion(DebiasLoss):
     q = q_pred = c_1(q), as the authors' code does. Every loss keeps the factor A.
     """
 
-    def __init__(self, *, num_hid: int, num_answers: int, with_prior: bool, mode: str = "tog") -> None:
-        super().__init__()
+    def __init__(self, *, method: DebiasMethod, num_hid: int, num_answers: int, mode: str = "tog") -> None:
+        super().__init__(method=method)
         self.branch = QuestionOnlyBranch(num_hid=num_hid, num_answers=num_answers)
-        self.with_prior = with_prior
+        #: GGE-DQ: the prior first, then the branch
+        self.with_prior = method.needs_prior
         self.mode = mode
-        self.needs_prior = with_prior
         self.two_steps = mode == "iter"
+
+    @classmethod
+    def from_config(cls, cfg: DebiasConfig, *, method: DebiasMethod, dims: LossDims) -> DebiasLoss:
+        return cls(method=method, num_hid=dims.num_hid, num_answers=dims.num_answers, mode=cfg.mode)
 
     diagnostic_names = ("pseudo_weight",)
 
@@ -316,6 +398,7 @@ def _mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = QUESTION_ONLY_HIDD
     return nn.Sequential(*layers)
 
 
+@DEBIAS_METHODS.implements("cfvqa")
 class CounterfactualVQA(DebiasLoss):
     """CF-VQA (Niu et al. 2021) with SUM fusion: the main logits z (the knowledge branch, K) fused
     with a question-only branch q_pred = c_q(q) and a vision-only branch v_pred = c_v(mean v)
@@ -332,17 +415,23 @@ class CounterfactualVQA(DebiasLoss):
     Inference: TIE = h_te - h_nde, the total effect minus the question's natural direct effect.
     """
 
-    needs_visual = True
-    changes_inference = True
     diagnostic_names = ("constant", "tie_changed")
 
-    def __init__(self, *, num_hid: int, v_dim: int, num_answers: int, hidden: int = 1024) -> None:
-        super().__init__()
+    def __init__(
+        self, *, method: DebiasMethod, num_hid: int, v_dim: int, num_answers: int, hidden: int = 1024
+    ) -> None:
+        super().__init__(method=method)
         self.q_branch = _mlp(num_hid, num_answers, (hidden, hidden))
         self.q_out = nn.Linear(num_answers, num_answers)
         self.v_branch = _mlp(v_dim, num_answers, (hidden, hidden))
         self.v_out = nn.Linear(num_answers, num_answers)
         self.constant = nn.Parameter(torch.zeros(()))
+
+    @classmethod
+    def from_config(cls, cfg: DebiasConfig, *, method: DebiasMethod, dims: LossDims) -> DebiasLoss:
+        if dims.v_dim is None:
+            raise ValueError("debias=cfvqa needs v_dim, the object feature size of its vision-only branch")
+        return cls(method=method, num_hid=dims.num_hid, v_dim=dims.v_dim, num_answers=dims.num_answers)
 
     def branches(self, q_emb: torch.Tensor, v_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q_pred, v_pred [batch, A] from q_emb [batch, num_hid] and v_emb [batch, v_dim], detached."""
@@ -412,30 +501,18 @@ class MethodAnswers(nn.Module):
 
 
 def build_debias(
-    cfg: DebiasConfig, *, num_hid: int, num_answers: int, v_dim: int | None = None
+    cfg: DebiasConfig,
+    *,
+    num_hid: int,
+    num_answers: int,
+    v_dim: int | None = None,
+    output: str = "sigmoid",
 ) -> DebiasLoss:
-    """The loss module of method `cfg.name`; its parameters train with the model's. `v_dim`: the
-    object feature size (CF-VQA's vision-only branch)."""
-    if cfg.name == "none":
-        return DebiasLoss()
-    if cfg.name == "reweight":
-        return Reweight()
-    if cfg.name == "bias_product":
-        return BiasProduct(smooth_init=cfg.smooth_init)
-    if cfg.name == "learned_mixin":
-        return LearnedMixin(num_hid=num_hid, smooth_init=cfg.smooth_init)
-    if cfg.name == "lmh":
-        return LearnedMixin(num_hid=num_hid, entropy_weight=cfg.entropy_weight, smooth_init=cfg.smooth_init)
-    if cfg.name == "rubi":
-        return RUBi(num_hid=num_hid, num_answers=num_answers)
-    if cfg.name == "gge":
-        return GreedyGradientEnsemble()
-    if cfg.name in ("gge_q", "gge_dq"):
-        return GreedyGradientQuestion(
-            num_hid=num_hid, num_answers=num_answers, with_prior=cfg.name == "gge_dq", mode=cfg.mode
-        )
-    if cfg.name == "cfvqa":
-        if v_dim is None:
-            raise ValueError("debias=cfvqa needs v_dim, the object feature size of its vision-only branch")
-        return CounterfactualVQA(num_hid=num_hid, v_dim=v_dim, num_answers=num_answers)
-    raise ValueError(f"no loss for debias.name={cfg.name!r}")
+    """The loss module of method `cfg.name` (the class its registry entry is bound to); its
+    parameters train with the model's. `v_dim`: the object feature size (CF-VQA's vision-only
+    branch); `output`: `model.output`, whose loss `none` trains with."""
+    method = DEBIAS_METHODS[cfg.name]
+    dims = LossDims(
+        num_hid=num_hid, num_answers=num_answers, v_dim=v_dim, output_loss=OUTPUTS.implementation(output)
+    )
+    return DEBIAS_METHODS.implementation(cfg.name).from_config(cfg, method=method, dims=dims)

@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
+from butd.config.model import OUTPUTS
 
+
+@OUTPUTS.implements("sigmoid")
 def vqa_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BCE-with-logits averaged over batch x answers, times the number of answers.
 
@@ -19,6 +22,7 @@ def vqa_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss * target.size(1)
 
 
+@OUTPUTS.implements("softmax")
 def vqa_softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of a softmax over the answers against the soft scores made a distribution.
 

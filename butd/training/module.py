@@ -9,6 +9,8 @@ import torch
 from hydra.utils import instantiate
 
 from butd.config.debias import DebiasConfig
+from butd.config.model import OUTPUTS
+from butd.data.batch import VQABatch
 from butd.models import ModelConfig, build_model, count_parameters
 from butd.training.debias import build_debias, method_scores, visual_mean
 from butd.training.gqa import GQAEpoch
@@ -20,8 +22,6 @@ from butd.training.metrics import (
     typed_mean_metrics,
     vqa_accuracy_metrics,
     vqa_accuracy_name,
-    vqa_bce_loss,
-    vqa_softmax_loss,
 )
 
 #: diagnostics of every method, from the question-type prior: the share of questions whose answer
@@ -74,8 +74,14 @@ class VQAModule(pl.LightningModule):
         self.num_parameters = count_parameters(self.model)
         #: the training loss: the reference's with debias=none (butd.training.debias)
         self.debias = build_debias(
-            self.debias_cfg, num_hid=self.model_cfg.num_hid, num_answers=num_answers, v_dim=v_dim
+            self.debias_cfg,
+            num_hid=self.model_cfg.num_hid,
+            num_answers=num_answers,
+            v_dim=v_dim,
+            output=self.model_cfg.output,
         )
+        #: the loss of `model.output`: validation's loss for every method
+        self.output_loss = OUTPUTS.implementation(self.model_cfg.output)
         #: question-type prior [types + 1, num_answers] (last row: a type unseen in training); `set_prior`
         self.register_buffer("qtype_prior", None, persistent=False)
         #: each row's most frequent answer [types + 1] (-1 for the unseen type's empty row); `set_prior`
@@ -195,48 +201,46 @@ class VQAModule(pl.LightningModule):
         self.qtype_top = torch.where(rows.amax(dim=1) > 0, top, torch.full_like(top, -1))
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The objective of `model.output`: the reference's scaled BCE, or softmax cross-entropy."""
-        if self.model_cfg.output == "softmax":
-            return vqa_softmax_loss(logits, target)
-        return vqa_bce_loss(logits, target)
+        """The objective of `model.output` (`butd.config.model.OUTPUTS`): the reference's scaled
+        BCE, or softmax cross-entropy."""
+        return self.output_loss(logits, target)
 
-    def _prior(self, batch: dict[str, torch.Tensor], *, required: bool = True) -> torch.Tensor | None:
+    def _prior(self, batch: VQABatch, *, required: bool = True) -> torch.Tensor | None:
         """Each question's row of the question-type prior [batch, A], where the method reads it;
         None where it reads none, or (`required` False, outside training) where the batch has no
         question types."""
         if not self.debias.needs_prior:
             return None
-        if self.qtype_prior is None or "qtype" not in batch:
+        if self.qtype_prior is None or batch.qtype is None:
             if not required:
                 return None
             raise RuntimeError(f"debias={self.debias_cfg.name} needs the question-type prior (set_prior)")
-        return self.qtype_prior[batch["qtype"]]
+        return self.qtype_prior[batch.qtype]
 
-    def _parts(self, batch: dict[str, torch.Tensor], *, training: bool = True) -> dict[str, torch.Tensor]:
+    def _parts(self, batch: VQABatch, *, training: bool = True) -> dict[str, torch.Tensor]:
         """The main logits and what the debias method reads besides (`butd.training.debias`).
         Outside training a batch without question types goes without the prior."""
-        args = (batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
-        if self.debias_cfg.name == "none":
-            return {"logits": self(*args)}
-        logits, joint, q_emb = self.model.forward_parts(*args)
-        parts = {"logits": logits, "joint": joint, "q_emb": q_emb}
+        args = (batch.v, batch.q, batch.b, batch.v_mask)
+        if self.debias.method.reads_parts:
+            logits, joint, q_emb = self.model.forward_parts(*args)
+            parts = {"logits": logits, "joint": joint, "q_emb": q_emb}
+        else:  # the model's own call: compiled with compile=true, seen by its hooks
+            parts = {"logits": self(*args)}
         prior = self._prior(batch, required=training)
         if prior is not None:
             parts["prior"] = prior
         if self.debias.needs_visual:
-            parts["v_emb"] = visual_mean(batch["v"], batch.get("v_mask"))
+            parts["v_emb"] = visual_mean(batch.v, batch.v_mask)
         return parts
 
     def _objective(self, parts: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        if self.debias_cfg.name == "none":
-            return self._loss(parts["logits"], target)
         extra = {k: v for k, v in parts.items() if k != "logits"}
         return self.debias(parts["logits"], target, **extra)
 
-    def _training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _training_loss(self, batch: VQABatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and loss of a training batch under the configured debias method."""
         parts = self._parts(batch)
-        return parts["logits"], self._objective(parts, batch["target"])
+        return parts["logits"], self._objective(parts, batch.target)
 
     def _answer_scores(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The scores the method answers with (the logits; CF-VQA's TIE): [batch, num_answers]."""
@@ -256,23 +260,23 @@ class VQAModule(pl.LightningModule):
         return method_scores(self.model, self.debias, v, q, b, v_mask)
 
     def _update_diagnostics(
-        self, stage: str, parts: dict[str, torch.Tensor], scores: torch.Tensor, batch: dict[str, torch.Tensor]
+        self, stage: str, parts: dict[str, torch.Tensor], scores: torch.Tensor, batch: VQABatch
     ) -> list[str]:
         """Feed this batch to the stage's diagnostics; returns the names that got values."""
-        if "answer_type" not in batch:
+        if batch.answer_type is None:
             return []
         values: dict[str, torch.Tensor] = {}
-        if self.debias_cfg.name != "none" and (not self.debias.needs_prior or "prior" in parts):
+        if self.debias.diagnostic_names and (not self.debias.needs_prior or "prior" in parts):
             extra = {k: v for k, v in parts.items() if k != "logits"}
-            values.update(self.debias.diagnostics(parts["logits"].detach(), batch["target"], **extra))
-        if self.qtype_top is not None and "qtype" in batch:
+            values.update(self.debias.diagnostics(parts["logits"].detach(), batch.target, **extra))
+        if self.qtype_top is not None and batch.qtype is not None:
             pred = scores.detach().argmax(dim=1, keepdim=True)  # [batch, 1]
-            qtype = batch["qtype"]
+            qtype = batch.qtype
             values["prior_top"] = (pred.squeeze(1) == self.qtype_top[qtype]).float()
             values["prior_support"] = (self.qtype_prior[qtype].gather(1, pred).squeeze(1) > 0).float()
         for name, value in values.items():
             for metric in self._diagnostics(stage)[name].values():
-                metric.update(value, batch["answer_type"])
+                metric.update(value, batch.answer_type)
         return list(values)
 
     def _log_diagnostics(self, stage: str, names: list[str], size: int) -> None:
@@ -284,9 +288,7 @@ class VQAModule(pl.LightningModule):
     def _diagnostics(self, stage: str) -> torch.nn.ModuleDict:
         return self.train_diag if stage == "train" else self.val_diag
 
-    def _two_step_training(
-        self, batch: dict[str, torch.Tensor]
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def _two_step_training(self, batch: VQABatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """debias.mode=iter: a step of the bias branch on its own loss, then a step of the model
         (with a fresh forward pass) on its loss against the updated branch; one optimizer over
         every parameter, each step's gradient clipped as the trainer's clip says. Gradients are
@@ -296,7 +298,7 @@ class VQAModule(pl.LightningModule):
         `grad_norm` is the larger of the two steps' norms, so a non-finite one reaches the
         divergence guard. Lightning counts two optimizer steps per batch (`global_step`)."""
         optimizer = self.optimizers()
-        target = batch["target"]
+        target = batch.target
         # A parameter the optimizer has stepped holds a zeroed gradient, except right after a resume
         # (checkpoints carry no gradients): zeroed again, so a resumed run steps as the straight one.
         for group in optimizer.param_groups:
@@ -324,15 +326,15 @@ class VQAModule(pl.LightningModule):
         self.grad_norm = torch.stack(norms).max() if norms else None
         return parts, losses[0] + losses[1]
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: VQABatch, batch_idx: int) -> torch.Tensor:
         if self.automatic_optimization:
             parts = self._parts(batch)
-            loss = self._objective(parts, batch["target"])
+            loss = self._objective(parts, batch.target)
         else:
             parts, loss = self._two_step_training(batch)
         logits = parts["logits"]
-        size = batch["q"].size(0)
-        self.train_score.update(logits, batch["target"])
+        size = len(batch)
+        self.train_score.update(logits, batch.target)
         self.train_loss.update(loss.detach(), weight=size)
         diagnosed = self._update_diagnostics("train", parts, logits, batch)
         if self._log_step():
@@ -346,24 +348,24 @@ class VQAModule(pl.LightningModule):
             self._log_diagnostics("train", diagnosed, size)
         return loss
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: VQABatch, batch_idx: int) -> None:
         # the loss is the main logits' plain loss for every method; the scores, accuracies and so
         # the checkpoint selection follow the method's answers (CF-VQA's TIE, as its authors select)
         parts = self._parts(batch, training=False)
         logits = parts["logits"]
         scores = self._answer_scores(parts)
-        loss = self._loss(logits, batch["target"])
-        size = batch["q"].size(0)
+        loss = self._loss(logits, batch.target)
+        size = len(batch)
         self.val_loss.update(loss, weight=size)
-        self.val_score.update(scores, batch["target"])
-        self.val_upper_bound.update(batch["target"])
+        self.val_score.update(scores, batch.target)
+        self.val_upper_bound.update(batch.target)
         diagnosed = self._update_diagnostics("val", parts, scores, batch)
         if self._gqa_on["val"]:
-            self._gqa["val"].update(batch["question_id"], scores)
-        official = "acc_labels" in batch
+            self._gqa["val"].update(batch.question_id, scores)
+        official = batch.has_official
         if official:
             for metric in self.val_vqa_acc.values():
-                metric.update(scores, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
+                metric.update(scores, batch.acc_labels, batch.acc_values, batch.answer_type)
         if self._logged["val"]:
             return
         self._logged["val"] = True
@@ -389,16 +391,16 @@ class VQAModule(pl.LightningModule):
         self.grad_norm = None
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: VQABatch, batch_idx: int) -> None:
         """The test split, once with the selected checkpoint: `test/score`, `test/vqa_acc` per type."""
-        logits = self.answer_scores(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
-        size = batch["q"].size(0)
-        self.test_score.update(logits, batch["target"])
+        logits = self.answer_scores(batch.v, batch.q, batch.b, batch.v_mask)
+        size = len(batch)
+        self.test_score.update(logits, batch.target)
         if self._gqa_on["test"]:
-            self._gqa["test"].update(batch["question_id"], logits)
+            self._gqa["test"].update(batch.question_id, logits)
         self.log("test/score", self.test_score, on_epoch=True, batch_size=size)
         for key, metric in self.test_vqa_acc.items():
-            metric.update(logits, batch["acc_labels"], batch["acc_values"], batch["answer_type"])
+            metric.update(logits, batch.acc_labels, batch.acc_values, batch.answer_type)
             self.log(vqa_accuracy_name("test", key), metric, on_epoch=True, batch_size=size)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

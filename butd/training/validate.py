@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from butd.config.convergence import ConvergenceRule
 from butd.config.data import DataConfig
 from butd.config.debias import DebiasConfig
-from butd.config.model import ModelConfig
+from butd.config.model import MODELS, OUTPUTS, ModelConfig
 from butd.config.structured import to_typed
 from butd.config.training import OptimConfig, SlurmConfig
 from butd.data.cache import stored_boxes
@@ -113,15 +113,16 @@ def check_optimizer(optim: Any) -> OptimConfig:
 def check_output_and_debias(model: ModelConfig, debias: DebiasConfig) -> None:
     """The debias losses are defined on per-answer sigmoids: a softmax model trains with none.
     CF-VQA subtracts the question's direct effect from the image's: it needs a model that sees one."""
-    if debias.name == "cfvqa" and model.name == "question_only":
+    method = debias.method
+    if method.changes_inference and not MODELS[model.name].sees_image:
         raise ConfigError(
-            "debias=cfvqa with model=question_only: CF-VQA fuses the model with its own question-only "
-            "branch and subtracts that branch's effect at inference, so the model must see the image; "
-            "use model=butd (or another image model), or train the question-only model with debias=none"
+            f"debias={debias.name} with model={model.name}: the method subtracts the question's direct "
+            "effect from the image's at inference, so the model must see the image; use model=butd "
+            "(or another image model), or train the question-only model with debias=none"
         )
-    if model.output == "softmax" and debias.name != "none":
+    if not OUTPUTS[model.output].per_answer and not method.any_output:
         raise ConfigError(
-            f"model.output=softmax with debias={debias.name}: the debias methods are defined on "
+            f"model.output={model.output} with debias={debias.name}: the debias methods are defined on "
             "per-answer sigmoid outputs (butd.training.debias); use model.output=sigmoid, or debias=none"
         )
 

@@ -66,15 +66,13 @@ def test_batches_carry_the_table_and_the_metric_gathers_it(tiny_data_dir):
     for start in range(0, len(ds), 7):  # uneven batches
         idx = list(range(start, min(start + 7, len(ds))))
         batch = ds[idx]
-        assert (
-            batch["acc_labels"].shape == batch["acc_values"].shape and batch["acc_labels"].dtype == torch.long
-        )
-        args = (logits[idx], batch["acc_labels"], batch["acc_values"], batch["answer_type"])
+        assert batch.acc_labels.shape == batch.acc_values.shape and batch.acc_labels.dtype == torch.long
+        args = (logits[idx], batch.acc_labels, batch.acc_values, batch.answer_type)
         overall.update(*args)
         for m in per_type.values():
             m.update(*args)
     pred = logits.argmax(1).tolist()
-    qids = ds.question_id.tolist()
+    qids = ds.questions.question_id.tolist()
     official = vqa_eval(
         anns, None, [{"question_id": q, "answer": answers[p]} for q, p in zip(qids, pred, strict=True)]
     )

@@ -1,11 +1,14 @@
 """Tensor-resident splits give the same batches as the HDF5 path, in a resumable order."""
 
+from dataclasses import fields
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
 from butd.config.data import DataConfig
+from butd.data.batch import VQABatch
 from butd.data.cache import load_cache
 from butd.data.csr import padded_targets
 from butd.data.datamodule import VQABatches
@@ -41,17 +44,14 @@ def test_tensor_batches_equal_hdf5_batches(val_path):
     tensors = TensorSplit.load(path, num_answers=num_answers)
     idx = [5, 0, 17, 3, 3, len(h5) - 1]
     a, b = h5[idx], tensors.batch(torch.tensor(idx))
-    assert a.keys() == b.keys()
+    assert isinstance(a, VQABatch) and isinstance(b, VQABatch)
     # features stay as stored until the model's first layer casts them: no float32 copy per batch
-    assert a["v"].dtype == b["v"].dtype == torch.float16
-    for key in a.keys() - {"acc_labels", "acc_values"}:
-        assert torch.equal(a[key], b[key]), key
-    # the official-accuracy rows: the same entries, padded to another width with -1 / 0
-    width = a["acc_labels"].shape[1]
-    assert torch.equal(a["acc_labels"], b["acc_labels"][:, :width])
-    assert torch.equal(a["acc_values"], b["acc_values"][:, :width])
-    assert (b["acc_labels"][:, width:] == -1).all()
-    assert tensors.target_labels.shape[1] <= 10  # one slot per distinct annotator answer at most
+    assert a.v.dtype == b.v.dtype == torch.float16
+    _assert_same_batches(a, b)
+    assert a.v_mask is None  # every image has its 6 boxes: no padding
+    # the official-accuracy rows: padded with -1 / 0 to the split's widest row
+    assert (a.acc_labels == -1).any() and not a.acc_values[a.acc_labels == -1].any()
+    assert tensors.questions.target_labels.shape[1] <= 10  # one slot per distinct annotator answer at most
 
 
 def test_loader_follows_its_sampler_epoch_by_epoch(val_path):
@@ -59,12 +59,12 @@ def test_loader_follows_its_sampler_epoch_by_epoch(val_path):
     split = TensorSplit.load(path, num_answers=num_answers)
 
     def ids(loader) -> list[int]:
-        return torch.cat([b["question_id"] for b in loader]).tolist()
+        return torch.cat([b.question_id for b in loader]).tolist()
 
     sampler = EpochBatchSampler(len(split), batch_size=7, shuffle=True, seed=3)
     loader = TensorBatchLoader(split, sampler)
     first = ids(loader)
-    assert sorted(first) == sorted(split.question_id.tolist())  # every question once
+    assert sorted(first) == sorted(split.questions.question_id.tolist())  # every question once
     assert len(loader) == -(-len(split) // 7)
     loader.sampler.set_epoch(1)  # what Lightning calls each epoch
     second = ids(loader)
@@ -84,7 +84,7 @@ def test_ranks_share_out_the_questions(val_path):
         for ids in [
             torch.cat(
                 [
-                    b["question_id"]
+                    b.question_id
                     for b in TensorBatchLoader(
                         split,
                         EpochBatchSampler(len(split), batch_size=4, shuffle=False, num_replicas=2, rank=r),
@@ -94,7 +94,7 @@ def test_ranks_share_out_the_questions(val_path):
         ]
     ]
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
-    assert sorted(torch.cat(shards).tolist()) == sorted(split.question_id.tolist())
+    assert sorted(torch.cat(shards).tolist()) == sorted(split.questions.question_id.tolist())
 
 
 def test_auto_store_picks_ram_on_a_cpu_for_a_small_set(val_path):
@@ -110,12 +110,13 @@ def adaptive(tiny_adaptive_dir):
     return load_cache(DataConfig.from_dict(cfg.data))
 
 
-def _assert_same_batches(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    # features stay as stored until the model's first layer casts them: no float32 copy per batch
-    assert a["v"].dtype == b["v"].dtype == torch.float16
-    for key in a.keys() - {"acc_labels", "acc_values"}:
-        assert torch.equal(a[key], b[key]), key
+def _assert_same_batches(a: VQABatch, b: VQABatch) -> None:
+    """Every field of the two batches is equal, dtypes included (None where one is None)."""
+    assert a.v.dtype == b.v.dtype == torch.float16
+    for field in fields(VQABatch):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        assert (x is None) == (y is None), field.name
+        assert x is None or (x.dtype == y.dtype and torch.equal(x, y)), field.name
 
 
 @pytest.mark.parametrize("use_boxes", [None, 5])
@@ -135,11 +136,11 @@ def test_adaptive_batches_pad_to_their_largest_image_and_mask_the_rest(adaptive,
     counts = np.diff(offsets)[rows]
     if use_boxes:
         counts = np.minimum(counts, use_boxes)
-    assert a["v"].shape[1] == counts.max() and a["v_mask"].sum(1).tolist() == counts.tolist()
+    assert a.v.shape[1] == counts.max() and a.v_mask.sum(1).tolist() == counts.tolist()
     for i, (r, c) in enumerate(zip(rows, counts, strict=True)):
         expected = features[offsets[r] : offsets[r] + c].astype(np.float32)
-        np.testing.assert_array_equal(a["v"][i, :c].numpy(), expected)
-        assert not a["v"][i, c:].any() and not a["b"][i, c:].any()  # padding is zero
+        np.testing.assert_array_equal(a.v[i, :c].numpy(), expected)
+        assert not a.v[i, c:].any() and not a.b[i, c:].any()  # padding is zero
 
 
 def test_splits_trained_together_are_one_concatenated_split(adaptive):
@@ -152,14 +153,14 @@ def test_splits_trained_together_are_one_concatenated_split(adaptive):
     joint = both[idx]
     _assert_same_batches(joint, tensors[idx])
     parts = train[[1, 0]], val[[2, len(val) - 1]]
-    assert joint["question_id"].tolist() == [
-        parts[0]["question_id"][0],
-        parts[1]["question_id"][0],
-        parts[0]["question_id"][1],
-        parts[1]["question_id"][1],
+    assert joint.question_id.tolist() == [
+        parts[0].question_id[0],
+        parts[1].question_id[0],
+        parts[0].question_id[1],
+        parts[1].question_id[1],
     ]
     # an image's boxes come from its own file, whatever the joint width
     for j, (part, k) in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
-        c = int(parts[part]["v_mask"][k].sum())
-        assert torch.equal(joint["v"][j, :c], parts[part]["v"][k, :c])
-        assert torch.equal(joint["target"][j], parts[part]["target"][k])
+        c = int(parts[part].v_mask[k].sum())
+        assert torch.equal(joint.v[j, :c], parts[part].v[k, :c])
+        assert torch.equal(joint.target[j], parts[part].target[k])

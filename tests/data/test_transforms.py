@@ -1,5 +1,7 @@
 """`data.targets=binary` and `data.normalize_features=l2`: exact values, both stores, training only."""
 
+from dataclasses import fields
+
 import h5py
 import numpy as np
 import pytest
@@ -61,14 +63,14 @@ def test_binary_targets_in_both_stores(fixed):
     soft = VQABatches(path, num_answers=fixed.num_answers)
     h5, tensors = both_stores(path, fixed.num_answers, targets="binary")
     idx = list(range(len(soft)))
-    dense = soft[idx]["target"]
+    dense = soft[idx].target
     # written out question by question: 1 where the row's best positive score is
     expected = torch.zeros_like(dense)
     for i, row in enumerate(dense):
         if row.max() > 0:
             expected[i] = (row == row.max()).float()
-    assert torch.equal(h5[idx]["target"], expected)
-    assert torch.equal(tensors[idx]["target"], expected)
+    assert torch.equal(h5[idx].target, expected)
+    assert torch.equal(tensors[idx].target, expected)
     assert (expected.sum(1) >= 1).sum() > len(idx) // 2 and set(expected.unique().tolist()) == {0.0, 1.0}
     assert (dense[expected.sum(1) == 0].sum(1) == 0).all()  # all zero only where no answer scores
 
@@ -80,18 +82,18 @@ def test_l2_features_in_both_stores(which, request):
     h5, tensors = both_stores(path, info.num_answers, normalize_features="l2")
     idx = [0, 3, len(h5) - 1, 3]
     a, b = h5[idx], tensors[idx]
-    assert a["v"].dtype == b["v"].dtype == torch.float16
-    assert torch.equal(a["v"], b["v"]) and torch.equal(a["b"], b["b"])
+    assert a.v.dtype == b.v.dtype == torch.float16
+    assert torch.equal(a.v, b.v) and torch.equal(a.b, b.b)
     with h5py.File(path) as f:
         offsets, stored = f["images/box_offsets"][:], f["images/features"][:].astype(np.float32)
     for i, r in enumerate(h5.image_index[idx]):
         boxes = stored[offsets[r] : offsets[r + 1]]
         expected = (boxes / np.linalg.norm(boxes, axis=1, keepdims=True)).astype(np.float16)
         c = len(boxes)
-        np.testing.assert_allclose(a["v"][i, :c].numpy(), expected, atol=1e-3)
-        assert not a["v"][i, c:].any()  # padded boxes stay zero
-    norms = a["v"].float().norm(dim=-1)
-    real = a["v_mask"] if "v_mask" in a else torch.ones_like(norms, dtype=torch.bool)
+        np.testing.assert_allclose(a.v[i, :c].numpy(), expected, atol=1e-3)
+        assert not a.v[i, c:].any()  # padded boxes stay zero
+    norms = a.v.float().norm(dim=-1)
+    real = a.v_mask if a.v_mask is not None else torch.ones_like(norms, dtype=torch.bool)
     torch.testing.assert_close(norms[real], torch.ones_like(norms[real]), atol=2e-3, rtol=0)
 
 
@@ -109,10 +111,11 @@ def test_training_batches_are_binary_and_validation_stays_soft(tiny_data_dir, tm
 
     soft, binary = module("soft"), module("binary")
     val_soft, val_binary = next(iter(soft.val_dataloader())), next(iter(binary.val_dataloader()))
-    for key in val_soft:
-        assert torch.equal(val_soft[key], val_binary[key]), key
+    for field in fields(val_soft):
+        x, y = getattr(val_soft, field.name), getattr(val_binary, field.name)
+        assert (x is None and y is None) or torch.equal(x, y), field.name
     train_soft, train_binary = next(iter(soft.train_dataloader())), next(iter(binary.train_dataloader()))
-    assert torch.equal(train_soft["question_id"], train_binary["question_id"])  # the same order
-    assert not torch.equal(train_soft["target"], train_binary["target"])
-    assert set(train_binary["target"].unique().tolist()) == {0.0, 1.0}
-    assert set(val_binary["target"].unique().tolist()) > {0.0, 1.0}  # soft scores (0.3, 0.6, ...)
+    assert torch.equal(train_soft.question_id, train_binary.question_id)  # the same order
+    assert not torch.equal(train_soft.target, train_binary.target)
+    assert set(train_binary.target.unique().tolist()) == {0.0, 1.0}
+    assert set(val_binary.target.unique().tolist()) > {0.0, 1.0}  # soft scores (0.3, 0.6, ...)

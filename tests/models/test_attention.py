@@ -4,8 +4,8 @@ import torch
 from butd.models import ACTIVATIONS, ATTENTIONS, build_attention
 
 
-@pytest.mark.parametrize("name", sorted(ATTENTIONS))
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("name", sorted(ATTENTIONS.names))
+@pytest.mark.parametrize("activation", ACTIVATIONS.names)
 @pytest.mark.parametrize("k", [1, 7, 36])
 def test_weights_shape_and_sum(name: str, activation: str, k: int) -> None:
     torch.manual_seed(0)
@@ -16,7 +16,7 @@ def test_weights_shape_and_sum(name: str, activation: str, k: int) -> None:
     torch.testing.assert_close(w.sum(1), torch.ones(3, 1))
 
 
-@pytest.mark.parametrize("name", sorted(ATTENTIONS))
+@pytest.mark.parametrize("name", sorted(ATTENTIONS.names))
 def test_masked_objects_get_zero_weight(name: str) -> None:
     torch.manual_seed(1)
     att = build_attention(name, 12, 8, 16).eval()

@@ -24,7 +24,7 @@ def _inputs(batch: int = 3, k: int = K) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("attention", "activation"), list(itertools.product(sorted(ATTENTIONS), ACTIVATIONS))
+    ("attention", "activation"), list(itertools.product(sorted(ATTENTIONS.names), ACTIVATIONS.names))
 )
 def test_shapes(attention: str, activation: str) -> None:
     torch.manual_seed(0)
@@ -96,7 +96,7 @@ def test_config_from_dict_rejects_unknown_keys() -> None:
         ModelConfig.from_dict({"num_hid": "wide"})
 
 
-@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS.names))
 def test_non_finite_padding_reaches_neither_output_nor_gradients(attention: str) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(attention=attention, num_hid=16, emb_dim=8)

@@ -45,7 +45,7 @@ def test_init_starts_as_plain_linear() -> None:
     assert WeightNormLinear(8, 2, bias=False).bias is None
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS.names)
 def test_fc_layer_activations(activation: str) -> None:
     torch.manual_seed(3)
     fc = FCLayer(5, 4, activation=activation)

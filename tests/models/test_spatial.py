@@ -44,7 +44,7 @@ def _inputs(batch: int = 3, k: int = K) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 @pytest.mark.parametrize(
-    ("attention", "activation"), list(itertools.product(sorted(ATTENTIONS), ACTIVATIONS))
+    ("attention", "activation"), list(itertools.product(sorted(ATTENTIONS.names), ACTIVATIONS.names))
 )
 def test_spatial_adds_six_input_columns_to_the_attention_and_v_net_only(attention, activation):
     plain, spatial = (
@@ -68,7 +68,7 @@ def test_parameter_count_at_vqa_v2_size(attention: str, expected: int) -> None:
     assert count_parameters(model) == expected
 
 
-@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS.names))
 def test_output_depends_on_b_only_with_use_spatial(attention: str) -> None:
     v, q, b = _inputs()
     b2 = b.clone()
@@ -86,7 +86,7 @@ def test_output_depends_on_b_only_with_use_spatial(attention: str) -> None:
         assert torch.equal(plain(v, q, b), plain(v, q))
 
 
-@pytest.mark.parametrize("attention", sorted(ATTENTIONS))
+@pytest.mark.parametrize("attention", sorted(ATTENTIONS.names))
 def test_padded_boxes_do_not_influence_the_output(attention: str) -> None:
     model = _model(use_spatial=True, attention=attention).eval()
     v, q, b = _inputs(k=8)

@@ -57,8 +57,8 @@ def test_a_linked_cache_reads_the_boxes_a_converted_one_holds(linked):
         b = VQABatches(mine, num_answers=info.num_answers)[every]
         t = TensorSplit.load(mine, num_answers=info.num_answers).batch(torch.tensor(every))
         for key in ("v", "b", "q", "question_id", "target"):
-            assert torch.equal(a[key], b[key]), (split, key)
-            assert torch.equal(a[key], t[key]), (split, key)
+            assert torch.equal(getattr(a, key), getattr(b, key)), (split, key)
+            assert torch.equal(getattr(a, key), getattr(t, key)), (split, key)
 
 
 def test_find_image_reads_a_linked_split(linked):

@@ -25,8 +25,8 @@ def test_use_boxes_gives_the_model_the_first_k_boxes(tiny_cfg):
     for dm in (full, first3):
         dm.setup("fit")
     a, b = full.dataset("val")[[0, 5, 9]], first3.dataset("val")[[0, 5, 9]]
-    assert a["v"].shape[1] == 6 and b["v"].shape[1] == 3
-    assert torch.equal(a["v"][:, :3], b["v"]) and torch.equal(a["b"][:, :3], b["b"])
+    assert a.v.shape[1] == 6 and b.v.shape[1] == 3
+    assert torch.equal(a.v[:, :3], b.v) and torch.equal(a.b[:, :3], b.b)
 
 
 def test_metrics_json_records_convergence_and_stop_ends_the_run_there(tiny_cfg, tmp_path):

@@ -53,8 +53,8 @@ def test_a_cfvqa_checkpoint_answers_with_its_counterfactual_inference(tiny_cp_ra
     tie, plain = [], []
     with torch.no_grad():
         for batch in split_loader(dataset, batch_size=64, num_workers=0):
-            logits, _, q_emb = model.forward_parts(batch["v"], batch["q"], batch["b"], batch.get("v_mask"))
-            v_mean = batch["v"].float().mean(1)  # every image of the tiny set has its 6 boxes
+            logits, _, q_emb = model.forward_parts(batch.v, batch.q, batch.b, batch.v_mask)
+            v_mean = batch.v.float().mean(1)  # every image of the tiny set has its 6 boxes
             q_pred, v_pred = debias.q_branch(q_emb), debias.v_branch(v_mean)
             te = torch.nn.functional.logsigmoid(logits + q_pred + v_pred)
             nde = torch.nn.functional.logsigmoid(q_pred + 2 * debias.constant)

@@ -228,7 +228,7 @@ def test_gge_q_iter_steps() -> None:
 def test_every_method_has_a_loss_and_a_config_file() -> None:
     from butd.config import CONF_DIR
 
-    for name in DEBIAS_METHODS:
+    for name in DEBIAS_METHODS.names:
         build_debias(DebiasConfig(name=name), num_hid=3, num_answers=2, v_dim=4)
         assert (CONF_DIR / "debias" / f"{name}.yaml").is_file()
     with pytest.raises(ConfigError, match="debias.name='mixin' is invalid"):

@@ -37,7 +37,7 @@ def _cp_cfg(raw, tmp_path, *overrides: str):
     )
 
 
-@pytest.mark.parametrize("method", [*DEBIAS_METHODS, "gge_q_iter", "gge_dq_iter"])
+@pytest.mark.parametrize("method", [*DEBIAS_METHODS.names, "gge_q_iter", "gge_dq_iter"])
 def test_every_method_trains_a_batch_on_vqacp2(tiny_cp_raw, tmp_path, method):
     cfg = _cp_cfg(tiny_cp_raw, tmp_path, f"debias={method}", "+trainer.fast_dev_run=true")
     summary = train(cfg)
@@ -54,7 +54,7 @@ def test_debias_none_is_the_reference_step(tiny_cfg, tmp_path):
     torch.manual_seed(0)
     _, loss = module._training_loss(batch)
     torch.manual_seed(0)
-    expected = vqa_bce_loss(module(batch["v"], batch["q"], batch["b"], batch.get("v_mask")), batch["target"])
+    expected = vqa_bce_loss(module(batch.v, batch.q, batch.b, batch.v_mask), batch.target)
     assert torch.equal(loss, expected)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from butd.config.debias import DebiasConfig
+from butd.data.batch import VQABatch
 from butd.training.debias import build_debias
 from butd.training.metrics import typed_mean_metrics
 from butd.training.module import VQAModule
@@ -75,11 +76,15 @@ def test_prior_shares_count_the_answers_the_question_type_gives() -> None:
     module.set_prior(torch.tensor([[0.2, 0.7, 0.1], [0.0, 0.4, 0.6]]))
     assert module.qtype_top.tolist() == [1, 2, -1]  # the unseen type's empty row has none
     scores = torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
-    batch = {
-        "qtype": torch.tensor([0, 1, 1, 2]),
-        "answer_type": torch.tensor([0, 0, 1, 2]),
-        "target": torch.zeros(4, 3),
-    }
+    batch = VQABatch(
+        v=torch.zeros(4, 1, 10),
+        b=torch.zeros(4, 1, 6),
+        q=torch.zeros(4, 5, dtype=torch.long),
+        question_id=torch.arange(4),
+        qtype=torch.tensor([0, 1, 1, 2]),
+        answer_type=torch.tensor([0, 0, 1, 2]),
+        target=torch.zeros(4, 3),
+    )
     names = module._update_diagnostics("val", {"logits": scores}, scores, batch)
     assert names == ["prior_top", "prior_support"]
     got = {(name, key): m.compute().item() for name in names for key, m in module.val_diag[name].items()}

@@ -110,9 +110,9 @@ def test_training_and_validation_use_the_output_s_objective(tiny_cfg, output, lo
     batch = next(iter(datamodule.train_dataloader()))
     module.eval()  # no dropout: the same logits twice
     logits, trained = module._training_loss(batch)
-    assert torch.equal(trained, loss(logits, batch["target"]))
+    assert torch.equal(trained, loss(logits, batch.target))
     module.validation_step(batch, 0)
-    assert torch.allclose(module.val_loss.compute(), loss(logits, batch["target"]).float())
+    assert torch.allclose(module.val_loss.compute(), loss(logits, batch.target).float())
 
 
 def test_a_checkpoint_from_before_the_switches_loads_as_the_reference_model(tiny_run, tmp_path):

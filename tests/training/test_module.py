@@ -4,11 +4,14 @@ Such batches carry `v_mask` [batch, k] bool (False for padding, the boxes beyond
 count); the padded boxes must not change anything.
 """
 
+from dataclasses import fields, replace
+
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from butd.data.batch import VQABatch
 from butd.evaluation.inference import Predictor
 from butd.training.metrics import vqa_bce_loss
 from butd.training.module import VQAModule
@@ -25,7 +28,7 @@ def _module(**model) -> VQAModule:
     return VQAModule(model=cfg, ntoken=NTOKEN, v_dim=V_DIM, num_answers=NUM_ANS, optimizer=OPTIMIZER)
 
 
-def _batch(counts: list[int], k: int) -> dict[str, torch.Tensor]:
+def _batch(counts: list[int], k: int) -> VQABatch:
     """Images with `counts[i]` real boxes, padded to k with large random values in v and b."""
     g = torch.Generator().manual_seed(1)
     n = len(counts)
@@ -35,20 +38,21 @@ def _batch(counts: list[int], k: int) -> dict[str, torch.Tensor]:
     v[~mask] = 1e3 * torch.randn(int((~mask).sum()), V_DIM, generator=g)
     b[~mask] = 1e3 * torch.randn(int((~mask).sum()), 6, generator=g)
     target = torch.rand(n, NUM_ANS, generator=g) * (torch.rand(n, NUM_ANS, generator=g) < 0.3)
-    return {
-        "v": v,
-        "b": b,
-        "v_mask": mask,
-        "q": torch.randint(0, NTOKEN + 1, (n, T), generator=g),
-        "question_id": torch.arange(n) + 100,
-        "target": target,
-    }
+    return VQABatch(
+        v=v,
+        b=b,
+        v_mask=mask,
+        q=torch.randint(0, NTOKEN + 1, (n, T), generator=g),
+        question_id=torch.arange(n) + 100,
+        target=target,
+    )
 
 
-def _without_padding(batch: dict[str, torch.Tensor], k: int, rows=slice(None)) -> dict[str, torch.Tensor]:
+def _without_padding(batch: VQABatch, k: int, rows=slice(None)) -> VQABatch:
     """The questions `rows` of the batch with only their first k boxes and no mask."""
-    out = {key: value[rows] for key, value in batch.items() if key != "v_mask"}
-    out["v"], out["b"] = out["v"][:, :k], out["b"][:, :k]
+    kept = {f.name: getattr(batch, f.name) for f in fields(batch) if getattr(batch, f.name) is not None}
+    out = VQABatch(**{name: value[rows] for name, value in kept.items() if name != "v_mask"})
+    out.v, out.b = out.v[:, :k], out.b[:, :k]
     return out
 
 
@@ -97,17 +101,17 @@ def test_images_with_different_box_counts_each_answer_as_if_alone(model) -> None
             module.validation_step(_without_padding(batch, n, rows=slice(i, i + 1)), 0)
             alone.append(logits.last())
     torch.testing.assert_close(batched, torch.cat(alone))
-    torch.testing.assert_close(loss, vqa_bce_loss(torch.cat(alone), batch["target"]))
+    torch.testing.assert_close(loss, vqa_bce_loss(torch.cat(alone), batch.target))
 
 
 def test_a_batch_without_v_mask_is_unchanged() -> None:
     module = _module().eval()
     batch = _without_padding(_batch([6, 6], k=6), 6)
     with torch.no_grad():
-        expected = vqa_bce_loss(module.model(batch["v"], batch["q"], batch["b"]), batch["target"])
+        expected = vqa_bce_loss(module.model(batch.v, batch.q, batch.b), batch.target)
         assert torch.equal(module.training_step(batch, 0), expected)
         # an all-true mask gives the same answers
-        masked = {**batch, "v_mask": torch.ones(2, 6, dtype=torch.bool)}
+        masked = replace(batch, v_mask=torch.ones(2, 6, dtype=torch.bool))
         torch.testing.assert_close(module.training_step(masked, 0), expected)
 
 
@@ -134,9 +138,9 @@ def test_fit_and_predict_with_masked_batches(tmp_path) -> None:
     labels = torch.cat([o["label"] for o in out])
     with torch.no_grad():
         alone = [
-            module.model(row["v"], row["q"], row["b"]).argmax(1)
+            module.model(row.v, row.q, row.b).argmax(1)
             for batch in batches
-            for i, n in enumerate(batch["v_mask"].sum(1).tolist())
+            for i, n in enumerate(batch.v_mask.sum(1).tolist())
             for row in [_without_padding(batch, n, rows=slice(i, i + 1))]
         ]
     assert torch.equal(labels, torch.cat(alone))

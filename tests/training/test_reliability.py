@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 
 from butd.config.data import DataConfig
+from butd.data.batch import VQABatch
 from butd.data.cache import CacheError
 from butd.errors import CheckpointError
 from butd.files import PARTIAL
@@ -429,6 +431,13 @@ def test_crash_between_the_last_step_and_the_validation_of_an_epoch(
             assert {k: a[k] for k in TRAIN_KEYS} == {k: b[k] for k in TRAIN_KEYS}, a["epoch"]
 
 
+def _batch(*, v: torch.Tensor, question_id: torch.Tensor, **fields) -> VQABatch:
+    """A batch with only what the divergence guard reads (the features, the question ids)."""
+    n = len(question_id)
+    b = fields.pop("b", torch.zeros(n, 6))
+    return VQABatch(v=v, b=b, q=torch.zeros(n, 1, dtype=torch.long), question_id=question_id, **fields)
+
+
 class _SqrtAtZero(pl.LightningModule):
     """A finite loss whose gradient is not: d sqrt(x)/dx at x = 0."""
 
@@ -437,7 +446,7 @@ class _SqrtAtZero(pl.LightningModule):
         self.w = torch.nn.Parameter(torch.ones(3))
 
     def training_step(self, batch, batch_idx):
-        return (self.w * batch["v"]).sum() + (self.w[0] * 0).sqrt()
+        return (self.w * batch.v).sum() + (self.w[0] * 0).sqrt()
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -447,7 +456,7 @@ class _SqrtAtZero(pl.LightningModule):
 def test_a_non_finite_gradient_stops_naming_its_step(tmp_path, strict):
     """Strict: before the optimizer step. Deferred (the default): read at the next interval (here
     the 3rd step, log_every_n_steps=3), still naming step 0 and its batch."""
-    batches = [{"v": torch.ones(2, 3), "question_id": torch.tensor([7 + 2 * i, 8 + 2 * i])} for i in range(5)]
+    batches = [_batch(v=torch.ones(2, 3), question_id=torch.tensor([7 + 2 * i, 8 + 2 * i])) for i in range(5)]
     module = _SqrtAtZero()
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -475,9 +484,9 @@ def test_non_finite_values_in_padded_boxes_are_not_reported_as_damaged_data():
     mask = torch.tensor([[True, True, False, False], [True] * 4, [True, True, True, False]])
     v[0, 3] = float("nan")  # padding
     b[2, 3] = float("inf")  # padding
-    batch = {"v": v, "b": b, "v_mask": mask, "question_id": torch.tensor([10, 11, 12])}
+    batch = _batch(v=v, b=b, v_mask=mask, question_id=torch.tensor([10, 11, 12]))
     assert _ids_with_bad_features(batch) == []
-    assert _ids_with_bad_features({k: x for k, x in batch.items() if k != "v_mask"}) == [10, 12]
+    assert _ids_with_bad_features(replace(batch, v_mask=None)) == [10, 12]
     v[1, 0, 2] = float("nan")  # a real box
     b[2, 1, 0] = float("-inf")  # a real box
     assert _ids_with_bad_features(batch) == [11, 12]

@@ -8,6 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from butd.data.batch import VQABatch
 from butd.errors import UserError
 from butd.files import atomic_write_json
 
@@ -41,7 +42,7 @@ class DivergenceGuard(pl.Callback):
         self.path = Path(dirpath) / "divergence.json" if dirpath else None
         self.check_gradients = check_gradients
         self.strict = strict
-        self._batch: dict[str, Any] | None = None
+        self._batch: VQABatch | None = None
         self._batch_idx = -1
         self._step = 0
         #: steps not yet checked: where each ran and its device values
@@ -82,7 +83,6 @@ class DivergenceGuard(pl.Callback):
             # the norm gradient clipping computed (VQAModule), else one of our own
             norm = getattr(pl_module, "grad_norm", None)
             norm = norm if isinstance(norm, torch.Tensor) else _grad_norm(pl_module)
-        batch = batch if isinstance(batch, dict) else {}
         self._pending.append(
             {
                 "step": self._step,
@@ -90,7 +90,7 @@ class DivergenceGuard(pl.Callback):
                 "batch_idx": batch_idx,
                 "loss": loss.detach() if isinstance(loss, torch.Tensor) else None,
                 "norm": norm.detach() if isinstance(norm, torch.Tensor) else None,
-                "question_id": batch.get("question_id"),
+                "question_id": getattr(batch, "question_id", None),
                 "bad_rows": _bad_feature_rows(batch),
             }
         )
@@ -152,11 +152,11 @@ class DivergenceGuard(pl.Callback):
         bad_features: list[int] | None = None,
     ) -> None:
         """Writes the record and raises; without `step` etc., about the batch in hand (strict mode)."""
-        batch = self._batch if isinstance(self._batch, dict) else {}
+        batch = self._batch
         step = trainer.global_step if step is None else step
         epoch = trainer.current_epoch if epoch is None else epoch
         batch_idx = self._batch_idx if batch_idx is None else batch_idx
-        ids = _ids(batch.get("question_id")) if ids is None else ids
+        ids = _ids(getattr(batch, "question_id", None)) if ids is None else ids
         bad_features = _ids_with_bad_features(batch) if bad_features is None else bad_features
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         # (a save this check interrupted has set its path but written nothing)
@@ -222,15 +222,15 @@ def _grad_norm(pl_module: pl.LightningModule) -> torch.Tensor | None:
     return torch.nn.utils.get_total_norm(grads) if grads else None
 
 
-def _bad_feature_rows(batch: dict[str, Any]) -> torch.Tensor | None:
+def _bad_feature_rows(batch: VQABatch | None) -> torch.Tensor | None:
     """[batch] bool on the batch's device: rows whose real boxes hold a non-finite feature or
     geometry; padded boxes (False in the optional `v_mask` [batch, k]) are left out, the model
     zeroes them unread. One reduction per tensor, summed in float32 (a NaN or Inf survives the
     sum), never read here."""
-    mask = batch.get("v_mask")
-    bad = None
-    for key in ("v", "b"):
-        x = batch.get(key)
+    if not isinstance(batch, VQABatch):
+        return None
+    mask, bad = batch.v_mask, None
+    for x in (batch.v, batch.b):
         if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 1:
             if isinstance(mask, torch.Tensor) and x.dim() == 3 and mask.shape == x.shape[:2]:
                 x = x.masked_fill(~mask.to(device=x.device, dtype=torch.bool).unsqueeze(-1), 0)
@@ -243,9 +243,9 @@ def _masked_ids(ids: Any, rows: torch.Tensor) -> list[int]:
     return _ids(torch.as_tensor(ids)[rows.cpu()])
 
 
-def _ids_with_bad_features(batch: dict[str, Any]) -> list[int]:
+def _ids_with_bad_features(batch: VQABatch | None) -> list[int]:
     """Question ids of `_bad_feature_rows` (reads the device: for reports only)."""
-    ids, bad = batch.get("question_id"), _bad_feature_rows(batch)
+    ids, bad = getattr(batch, "question_id", None), _bad_feature_rows(batch)
     if ids is None or bad is None or not bool(bad.any()):
         return []
     return _masked_ids(ids, bad)
