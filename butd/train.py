@@ -49,17 +49,19 @@ def build(
     model_cfg: ModelConfig | None = None,
     debias_cfg: DebiasConfig | None = None,
 ) -> tuple[VQAModule, VQADataModule]:
-    """The datamodule (preparing data where the config allows) and a fresh module for it.
+    """The datamodule (its cache prepared first where the config allows) and a fresh module for it.
 
     `data_cfg`, `model_cfg`, `debias_cfg`: the sections already validated
     (`validate_train_config`); read from `cfg` when not given.
     """
     from butd.data.datamodule import VQADataModule
+    from butd.preparation.build import prepared_cache
     from butd.training.initialise import initialise_weights
     from butd.training.module import VQAModule
 
     data_cfg = data_cfg or DataConfig.from_dict(cfg.data)
     model_cfg = model_cfg or ModelConfig.from_dict(cfg.model)
+    prepared_cache(data_cfg)  # before any reader; under DDP in the launching process, once
     datamodule = VQADataModule(data_cfg, shuffle_seed=cfg.seed)
     datamodule.prepare_data()
     info = datamodule.info
@@ -76,7 +78,7 @@ def build(
     module.metadata = {
         "vocab": info.vocabulary().to_json(),
         "answers": info.answers(),
-        "data": info.manifest,
+        "data": info.manifest.to_json(),
         # the data section as written (interpolations kept), so evaluate/predict find the cache
         "data_config": OmegaConf.to_container(cfg.data, resolve=False),
         # the seed draws the weights, the batches and the dropout masks: a resume must keep it
@@ -108,7 +110,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from butd.data.locks import read_locks
+    from butd.cache.locks import read_locks
     from butd.training.callbacks import MetricsJSON
     from butd.training.checkpoints import (
         ResumeOverrides,

@@ -74,7 +74,7 @@ class DataConfig:
     changes what differs.
 
     Every field that changes the cache's content is recorded in its manifest
-    (`butd.data.cache.cache_settings`), so a cache made with other settings is refused rather
+    (`butd.cache.load.cache_settings`), so a cache made with other settings is refused rather
     than misread.
     """
 

@@ -21,16 +21,16 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from butd.cache.load import CacheInfo, load_cache
+from butd.cache.manifest import CacheError, prepare_command
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError, CacheInfo, load_cache, prepare_command
-from butd.data.csr import gather_rows
-from butd.data.gqa import GQATables
 from butd.data.priors import QuestionTypes
 from butd.data.sampling import EpochBatchSampler
 from butd.data.splits import SplitTables, padded_boxes
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
 from butd.data.transforms import binary_scores, l2_normalize
-from butd.preparation.build import ensure_prepared
+from butd.vqa.csr import gather_rows
+from butd.vqa.gqa import GQATables
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class VQABatches(Dataset):
             self.labels = self.labels.astype(np.int64)
             if targets == "binary":
                 self.scores = binary_scores(self.offsets, self.scores)
-            # the official metric's per-answer accuracies (butd.data.official)
+            # the official metric's per-answer accuracies (butd.vqa.official)
             self.acc_offsets, self.acc_labels, self.acc_scores = t.accuracy
             self.acc_labels = self.acc_labels.astype(np.int64)
             self.answer_type = t.answer_type
@@ -163,7 +163,8 @@ class VQABatches(Dataset):
 
 
 class VQADataModule(pl.LightningDataModule):
-    """Reads the cache that `butd.prepare` builds; for the synthetic set, builds it first."""
+    """Reads the cache that `butd.prepare` builds (the entry points prepare a missing one first:
+    `butd.preparation.build.prepared_cache`); a missing cache is an error naming the command."""
 
     def __init__(self, config: DataConfig | None = None, *, shuffle_seed: int = 0, **data: Any) -> None:
         """`config`: a validated data config; or the data section's keys as keyword arguments
@@ -184,14 +185,11 @@ class VQADataModule(pl.LightningDataModule):
         self._gqa: dict[str, tuple[GQATables, list[str]] | None] = {}
 
     def prepare_data(self) -> None:
-        # `butd.train` prepares before it builds the model and Lightning calls this again in `fit`:
-        # check the cache (and log its state) once per datamodule
+        # only reads: `butd.train` checks the cache before it builds the model and Lightning calls
+        # this again in `fit`: check it once per datamodule
         if self._prepared:
             return
-        if self.cfg.auto_prepare:
-            ensure_prepared(self.cfg)
-        else:
-            load_cache(self.cfg)
+        load_cache(self.cfg)
         self._prepared = True
 
     def gqa_tables(self, stage: str) -> tuple[GQATables, list[str]] | None:

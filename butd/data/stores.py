@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import Sampler
 
 from butd.config.data import FEATURE_STORES  # noqa: F401  (the values this module serves)
-from butd.data.csr import gather_rows, padded_targets
 from butd.data.transforms import binary_scores, l2_normalize
 from butd.memory import reuse_freed_memory
+from butd.vqa.csr import gather_rows, padded_targets
 
 
 def _available_ram() -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from butd.data.cache import CacheError
+from butd.cache.manifest import CacheError
 from butd.preparation.inputs import check_annotations, check_questions
 
 #: VQA-CP's `coco_split` values: the COCO split whose features hold the image

@@ -12,8 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
+from butd.cache.load import load_cache
+from butd.cache.manifest import CacheError
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError, load_cache
 from tests.conftest import TINY_DATA, compose_train
 
 

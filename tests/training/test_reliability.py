@@ -20,8 +20,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from butd.cache.manifest import CacheError
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError
 from butd.errors import CheckpointError
 from butd.preparation.build import prepare
 from butd.train import train
