@@ -250,10 +250,9 @@ def _link_changed(source: Path, record: dict[str, Any]) -> str | None:
     if not manifest.is_file():
         return f"{manifest} does not exist"
     try:
-        record_there = json.loads(manifest.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        return f"{manifest} is not valid JSON ({err})"
-    created = record_there.get("created") if isinstance(record_there, dict) else None
+        created = Manifest.read(manifest, command=f"python -m butd.prepare data.cache_dir={source}").created
+    except CacheError as err:
+        return str(err)
     if created != record.get("created"):
         return f"it was rebuilt ({created}; the link was made to the one of {record.get('created')})"
     for name, was in record.get("files", {}).items():

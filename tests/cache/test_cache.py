@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from butd.cache.load import load_cache
-from butd.cache.manifest import MANIFEST, CacheError
+from butd.cache.manifest import MANIFEST, CacheError, Manifest, prepare_command
 from butd.config.data import DataConfig
 from butd.data.datamodule import VQADataModule
 from butd.errors import UserError
@@ -118,3 +118,15 @@ def test_test_splits_are_prepared_without_targets(tiny_data_dir):
         dev_ids, test_ids = set(dev["questions/question_id"][:]), set(test["questions/question_id"][:])
         assert dev_ids < test_ids  # test-dev images are test2015 images, written to both files
         assert set(dev["images/image_id"][:]) < set(test["images/image_id"][:])
+
+
+def test_the_manifest_record_reads_back_what_prepare_wrote(tiny_data_dir):
+    """One record both ways: the JSON prepare wrote, read as a `Manifest`, is the same JSON again
+    (keys in the same order), and it is the record `load_cache` hands to the readers."""
+    cfg = _data_cfg(tiny_data_dir)
+    path = cfg.cache_path / MANIFEST
+    written = json.loads(path.read_text(encoding="utf-8"))
+    record = Manifest.read(path, command=prepare_command(cfg))
+    assert record.to_json() == written and list(record.to_json()) == list(written)
+    assert list(record.to_json()["counts"]) == list(written["counts"])
+    assert load_cache(cfg).manifest == record and record.counts.splits["val"].questions > 0
