@@ -294,6 +294,8 @@ def check(manifest: Any, path: Path, rebuild: str) -> None:
     files = manifest.get("files", {})
     if not isinstance(files, dict) or not all(plain_name(n) and _count(v) for n, v in files.items()):
         raise bad("'files' is not a mapping of file names in the cache to sizes")
+    if not isinstance(manifest.get("sources", {}), dict):
+        raise bad("'sources' is not a mapping of raw file names to fingerprints")
     length = manifest["settings"].get("max_question_len")
     if not _count(length, 1):
         raise bad(f"settings.max_question_len={length!r} is not a positive integer")
