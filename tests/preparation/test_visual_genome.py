@@ -267,9 +267,7 @@ def test_prepare_writes_the_vg_split_and_records_its_counts(vg_cache, caplog):
     dropped = counts["dropped"]
     assert (dropped["no_coco_id"], dropped["held_out_image"], dropped["image_in_no_split"]) == (6, 32, 0)
     assert dropped["answer_not_in_vocabulary"] > 0 and dropped["image_without_features"] == 0
-    assert (
-        counts["kept"] == counts["pairs"] - sum(dropped.values()) == info.counts.splits["vg"].questions
-    )
+    assert counts["kept"] == counts["pairs"] - sum(dropped.values()) == info.counts.splits["vg"].questions
     assert info.manifest.settings["extra_data"] == ["vg"]
     with h5py.File(info.split_path("vg")) as f, h5py.File(info.split_path("train")) as t:
         vg_images = set(f["questions/image_id"][:].tolist())
