@@ -28,9 +28,9 @@ from rich.table import Table
 from butd.config.data import DATA_FORMATS
 from butd.config.entry import entry_point
 from butd.config.output import report_written
-from butd.data.official import ANSWER_TYPES
 from butd.errors import UserError
 from butd.files import atomic_write_json
+from butd.vqa.official import ANSWER_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # torch and the checkpoint load here, after Hydra has checked the command line
     import h5py
 
-    from butd.data.official import annotations_from_cache
     from butd.evaluation import vqa_eval
-    from butd.evaluation.inference import open_checkpoint_and_cache, run_split, soft_scores
+    from butd.evaluation.inference import open_checkpoint, run_split, soft_scores
+    from butd.preparation.build import prepared_cache
+    from butd.vqa.official import annotations_from_cache
 
-    ckpt, data, info = open_checkpoint_and_cache(cfg)
+    ckpt, data = open_checkpoint(cfg)
+    info = prepared_cache(data)
     split = str(cfg.split)
     with h5py.File(info.split_path(split), "r") as f:
         if not f.attrs["has_targets"]:
@@ -70,7 +72,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data": data.name,
         "split": split,
         "questions": len(results),
-        "dropped_questions": info.counts["splits"][split].get("dropped_questions", 0),
+        "dropped_questions": info.counts.splits[split].dropped_questions,
         "score": 100 * float(score.mean()),
         "upper_bound": 100 * float(best.mean()),
         "official": {k: official[k] for k in ("overall", "perAnswerType", "perQuestionType")},
@@ -98,7 +100,7 @@ def _evaluate_gqa(cfg, ckpt, data, info, split: str, qids, labels) -> dict[str, 
         "split": split,
         "questions": len(qids),
         "balanced_questions": found["balanced_questions"],
-        "dropped_questions": info.counts["splits"][split].get("dropped_questions", 0),
+        "dropped_questions": info.counts.splits[split].dropped_questions,
         "gqa": found["gqa"],
     }
     atomic_write_json(out / "predictions.json", found["predictions"], indent=None)

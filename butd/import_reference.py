@@ -23,13 +23,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from butd.config.entry import entry_point
-from butd.data.text import Vocabulary
 from butd.errors import CheckpointError, UserError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.models import count_parameters, from_reference
 from butd.models.reference import reference_config
 from butd.training.checkpoint_io import atomic_save, load_weights_only
 from butd.training.module import VQAModule
+from butd.vqa.text import Vocabulary
 
 
 class ReferenceFileError(UserError):

@@ -20,9 +20,9 @@ from rich.table import Table
 from butd.config.data import DATA_FORMATS
 from butd.config.entry import entry_point
 from butd.config.output import report_written
-from butd.data.text import tokenize
 from butd.errors import ConfigError
 from butd.files import atomic_write_json
+from butd.vqa.text import tokenize
 
 # the checkpoint and torch load inside the functions, after the arguments are checked
 if TYPE_CHECKING:
@@ -38,9 +38,11 @@ def results_name(split: str) -> str:
 
 def predict_split(cfg: DictConfig, console: Console) -> Path:
     """Write the results file for every question of `cfg.split`; returns its path."""
-    from butd.evaluation.inference import open_checkpoint_and_cache, run_split
+    from butd.evaluation.inference import open_checkpoint, run_split
+    from butd.preparation.build import prepared_cache
 
-    ckpt, data, info = open_checkpoint_and_cache(cfg)
+    ckpt, data = open_checkpoint(cfg)
+    info = prepared_cache(data)
     split = str(cfg.split)
     _, qids, labels, _ = run_split(cfg, ckpt, data, info, split)
     results = [
@@ -53,7 +55,7 @@ def predict_split(cfg: DictConfig, console: Console) -> Path:
         results = predictions(info.split_path(split), split, qids, [r["answer"] for r in results])
         name = f"{split}_predictions.json"
     path = atomic_write_json(Path(cfg.paths.output_dir) / name, results, indent=None)
-    dropped = info.counts["splits"][split].get("dropped_questions", 0)
+    dropped = info.counts.splits[split].dropped_questions
     if dropped:
         console.print(
             f"[bold red]warning:[/] {dropped:,} questions of {split} had no image features when the "
@@ -72,11 +74,13 @@ def predict_question(cfg: DictConfig, console: Console) -> dict[str, Any]:
         find_image,
         image_id_arg,
         max_question_len,
-        open_checkpoint_and_cache,
+        open_checkpoint,
     )
+    from butd.preparation.build import prepared_cache
 
     image_id = image_id_arg(cfg.image_id)
-    ckpt, data, info = open_checkpoint_and_cache(cfg)
+    ckpt, data = open_checkpoint(cfg)
+    info = prepared_cache(data)
     image = find_image(info, image_id)
     result = answer(ckpt, image, str(cfg.question), top_k=int(cfg.top_k))
     table = answer_table(result, image_id=image.image_id, split=image.split)

@@ -9,9 +9,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from butd.cache.load import CacheInfo
 from butd.config.data import DataConfig
 from butd.config.entry import entry_point
-from butd.data.cache import CacheInfo
 from butd.errors import ConfigError
 from butd.preparation.build import ensure_raw, prepare
 
@@ -21,17 +21,17 @@ def summarize(info: CacheInfo) -> Table:
     table = Table(title=f"cache {info.root}")
     for col in ("split", "questions", "images", "boxes per image", "questions dropped (no features)"):
         table.add_column(col, justify="right")
-    for split, c in counts["splits"].items():
-        b = c["boxes"]
-        boxes = str(b["min"]) if b["min"] == b["max"] else f"{b['min']}-{b['max']} (mean {b['mean']:g})"
-        table.add_row(split, f"{c['questions']:,}", f"{c['images']:,}", boxes, f"{c['dropped_questions']:,}")
+    for split, c in counts.splits.items():
+        b = c.boxes
+        boxes = str(b.min) if b.min == b.max else f"{b.min}-{b.max} (mean {b.mean:g})"
+        table.add_row(split, f"{c.questions:,}", f"{c.images:,}", boxes, f"{c.dropped_questions:,}")
     table.caption = (
-        f"{counts['ntoken']:,} words ({counts['glove_words_found']:,} in GloVe), "
-        f"{counts['num_answers']:,} answers, {counts['feature_dim']} features per box"
+        f"{counts.ntoken:,} words ({counts.glove_words_found:,} in GloVe), "
+        f"{counts.num_answers:,} answers, {counts.feature_dim} features per box"
     )
-    if counts.get("skipped_rows"):
+    if counts.skipped_rows:
         table.caption += (
-            f"; {counts['skipped_rows']:,} bad feature rows skipped, e.g. {counts['skipped_examples'][0]}"
+            f"; {counts.skipped_rows:,} bad feature rows skipped, e.g. {counts.skipped_examples[0]}"
         )
     return table
 

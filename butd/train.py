@@ -26,11 +26,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run = validate_train_config(cfg)  # each section typed and checked once, before any data is read
     # torch and Lightning load only now, so that `--help`, `--cfg job` and a config error answer
     # before `import torch` (seconds) happens
-    from butd.data.locks import read_locks
+    from butd.cache.locks import read_locks
+    from butd.preparation.build import prepared_cache
     from butd.training import run as steps
 
     machine = steps.start(cfg, run)
     plan = steps.ResumePlan.settle(cfg, run)
+    prepared_cache(run.data)  # before any reader; under DDP in the launching process, once
     module, datamodule = steps.build(run)
     ckpt_path, changes = plan.checkpoint(cfg, module)
     trainer, record = steps.make_trainer(cfg, module, plan=plan, changes=changes, machine=machine)

@@ -28,9 +28,10 @@ from butd.evaluation.inference import (  # noqa: E402
     answer,
     find_image,
     image_id_arg,
-    open_checkpoint_and_cache,
+    open_checkpoint,
 )
 from butd.models import BUTDModel  # noqa: E402
+from butd.preparation.build import prepared_cache  # noqa: E402
 
 CMAP = "YlOrRd"  # faint yellow for little attention, dark red for the most
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -135,7 +136,8 @@ def visualize(cfg: DictConfig) -> Path:
     top_k = cfg.top_k
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k={top_k!r} is invalid; expected an integer >= 1 (how many answers to show)")
-    ckpt, _, info = open_checkpoint_and_cache(cfg)
+    ckpt, data = open_checkpoint(cfg)
+    info = prepared_cache(data)
     if not isinstance(ckpt.model, BUTDModel):
         raise ConfigError(
             f"{ckpt.path} holds a {ckpt.module.model_cfg.name} model, which has no attention to show"

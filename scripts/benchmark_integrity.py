@@ -1,6 +1,6 @@
 """What the cache check at open costs: `python scripts/benchmark_integrity.py`.
 
-Times `butd.data.integrity.check_split_file` on a split file of VQA v2 train's size (443,757
+Times `butd.cache.integrity.check_split_file` on a split file of VQA v2 train's size (443,757
 questions, 82,783 images x 36 boxes, 3,129 answers), written to a temporary folder; the features
 are declared but not written, since the check never reads them (docs/reliability.md).
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from butd.data import integrity
+from butd.cache import integrity
+from butd.cache.manifest import BoxCounts, Counts, Manifest, SplitCounts
 
 Q, N, K, T, A, V = 443_757, 82_783, 36, 14, 3129, 19_901
 path = Path(tempfile.mkdtemp()) / "train.h5"
@@ -37,19 +38,16 @@ with h5py.File(path, "w") as f:
         h["offsets"] = np.arange(Q + 1, dtype=np.int64) * nnz_per
         h["labels"] = rng.integers(0, A, Q * nnz_per).astype(np.int32)
         h["scores"] = rng.random(Q * nnz_per).astype(np.float32)
-split = {"questions": Q, "images": N, "boxes": {"max": K}}
-counts = {"ntoken": V, "num_answers": A, "feature_dim": 2048}
+split = SplitCounts(questions=Q, images=N, boxes=BoxCounts(min=K, mean=K, max=K))
+counts = Counts(ntoken=V, num_answers=A, feature_dim=2048, splits={"train": split})
+manifest = Manifest(format_version=3, settings={"max_question_len": T}, counts=counts)
 for i in range(3):
     integrity._checked.clear()
     t = time.perf_counter()
-    integrity.check_split_file(
-        path, split=split, counts=counts, settings={"max_question_len": T}, sources=set(), rebuild=""
-    )
+    integrity.check_split_file(path, split=split, manifest=manifest, sources={}, rebuild="")
     print(f"check {i}: {time.perf_counter() - t:.3f} s")
 t = time.perf_counter()
-integrity.check_split_file(
-    path, split=split, counts=counts, settings={"max_question_len": T}, sources=set(), rebuild=""
-)
+integrity.check_split_file(path, split=split, manifest=manifest, sources={}, rebuild="")
 print(f"again in the same process (unchanged file): {time.perf_counter() - t:.4f} s")
 print(f"file size {path.stat().st_size / 2**20:.0f} MiB")
 path.unlink()

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
+from butd.cache.load import CacheInfo, load_cache
+from butd.cache.manifest import MANIFEST, Manifest
 from butd.config.data import DataConfig
-from butd.data.cache import CacheInfo, load_cache
 from butd.errors import CheckpointError, UserError
 from butd.evaluate import evaluate
 from butd.evaluation import vqa_eval
@@ -81,7 +82,7 @@ def _edited_cache(tiny_data_dir, tmp_path, edit):
     edit(files)
     for name, content in files.items():
         (root / name).write_text(json.dumps(content))
-    return CacheInfo(root=root, manifest=files["manifest.json"])
+    return CacheInfo(root=root, manifest=Manifest.read(root / MANIFEST, command="python -m butd.prepare"))
 
 
 def test_a_checkpoint_that_does_not_fit_the_cache_says_which_part(tiny_run, tiny_data_dir, tmp_path):

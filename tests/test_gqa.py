@@ -11,7 +11,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from butd.data.gqa import GQATables
+from butd.vqa.gqa import GQATables
 from tests.conftest import REPO, compose_job, compose_train
 from tests.gqa_data import TINY_GQA, gqa_config
 

@@ -13,19 +13,24 @@ PACKAGE = REPO / "butd"
 
 #: each top-level part of butd and the parts it may import: data flows one way (raw files ->
 #: preparation -> cache -> data -> models -> training -> evaluation -> reporting), and the entry
-#: points sit on top. `data` and `preparation` share the cache's format both ways: the reading
-#: side prepares a missing synthetic set and names the download of a missing raw file. `files`
-#: (atomic writes, the `.partial` suffix) sits beneath every stage that writes.
+#: points sit on top. `preparation` (raw files -> cache) and `data` (cache -> batches) stand side
+#: by side and never import each other: what both sides agree on lies beneath them, in `vqa` (the
+#: VQA conventions: text, answers, the official accuracy, the sparse tables, the feature rows) and
+#: `cache` (the cache's format: the manifest record, its checks at open, its locks). Reading never
+#: prepares: the entry points prepare a missing cache before they build a reader. `files` (atomic
+#: writes, the `.partial` suffix) sits beneath every stage that writes.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "memory": set(),
     "files": set(),
     "config": {"errors", "files"},
-    "data": {"errors", "memory", "files", "config", "preparation"},
-    "preparation": {"errors", "memory", "files", "config", "data"},
+    "vqa": {"errors", "config"},
+    "cache": {"errors", "files", "config", "vqa"},
+    "data": {"errors", "memory", "files", "config", "vqa", "cache"},
+    "preparation": {"errors", "memory", "files", "config", "vqa", "cache"},
     "models": {"errors", "config"},
-    "training": {"errors", "files", "config", "data", "models"},
-    "evaluation": {"errors", "files", "config", "data", "preparation", "models", "training"},
+    "training": {"errors", "files", "config", "vqa", "cache", "data", "models"},
+    "evaluation": {"errors", "files", "config", "vqa", "cache", "data", "models", "training"},
     "reporting": {"errors", "files", "config"},
 }
 ENTRY_POINTS = {"train", "prepare", "evaluate", "predict", "visualize", "report", "import_reference"}

@@ -9,8 +9,8 @@ import h5py
 import pytest
 from rich.console import Console
 
+from butd.cache.load import load_cache
 from butd.config.data import DataConfig
-from butd.data.cache import load_cache
 from butd.errors import ConfigError, UserError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.evaluation.inference import ImageNotFoundError, encode
@@ -108,7 +108,7 @@ def test_predict_from_the_command_line_names_the_results_file(tiny_run, tiny_dat
 
 
 def test_vqa2_test_data_config_prepares_the_test_splits_from_the_test_features(tmp_path):
-    from butd.data.cache import raw_files
+    from butd.cache.manifest import raw_files
 
     cfg = compose_job("predict", ["data=vqa2_test", "ckpt_path=x"], data_dir=tmp_path, output_dir=tmp_path)
     data, train = DataConfig.from_dict(cfg.data), _vqa2(tmp_path)

@@ -5,8 +5,8 @@ import matplotlib
 import numpy as np
 import pytest
 
+from butd.cache.load import load_cache
 from butd.config.data import DataConfig
-from butd.data.cache import load_cache
 from butd.errors import UserError
 from butd.visualize import visualize
 from tests.conftest import TINY_DATA, compose_job, compose_train

@@ -94,7 +94,7 @@ class DataConfig:
     changes what differs.
 
     Every field that changes the cache's content is recorded in its manifest
-    (`butd.data.cache.cache_settings`), so a cache made with other settings is refused rather
+    (`butd.cache.load.cache_settings`), so a cache made with other settings is refused rather
     than misread.
     """
 
@@ -152,7 +152,8 @@ class DataConfig:
     #: splits in float16 tensors, batches gathered by index), `auto` (gpu, ram, h5: the
     #: first that fits)
     feature_store: str = "auto"
-    #: generate the raw files and the cache when missing (the synthetic set does)
+    #: the entry points (train, evaluate, predict, visualize) generate the raw files and prepare the
+    #: cache when missing (the synthetic sets do); readers never prepare
     auto_prepare: bool = False
     #: `butd.preparation.synthetic.SyntheticSpec` fields when the raw files are generated
     synthetic: dict[str, Any] | None = None

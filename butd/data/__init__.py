@@ -1,1 +1,2 @@
-"""Raw VQA files to processed cache to batches."""
+"""Processed cache -> batches: split tables, feature stores, the sampler and the DataModule; only reads
+(`butd.preparation` builds the cache)."""

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from butd.data.text import load_glove, tokenize
 from butd.errors import UserError
+from butd.vqa.text import load_glove, tokenize
 
 #: how many examples an error lists
 _SHOWN = 5

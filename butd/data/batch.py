@@ -15,10 +15,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from butd.data.csr import CSR, gather_rows, padded_targets
 from butd.data.priors import QuestionTypes
 from butd.data.splits import SplitTables
 from butd.data.transforms import binary_scores, l2_normalize
+from butd.vqa.csr import CSR, gather_rows, padded_targets
 
 
 @dataclass
@@ -37,7 +37,7 @@ class VQABatch:
       training batches); None for a split without annotations.
     - `acc_labels`: int64 [B, M] (-1 pads) and `acc_values`: float32 [B, M], the answers that
       score under the official metric and their accuracy; `answer_type`: int64 [B] codes
-      (`butd.data.official`); each None without annotations.
+      (`butd.vqa.official`); each None without annotations.
     - `qtype`: int64 [B], each question's row of the question-type prior (the debias methods);
       None where the split's question types are not set.
 

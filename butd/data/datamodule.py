@@ -21,15 +21,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from butd.cache.load import CacheInfo, load_cache
+from butd.cache.manifest import CacheError, prepare_command
 from butd.config.data import DATA_FORMATS, DataConfig
 from butd.data.batch import QuestionTables, VQABatch, read_features
-from butd.data.cache import CacheError, CacheInfo, load_cache, prepare_command
-from butd.data.gqa import GQATables
 from butd.data.priors import QuestionTypes
 from butd.data.sampling import EpochBatchSampler
 from butd.data.splits import SplitTables, padded_boxes
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store, split_nbytes
-from butd.preparation.build import ensure_prepared
+from butd.vqa.gqa import GQATables
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class VQABatches(Dataset):
 
 
 class VQADataModule(pl.LightningDataModule):
-    """Reads the cache that `butd.prepare` builds; for the synthetic set, builds it first."""
+    """Reads the cache that `butd.prepare` builds (the entry points prepare a missing one first:
+    `butd.preparation.build.prepared_cache`); a missing cache is an error naming the command."""
 
     def __init__(self, config: DataConfig, *, shuffle_seed: int = 0) -> None:
         """`config`: the validated data config (`DataConfig.from_dict`, which `butd.train` calls once)."""
@@ -144,14 +145,11 @@ class VQADataModule(pl.LightningDataModule):
         self._gqa: dict[str, tuple[GQATables, list[str]] | None] = {}
 
     def prepare_data(self) -> None:
-        # `butd.train` prepares before it builds the model and Lightning calls this again in `fit`:
-        # check the cache (and log its state) once per datamodule
+        # only reads: `butd.train` checks the cache before it builds the model and Lightning calls
+        # this again in `fit`: check it once per datamodule
         if self._prepared:
             return
-        if self.cfg.auto_prepare:
-            ensure_prepared(self.cfg)
-        else:
-            load_cache(self.cfg)
+        load_cache(self.cfg)
         self._prepared = True
 
     def gqa_tables(self, stage: str) -> tuple[GQATables, list[str]] | None:

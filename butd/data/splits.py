@@ -16,9 +16,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from butd.data.csr import CSR, concat_csr
-from butd.data.official import answer_type_codes
+from butd.cache.load import box_ranges
 from butd.errors import UserError
+from butd.vqa.csr import CSR, concat_csr
+from butd.vqa.official import answer_type_codes
 
 
 @dataclass
@@ -35,7 +36,7 @@ class SplitTables:
     feature_dim: int
     targets: CSR | None = None  # soft scores
     accuracy: CSR | None = None  # official accuracies
-    answer_type: np.ndarray | None = None  # int64 [Q] codes (butd.data.official)
+    answer_type: np.ndarray | None = None  # int64 [Q] codes (butd.vqa.official)
     question_type: np.ndarray | None = None  # str [Q] (annotated splits; butd.data.priors)
 
     @property
@@ -100,16 +101,6 @@ def _read_tables(path: Path) -> dict:
             out["answer_type"] = answer_type_codes(q["answer_type"].asstr()[:])
             out["question_type"] = q["question_type"].asstr()[:].astype(object)
         return out
-
-
-def box_ranges(images: h5py.Group) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's first box row and box count (int64 [N] each) in a split file's `images/`
-    group: from `box_offsets` (the images' boxes laid out one after another), or from
-    `box_start` and `counts` (a linked cache, `butd.preparation.linked`)."""
-    if "box_start" in images:
-        return images["box_start"][:].astype(np.int64), images["counts"][:].astype(np.int64)
-    offsets = images["box_offsets"][:]
-    return offsets[:-1], np.diff(offsets)
 
 
 def padded_boxes(starts: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:

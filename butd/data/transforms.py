@@ -18,7 +18,7 @@ import numpy as np
 
 
 def binary_scores(offsets: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The values of a soft-score CSR table (`butd.data.csr`) made binary: 1.0 where an entry
+    """The values of a soft-score CSR table (`butd.vqa.csr`) made binary: 1.0 where an entry
     holds its row's highest positive score, else 0.0. float32, the shape of `scores`."""
     lengths = np.diff(offsets)
     rows = np.repeat(np.arange(len(lengths)), lengths)

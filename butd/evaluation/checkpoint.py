@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from butd.cache.load import CacheInfo
 from butd.config.data import DataConfig
 from butd.config.plain import InterpolationError, refuse_interpolations, resolve_references
-from butd.data.cache import CacheInfo
-from butd.data.text import DEFAULT_MAX_LEN, Vocabulary
 from butd.errors import CheckpointError, ConfigError
 from butd.training.checkpoint_io import UnsafeCheckpointError, load_weights_only
 from butd.training.debias import MethodAnswers
 from butd.training.module import VQAModule
+from butd.vqa.text import DEFAULT_MAX_LEN, Vocabulary
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """GQA in `butd.evaluate` and `butd.predict`: the official GQA metrics of a checkpoint on a split,
 and the predictions file in the release's format (`[{"questionId", "prediction"}]`, the input of
-its `eval.py`). The metrics' definitions are in `butd.data.gqa`.
+its `eval.py`). The metrics' definitions are in `butd.vqa.gqa`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from butd.data.gqa import GQATables, gqa_metrics, submission
 from butd.errors import UserError
+from butd.vqa.gqa import GQATables, gqa_metrics, submission
 
 #: the headline metrics, in the order the release's evaluation prints them
 HEADLINE = ("binary", "open", "accuracy", "consistency", "validity", "plausibility", "distribution")

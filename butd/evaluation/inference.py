@@ -17,17 +17,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
+from butd.cache.load import CacheInfo, box_ranges
 from butd.config.data import FEATURE_NORMS, DataConfig
 from butd.config.model import OUTPUTS
 from butd.data.batch import VQABatch
-from butd.data.cache import CacheInfo, load_cache
 from butd.data.datamodule import VQABatches
-from butd.data.splits import box_ranges
-from butd.data.text import DEFAULT_MAX_LEN, tokenize
 from butd.errors import ConfigError, UserError
 from butd.evaluation.checkpoint import Alignment, Checkpoint, align, data_config, load_checkpoint
 from butd.models import BUTDModel
-from butd.preparation.build import ensure_prepared
+from butd.vqa.text import DEFAULT_MAX_LEN, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +115,7 @@ def image_id_arg(value: Any) -> int:
 
 def find_image(info: CacheInfo, image_id: int, split: str | None = None) -> ImageRecord:
     """The image's features from the first prepared split that holds it (or from `split`)."""
-    splits = [split] if split else list(info.counts["splits"])
+    splits = [split] if split else list(info.counts.splits)
     examples: list[str] = []
     for s in splits:
         with h5py.File(info.split_path(s), "r") as f:
@@ -231,12 +229,11 @@ def answer_row(a: Answer) -> dict[str, Any]:
 # Glue for the entry points
 
 
-def open_checkpoint_and_cache(cfg: DictConfig) -> tuple[Checkpoint, DataConfig, CacheInfo]:
-    """The checkpoint named by `cfg.ckpt_path` and the cache of its data config (or `data=`)."""
+def open_checkpoint(cfg: DictConfig) -> tuple[Checkpoint, DataConfig]:
+    """The checkpoint named by `cfg.ckpt_path` and the data config of its cache (or `data=`); the
+    entry point opens (or prepares) that cache (`butd.preparation.build.prepared_cache`)."""
     ckpt = load_checkpoint(cfg.ckpt_path)
-    data = data_config(cfg, ckpt)
-    info = ensure_prepared(data) if data.auto_prepare else load_cache(data)
-    return ckpt, data, info
+    return ckpt, data_config(cfg, ckpt)
 
 
 def run_split(

@@ -1,7 +1,7 @@
 """The official VQA evaluation of a results file: overall, per answer type, per question type.
 
 As the official evaluation code (HEAD a013f00) reports it: the per-question accuracy
-(`butd.data.official.question_accuracy`) averaged in percent, the aggregates rounded to 2
+(`butd.vqa.official.question_accuracy`) averaged in percent, the aggregates rounded to 2
 decimals, the per-question accuracy unrounded.
 """
 
@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from butd.data.official import ResultsError, question_accuracy
+from butd.vqa.official import ResultsError, question_accuracy
 
 #: decimals the official code keeps for the aggregates it reports
 DECIMALS = 2

@@ -1,4 +1,4 @@
-"""`prepare`: the raw files of a data config -> its processed cache (`butd.data.cache`).
+"""`prepare`: the raw files of a data config -> its processed cache (`butd.cache.load`).
 
 The text stage (questions and annotations -> vocabulary, answers, GloVe rows, per-split
 arrays), the feature conversion (`butd.preparation.convert`), and the commit that swaps a
@@ -14,34 +14,32 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 
 from butd import __version__
-from butd.config.data import HOLDOUT, VG, DataConfig
-from butd.data.answers import answer_vocabulary, compute_targets
-from butd.data.cache import (
+from butd.cache.fingerprint import fingerprint
+from butd.cache.load import CacheInfo, load_cache
+from butd.cache.locks import cache_lock
+from butd.cache.manifest import (
     ANSWERS,
     CACHE_FORMAT_VERSION,
     GLOVE,
     MANIFEST,
     VOCAB,
+    BoxCounts,
     CacheError,
-    CacheInfo,
+    Counts,
+    Manifest,
+    SplitCounts,
     cache_settings,
     cached_splits,
-    load_cache,
     prepare_command,
     raw_files,
     split_file,
 )
-from butd.data.csr import csr_from_rows, csr_rows
-from butd.data.fingerprint import fingerprint
-from butd.data.locks import cache_lock
-from butd.data.official import official_tables
-from butd.data.text import UnknownWordError, Vocabulary, load_glove
+from butd.config.data import HOLDOUT, VG, DataConfig
 from butd.errors import disk_full
 from butd.files import PARTIAL, atomic_write_text, disk_full_message
 from butd.memory import return_freed_memory
@@ -53,11 +51,15 @@ from butd.preparation.convert import (
     ensure_room,
     splits_of_images,
 )
-from butd.preparation.features import CLIP_TOLERANCE
 from butd.preparation.formats import read_entries
 from butd.preparation.linked import link_features
 from butd.preparation.sources import describe_missing
 from butd.preparation.visual_genome import VGSelection, select_pairs
+from butd.vqa.answers import answer_vocabulary, compute_targets
+from butd.vqa.csr import csr_from_rows, csr_rows
+from butd.vqa.features import CLIP_TOLERANCE
+from butd.vqa.official import official_tables
+from butd.vqa.text import UnknownWordError, Vocabulary, load_glove
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +430,7 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
     try:
         estimate = sum(q.tokens.nbytes * 8 for q in text.splits.values()) + text.glove.nbytes
         ensure_room(root, estimate, "the questions, answers and GloVe rows")
-        split_counts: dict[str, Any] = {}
+        split_counts: dict[str, SplitCounts] = {}
         for s in cached_splits(cfg):
             w = writers[s]
             if not w.num_images:
@@ -449,39 +451,38 @@ def _build(cfg: DataConfig, *, progress: bool) -> None:
         for w in writers.values():
             w.close()
 
-    manifest = {
-        "format_version": CACHE_FORMAT_VERSION,
-        "name": cfg.name,
-        "settings": cache_settings(cfg),
-        "sources": sources,
-        "counts": {
-            "ntoken": len(text.vocab),
-            "num_answers": len(text.answers),
-            "feature_dim": result.feature_dim,
-            "glove_words_found": text.glove_found,
-            "splits": split_counts,
-            "skipped_rows": result.skipped_rows,
-            "skipped_examples": result.skipped_examples,
-            "clipped_boxes": result.clipped_boxes,
-            "clipped_examples": result.clipped_examples,
-        },
-        "files": {},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "seconds": round(time.time() - started, 1),
-        "conversion": {
+    if text.vg is not None:
+        text.vg.dropped["image_without_features"] = split_counts[VG].dropped_questions
+        text.vg.report()
+    manifest = Manifest(
+        format_version=CACHE_FORMAT_VERSION,
+        name=cfg.name,
+        settings=cache_settings(cfg),
+        sources=sources,
+        counts=Counts(
+            ntoken=len(text.vocab),
+            num_answers=len(text.answers),
+            feature_dim=result.feature_dim,
+            glove_words_found=text.glove_found,
+            splits=split_counts,
+            skipped_rows=result.skipped_rows,
+            skipped_examples=result.skipped_examples,
+            clipped_boxes=result.clipped_boxes,
+            clipped_examples=result.clipped_examples,
+            visual_genome=None if text.vg is None else text.vg.counts(),
+        ),
+        files={},  # each split file's size, once it is complete (`_commit`)
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        seconds=round(time.time() - started, 1),
+        conversion={
             "seconds": round(result.seconds, 1),
             "workers": result.workers,
             "chunks": result.chunks,
             "resumed_from_chunk": result.resumed_from_chunk,
         },
-        "butd_version": __version__,
-    }
-    if result.linked:
-        manifest["features_from"] = result.linked
-    if text.vg is not None:
-        text.vg.dropped["image_without_features"] = split_counts[VG]["dropped_questions"]
-        manifest["counts"]["visual_genome"] = text.vg.counts()
-        text.vg.report()
+        butd_version=__version__,
+        features_from=result.linked or None,
+    )
     if result.skipped_rows:
         log.warning("%d bad feature rows were skipped (data.skip_bad_rows=true)", result.skipped_rows)
     if result.clipped_boxes:
@@ -526,14 +527,14 @@ def _link(cfg: DataConfig, root: Path, wanted: dict[str, np.ndarray]) -> Convert
         source_root,
     )
     return ConvertResult.viewed(
-        feature_dim=int(source.manifest["counts"]["feature_dim"]),
+        feature_dim=source.manifest.counts.feature_dim,
         writers=writers,
         seconds=time.time() - started,
         linked=source.record(),
     )
 
 
-def _write_split_questions(w, questions: SplitQuestions, split: str) -> dict[str, Any]:
+def _write_split_questions(w, questions: SplitQuestions, split: str) -> SplitCounts:
     """The questions whose image has features, pointed at their image rows; the rest reported."""
     ids = np.fromiter(w.row_of, np.int64, count=len(w.row_of))
     rows = np.fromiter(w.row_of.values(), np.int64, count=len(w.row_of))
@@ -552,17 +553,17 @@ def _write_split_questions(w, questions: SplitQuestions, split: str) -> dict[str
             _examples(missing_images.tolist()),
         )
     counts = w.h5["images/counts"][:]
-    return {
-        "questions": int(found.sum()),
-        "dropped_questions": int((~found).sum()),
-        "images": w.num_images,
-        "images_without_features": len(missing_images),
-        "images_without_features_examples": missing_images[:5].tolist(),
-        "boxes": {"min": int(counts.min()), "mean": round(float(counts.mean()), 2), "max": int(counts.max())},
-    }
+    return SplitCounts(
+        questions=int(found.sum()),
+        dropped_questions=int((~found).sum()),
+        images=w.num_images,
+        images_without_features=len(missing_images),
+        images_without_features_examples=missing_images[:5].tolist(),
+        boxes=BoxCounts(min=int(counts.min()), mean=round(float(counts.mean()), 2), max=int(counts.max())),
+    )
 
 
-def _commit(root: Path, splits: list[str], text: _Text, manifest: dict) -> None:
+def _commit(root: Path, splits: list[str], text: _Text, manifest: Manifest) -> None:
     """Swap the new cache in: drop the old manifest, rename files, write the manifest last."""
     partial = {
         root / VOCAB: json.dumps(text.vocab.to_json(), ensure_ascii=False),
@@ -576,12 +577,12 @@ def _commit(root: Path, splits: list[str], text: _Text, manifest: dict) -> None:
         path = Path(str(split_file(root, s)) + PARTIAL)
         with open(path, "rb+") as fh:
             os.fsync(fh.fileno())
-        manifest["files"][split_file(root, s).name] = path.stat().st_size
+        manifest.files[split_file(root, s).name] = path.stat().st_size
     (root / MANIFEST).unlink(missing_ok=True)
     for final in [root / VOCAB, root / ANSWERS, root / GLOVE] + [split_file(root, s) for s in splits]:
         os.replace(str(final) + PARTIAL, final)
     (root / STATE).unlink(missing_ok=True)
-    atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=2))
+    atomic_write_text(root / MANIFEST, json.dumps(manifest.to_json(), indent=2))
 
 
 def ensure_raw(cfg: DataConfig, *, progress: bool = True) -> None:
@@ -617,3 +618,32 @@ def ensure_prepared(cfg: DataConfig, *, progress: bool = True) -> CacheInfo:
     """Raw files (if generated) and then the cache; both steps skip what is already current."""
     ensure_raw(cfg, progress=progress)
     return prepare(cfg, progress=progress)
+
+
+def prepared_cache(cfg: DataConfig) -> CacheInfo:
+    """The cache an entry point (train, evaluate, predict, visualize) reads, before it builds any
+    reader: generated and prepared first where `data.auto_prepare` allows (the synthetic sets),
+    else only opened, so that a missing cache is the error naming `python -m butd.prepare`.
+
+    Under DDP, `butd.train` calls this in the launching process, before the other ranks start; they
+    find the cache current (a shared lock), and a second prepare waits for the first (`cache_lock`)."""
+    if cfg.auto_prepare:
+        return ensure_prepared(cfg)
+    if not (cfg.cache_path / MANIFEST).is_file():
+        raise missing_cache_error(cfg)
+    return load_cache(cfg)
+
+
+def missing_cache_error(cfg: DataConfig) -> CacheError:
+    """No cache for `cfg`: the prepare command, and how to get the raw files still missing."""
+    missing_raw = [p for p in raw_files(cfg) if not p.exists()]
+    lines = [f"no prepared cache for data={cfg.name}: {cfg.cache_path / MANIFEST} does not exist."]
+    if missing_raw:
+        lines.append("The raw files are missing too:")
+        lines += describe_missing(missing_raw, cfg.raw_path)
+        official = "GQA" if cfg.format == "gqa" else "VQA v2"
+        lines.append(f"Put the official {official} files there (see README, 'Real data'), then run:")
+    else:
+        lines.append("The raw files are present; build the cache with:")
+    lines.append(f"  {prepare_command(cfg)}")
+    return CacheError("\n".join(lines))

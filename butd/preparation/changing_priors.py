@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from butd.config.data import VQA2_ANNOTATIONS, VQA2_QUESTIONS
-from butd.data.answers import normalize_answer
 from butd.errors import UserError
 from butd.preparation.formats import read_entries
 from butd.preparation.raw_files import RawFiles
+from butd.vqa.answers import normalize_answer
 
 #: VQA-CP v2's file names (`conf/data/vqacp2.yaml`)
 VQACP2_QUESTIONS = {"train": "vqacp_v2_train_questions.json", "test": "vqacp_v2_test_questions.json"}

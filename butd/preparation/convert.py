@@ -11,7 +11,7 @@ Every few seconds the files are flushed and the progress is recorded in `convert
 a run that stops (a corrupted row, Ctrl-C, a full disk) leaves what it converted, and the next
 run with the same settings and the same source files continues from there.
 
-Layout of the image part of a split file (the questions are added by `butd.data.cache`):
+Layout of the image part of a split file (the questions are added by `butd.cache.load`):
 
 - `images/features` float16 [B, D]: the boxes of all images, one row per box, image after image;
 - `images/boxes` float32 [B, 4] (x1 y1 x2 y2, pixels), `images/spatial` float32 [B, 6];
@@ -38,7 +38,7 @@ import numpy as np
 
 from butd.errors import DiskFullError, UserError
 from butd.files import atomic_write_text
-from butd.preparation.features import BadRow, parse_row, row_image_id, spatial_features
+from butd.vqa.features import BadRow, parse_row, row_image_id, spatial_features
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from butd.cache.manifest import CacheError
 from butd.config.data import DATA_FORMATS
-from butd.data.cache import CacheError
 from butd.preparation.inputs import check_annotations, check_questions
 
 #: VQA-CP's `coco_split` values: the COCO split whose features hold the image

@@ -37,11 +37,11 @@ from typing import Any
 import h5py
 import numpy as np
 
+from butd.cache.manifest import CacheError, split_file
 from butd.config.data import DATA_FORMATS, DataConfig
-from butd.data.cache import CacheError, split_file
-from butd.data.csr import csr_from_rows
-from butd.data.gqa import OBJECT_VIEWS, GQATables, choices_table, csr_pairs, reasoning_steps
-from butd.data.text import UnknownWordError, Vocabulary, load_glove
+from butd.vqa.csr import csr_from_rows
+from butd.vqa.gqa import OBJECT_VIEWS, GQATables, choices_table, csr_pairs, reasoning_steps
+from butd.vqa.text import UnknownWordError, Vocabulary, load_glove
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,15 @@ group whose `features`, `boxes` and `spatial` are HDF5 virtual datasets: the sou
 split files laid end to end, read in place (no copy, a few KB on disk). The per-image tables
 (`image_id`, `counts`, `size`) hold only the split's own images, and `images/box_start` says
 where each image's boxes start in the virtual datasets (instead of `box_offsets`, which only a
-contiguous layout can use; `butd.data.splits.box_ranges` reads either).
+contiguous layout can use; `butd.cache.load.box_ranges` reads either).
 
 The source files are named relative to the new split file, so moving the data folder as a whole
 keeps the link. HDF5 fills a virtual dataset whose source is missing with its fill value (NaN
-here) rather than failing; `butd.data.cache.check_linked` refuses such a cache when it is loaded.
+here) rather than failing; `butd.cache.load.check_linked` refuses such a cache when it is loaded.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from butd.data.cache import MANIFEST, CacheError, split_file
-from butd.data.splits import box_ranges
+from butd.cache.load import box_ranges
+from butd.cache.manifest import MANIFEST, CacheError, Manifest, split_file
 
 #: the per-box datasets of a split file, linked; their per-row shape and dtype come from the source
 LINKED_SETS = ("features", "boxes", "spatial")
@@ -42,7 +41,7 @@ class Source:
     read once: the joint per-image tables and each file's per-box datasets."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     files: list[Path]
     #: the per-image tables of all source files laid end to end, `box_start` into the joint boxes
     tables: dict[str, np.ndarray]
@@ -61,8 +60,8 @@ class Source:
                 "prepare that data set first (e.g. `python -m butd.prepare data=vqa2`), or set "
                 "data.features_from=null to convert data.features for this cache"
             )
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        theirs = manifest.get("settings", {})
+        manifest = Manifest.read(path, command=f"python -m butd.prepare data.cache_dir={root}")
+        theirs = manifest.settings
         differ = [
             f"{k}: {theirs.get(k)!r} there, {settings.get(k)!r} here"
             for k in BOX_SETTINGS
@@ -73,7 +72,7 @@ class Source:
                 f"the cache at {root} (data.features_from) stores other boxes than this data config "
                 f"asks for: {'; '.join(differ)}. Use a source cache prepared with the same box settings."
             )
-        files = [split_file(root, s) for s in manifest["counts"]["splits"]]
+        files = [split_file(root, s) for s in manifest.counts.splits]
         tables: list[dict[str, np.ndarray]] = []
         boxes = []
         base = 0
@@ -91,7 +90,7 @@ class Source:
         """What the new manifest remembers of the source, so a changed source is noticed."""
         return {
             "cache": str(self.root),
-            "created": self.manifest.get("created"),
+            "created": self.manifest.created,
             # a rebuild replaces the files: their modification times say so even within the
             # second `created` records
             "files": {

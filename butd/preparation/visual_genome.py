@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from butd.data.answers import normalize_answer
 from butd.errors import UserError
 from butd.preparation.inputs import CONTROL
+from butd.vqa.answers import normalize_answer
 
 log = logging.getLogger(__name__)
 

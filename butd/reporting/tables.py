@@ -47,7 +47,7 @@ ACCURACY = {
     "test/vqa_acc/number": "test number",
     "test/vqa_acc/other": "test other",
 }
-#: the official GQA metrics (`butd.data.gqa`), shown when the runs logged them (data=gqa)
+#: the official GQA metrics (`butd.vqa.gqa`), shown when the runs logged them (data=gqa)
 GQA_COLUMNS = ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution")
 ACCURACY |= {f"val/gqa/{k}": f"GQA {k}" for k in GQA_COLUMNS}
 ACCURACY |= {f"test/gqa/{k}": f"test GQA {k}" for k in GQA_COLUMNS}

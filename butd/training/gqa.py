@@ -1,4 +1,4 @@
-"""The official GQA metrics of a validation or test epoch (`butd.data.gqa`), for GQA caches.
+"""The official GQA metrics of a validation or test epoch (`butd.vqa.gqa`), for GQA caches.
 
 Each step keeps the batch's question ids and argmax answers on the device (no host read inside a
 step); at the epoch's end they are gathered from every process, matched with the split's GQA
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from butd.data.gqa import GQATables, gqa_metrics
+from butd.vqa.gqa import GQATables, gqa_metrics
 
 
 class GQAEpoch:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from torch import nn
 
+from butd.cache.load import CacheInfo
 from butd.config.data import DataConfig
 from butd.config.model import ModelConfig
 from butd.data.answer_vectors import answer_glove, answer_image_vectors
-from butd.data.cache import CacheInfo
 from butd.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -83,7 +83,7 @@ class VQAAccuracy(_MeanOverQuestions):
     """Official VQA accuracy of the argmax answer, looked up in the table prepare stores.
 
     acc_labels: [batch, M] answer labels that score (-1 pads), acc_values: [batch, M] their
-    official accuracy in (0, 1]; answer_type: [batch] codes (see `butd.data.official`).
+    official accuracy in (0, 1]; answer_type: [batch] codes (see `butd.vqa.official`).
     With `answer_type` set, only questions of that type count.
     """
 
@@ -144,7 +144,7 @@ class TypedMean(Metric):
         self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, value: torch.Tensor, answer_type: torch.Tensor) -> None:
-        """value: [batch] float; answer_type: [batch] codes (`butd.data.official`)."""
+        """value: [batch] float; answer_type: [batch] codes (`butd.vqa.official`)."""
         value = value.detach().double()
         if self.answer_type is None:
             self.total += value.sum()
@@ -160,7 +160,7 @@ class TypedMean(Metric):
 
 def typed_mean_metrics(scale: float = 1.0) -> torch.nn.ModuleDict:
     """A TypedMean overall (`overall`) and per answer type (`yes_no`, `number`, `other`)."""
-    from butd.data.official import ANSWER_TYPES
+    from butd.vqa.official import ANSWER_TYPES
 
     metrics = {"overall": TypedMean(scale=scale)}
     metrics.update({_type_key(t): TypedMean(answer_type=i, scale=scale) for i, t in enumerate(ANSWER_TYPES)})
@@ -174,7 +174,7 @@ def diagnostic_name(stage: str, name: str, key: str) -> str:
 
 def vqa_accuracy_metrics() -> torch.nn.ModuleDict:
     """Overall and per answer type official accuracy; `vqa_accuracy_name` gives their log names."""
-    from butd.data.official import ANSWER_TYPES
+    from butd.vqa.official import ANSWER_TYPES
 
     metrics = {"overall": VQAAccuracy()}
     metrics.update({_type_key(t): VQAAccuracy(answer_type=i) for i, t in enumerate(ANSWER_TYPES)})

@@ -87,7 +87,7 @@ class ResumePlan:
 
 
 def build(run: RunConfig) -> tuple[VQAModule, VQADataModule]:
-    """The datamodule (preparing data where the config allows) and a fresh module for it."""
+    """The datamodule and a fresh module for it; the cache is prepared before (`butd.train`)."""
     datamodule = VQADataModule(run.data, shuffle_seed=run.seed)
     datamodule.prepare_data()
     info = datamodule.info
@@ -104,7 +104,7 @@ def build(run: RunConfig) -> tuple[VQAModule, VQADataModule]:
     module.metadata = {
         "vocab": info.vocabulary().to_json(),
         "answers": info.answers(),
-        "data": info.manifest,
+        "data": info.manifest.to_json(),
         # the data section as written (interpolations kept), so evaluate/predict find the cache
         "data_config": run.data_section,
         # the seed draws the weights, the batches and the dropout masks: a resume must keep it

@@ -18,13 +18,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from butd.cache.load import stored_boxes
 from butd.config.convergence import ConvergenceRule
 from butd.config.data import DataConfig
 from butd.config.debias import DebiasConfig
 from butd.config.model import MODELS, OUTPUTS, ModelConfig
 from butd.config.structured import to_typed
 from butd.config.training import OptimConfig, SlurmConfig
-from butd.data.cache import stored_boxes
 from butd.errors import ConfigError
 
 #: range checks of the usual optimizer arguments: (test, what is expected)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from butd.cache.load import load_cache
 from butd.config.data import DataConfig
 from butd.data.batch import VQABatch
-from butd.data.cache import load_cache
-from butd.data.csr import padded_targets
 from butd.data.datamodule import VQABatches
 from butd.data.sampling import EpochBatchSampler
 from butd.data.stores import TensorBatchLoader, TensorSplit, choose_store
+from butd.vqa.csr import padded_targets
 from tests.conftest import TINY_ADAPTIVE, TINY_DATA, compose_train
 
 

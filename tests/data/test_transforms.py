@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from butd.cache.load import load_cache
 from butd.config.data import DataConfig
-from butd.data.cache import load_cache
 from butd.data.datamodule import VQABatches, VQADataModule
 from butd.data.stores import TensorSplit
 from butd.data.transforms import binary_scores, l2_normalize

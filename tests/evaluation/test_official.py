@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from butd.data.official import ResultsError, VocabularyAccuracy, clean, normalize, question_accuracy
 from butd.evaluation import vqa_eval
+from butd.vqa.official import ResultsError, VocabularyAccuracy, clean, normalize, question_accuracy
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from butd.cache.manifest import CacheError
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError
 from butd.data.priors import QuestionTypes
 from butd.data.splits import SplitTables
 from butd.preparation.build import holdout_images, prepare
@@ -73,14 +73,14 @@ def test_holdout_images_are_seeded_and_a_fraction():
 def test_vqacp2_prepares_with_an_image_disjoint_holdout_and_the_prior(tiny_cp_raw, tmp_path):
     cfg = _cfg(tiny_cp_raw, tmp_path / "cache")
     info = prepare(cfg, progress=False)
-    splits = info.manifest["counts"]["splits"]
+    splits = info.manifest.counts.splits
     assert set(splits) == {"train", "holdout", "test"}
     n_train = len(read_entries(tiny_cp_raw / VQACP2_QUESTIONS["train"], "questions", "vqacp"))
-    assert splits["train"]["questions"] + splits["holdout"]["questions"] == n_train
+    assert splits["train"].questions + splits["holdout"].questions == n_train
     tables = {s: SplitTables.load([info.split_path(s)]) for s in splits}
     train_images = set(np.unique(_image_ids(info.split_path("train"))))
     assert not train_images & set(np.unique(_image_ids(info.split_path("holdout"))))
-    assert info.manifest["settings"]["holdout"] == {"fraction": 0.2, "seed": 0}
+    assert info.manifest.settings["holdout"] == {"fraction": 0.2, "seed": 0}
     # the prior: each type's row is the mean of its training questions' soft targets
     types = QuestionTypes.of(tables["train"], info.num_answers)
     t = tables["train"]

@@ -6,11 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
+from butd.cache.load import load_cache
+from butd.cache.manifest import MANIFEST, CacheError
 from butd.config.data import DataConfig
-from butd.data.cache import MANIFEST, CacheError, load_cache
 from butd.preparation.build import prepare
 from butd.preparation.convert import STATE, BoxSpec, ConversionError, convert_features, splits_of_images
-from butd.preparation.features import iter_tsv, parse_row
+from butd.vqa.features import iter_tsv, parse_row
 from tests.conftest import TINY_ADAPTIVE, TINY_DATA, compose_train
 
 #: a few rows per work unit, so the tiny files make many units
@@ -53,7 +54,7 @@ def test_parallel_conversion_equals_in_process(data_copy):
     two = _cfg(data_copy, "data.prepare_workers=2", SMALL_CHUNKS, f"data.cache_dir={data_copy}/cache2")
     prepare(one, force=True, progress=False)
     info = prepare(two, force=True, progress=False)
-    assert info.manifest["conversion"]["chunks"] > 10  # really cut into many units
+    assert info.manifest.conversion["chunks"] > 10  # really cut into many units
     _assert_same_files(one.cache_path, two.cache_path, one.prepare_splits)
 
 
@@ -80,12 +81,12 @@ def test_bad_row_stops_with_its_location_and_a_rerun_continues(data_copy):
 
     skip = _cfg(data_copy, SMALL_CHUNKS, "data.skip_bad_rows=true")
     info = prepare(skip, force=True, progress=False)  # continues the stopped conversion
-    assert info.manifest["conversion"]["resumed_from_chunk"] == state["next_chunk"]
-    assert info.counts["skipped_rows"] == 1
-    assert f"image {image_id}" in info.counts["skipped_examples"][0]
-    split = next(s for s, c in info.counts["splits"].items() if c["images_without_features"])
-    assert info.counts["splits"][split]["images_without_features_examples"] == [image_id]
-    assert info.counts["splits"][split]["dropped_questions"] == 4  # questions_per_image
+    assert info.manifest.conversion["resumed_from_chunk"] == state["next_chunk"]
+    assert info.counts.skipped_rows == 1
+    assert f"image {image_id}" in info.counts.skipped_examples[0]
+    split = next(s for s, c in info.counts.splits.items() if c.images_without_features)
+    assert info.counts.splits[split].images_without_features_examples == [image_id]
+    assert info.counts.splits[split].dropped_questions == 4  # questions_per_image
     assert not (cfg.cache_path / STATE).exists() and not list(cfg.cache_path.glob("*.partial"))
 
     # the resumed cache is the cache a fresh run makes
@@ -160,8 +161,8 @@ def test_adaptive_boxes_are_stored_with_their_counts(tiny_adaptive_dir, tmp_path
                 f["images/features"][offsets[r] : offsets[r + 1]], item.features, atol=1e-2
             )
             np.testing.assert_array_equal(f["images/boxes"][offsets[r] : offsets[r + 1]], item.boxes)
-    stats = info.counts["splits"]["train"]["boxes"]
-    assert 4 <= stats["min"] < stats["max"] <= 12
+    stats = info.counts.splits["train"].boxes
+    assert 4 <= stats.min < stats.max <= 12
 
     # the same files under a fixed-box config: the first row that differs is named, with the fix
     fixed = DataConfig.from_dict(

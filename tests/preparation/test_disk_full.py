@@ -2,8 +2,9 @@
 
 import pytest
 
+from butd.cache.load import load_cache
+from butd.cache.manifest import CacheError
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError, load_cache
 from butd.preparation.build import prepare
 from tests.conftest import TINY_DATA, compose_train
 
@@ -17,7 +18,7 @@ def test_a_full_disk_during_prepare_is_named_and_the_earlier_cache_kept(small_di
         ).data
     )
     prepare(cfg, progress=False)
-    before = load_cache(cfg).manifest["created"]
+    before = load_cache(cfg).manifest.created
     small_disk.fill(disk, 60 * 2**20)  # less than the 64 MiB kept free for HDF5
     with pytest.raises(CacheError) as err:
         prepare(cfg, force=True, progress=False)
@@ -25,8 +26,8 @@ def test_a_full_disk_during_prepare_is_named_and_the_earlier_cache_kept(small_di
     assert message.startswith("disk full: ")
     assert f"bytes free while preparing the cache in {cfg.cache_path}" in message
     assert "Kept: the earlier cache, unchanged; the feature conversion so far" in message
-    assert load_cache(cfg).manifest["created"] == before  # still there, still loads
+    assert load_cache(cfg).manifest.created == before  # still there, still loads
 
     (disk / "filler").unlink()  # space freed: the same command finishes
     info = prepare(cfg, force=True, progress=False)
-    assert info.manifest["created"] >= before and not list(cfg.cache_path.glob("*.partial"))
+    assert info.manifest.created >= before and not list(cfg.cache_path.glob("*.partial"))

@@ -9,12 +9,13 @@ import h5py
 import numpy as np
 import pytest
 
-from butd.data.cache import CacheError, load_cache
-from butd.data.gqa import GQATables
+from butd.cache.load import load_cache
+from butd.cache.manifest import CacheError
 from butd.data.stores import split_nbytes
 from butd.preparation.build import ensure_prepared, ensure_raw, prepare
 from butd.preparation.formats import read_entries
 from butd.preparation.gqa import N_IMAGE_BASE
+from butd.vqa.gqa import GQATables
 from tests.gqa_data import gqa_config
 
 
@@ -107,10 +108,10 @@ def test_questions_whose_image_has_no_features_are_counted(raw_copy):
     gone = next(iter(questions.values()))["imageId"]
     del info[gone]
     path.write_text(json.dumps(info))
-    counts = prepare(gqa_config(raw_copy), progress=False).counts["splits"]["train"]
+    counts = prepare(gqa_config(raw_copy), progress=False).counts.splits["train"]
     lost = sum(q["imageId"] == gone for q in questions.values())
-    assert counts["dropped_questions"] == lost > 0
-    assert counts["questions"] == len(questions) - lost
+    assert counts.dropped_questions == lost > 0
+    assert counts.questions == len(questions) - lost
 
 
 def test_a_vqa_file_given_to_gqa_and_a_gqa_file_given_to_vqa_say_what_they_are(raw_copy, tiny_data_dir):
@@ -138,7 +139,7 @@ def test_the_all_questions_read_the_chunked_train_folder(gqa_dir, tmp_path):
     ensure_raw(cfg, progress=False)
     info = prepare(cfg, progress=False)
     balanced = prepare(gqa_config(gqa_dir), progress=False)
-    assert info.counts["splits"]["train"]["questions"] > balanced.counts["splits"]["train"]["questions"]
+    assert info.counts.splits["train"].questions > balanced.counts.splits["train"].questions
     tables = GQATables.read(cfg.cache_path / "val.h5")
     assert not tables.balanced.all() and tables.balanced.any()
 

@@ -11,7 +11,7 @@ import pytest
 
 from butd.errors import UserError
 from butd.preparation.build import prepare
-from butd.preparation.features import CLIP_TOLERANCE
+from butd.vqa.features import CLIP_TOLERANCE
 from tests.preparation.test_convert import _cfg
 
 
@@ -73,8 +73,8 @@ def test_boxes_outside_the_image_are_clipped_and_counted(data_copy):
     boxes[1, 2] = w + CLIP_TOLERANCE / 2  # within the tolerance: kept as it is
     image_id = _rewrite_row(tsv, 3, boxes=boxes)
     info = prepare(cfg, force=True, progress=False)
-    assert info.counts["clipped_boxes"] == 1
-    assert info.counts["clipped_examples"] == [f"{tsv}:3: image {image_id}, 1 boxes"]
+    assert info.counts.clipped_boxes == 1
+    assert info.counts.clipped_examples == [f"{tsv}:3: image {image_id}, 1 boxes"]
     for split in cfg.prepare_splits:
         with h5py.File(info.split_path(split)) as f:
             ids = f["images/image_id"][:]
@@ -102,8 +102,8 @@ def test_a_bad_first_row_does_not_set_the_feature_size(data_copy):
     assert f"x {dim} (data.feature_dim, or the size most rows" in str(err.value)
 
     info = prepare(_cfg(data_copy, "data.skip_bad_rows=true"), force=True, progress=False)
-    assert info.counts["skipped_rows"] == 1 and info.feature_dim == dim
-    assert info.counts["skipped_examples"][0].startswith(f"{tsv}:1: image {image_id}")
+    assert info.counts.skipped_rows == 1 and info.feature_dim == dim
+    assert info.counts.skipped_examples[0].startswith(f"{tsv}:1: image {image_id}")
 
 
 def test_the_feature_size_from_the_config_wins_and_is_checked_on_load(data_copy):
@@ -114,7 +114,7 @@ def test_the_feature_size_from_the_config_wins_and_is_checked_on_load(data_copy)
     with pytest.raises(UserError, match=wrong):
         prepare(_cfg(data_copy, f"data.feature_dim={dim + 1}"), force=True, progress=False)
     prepare(_cfg(data_copy, f"data.feature_dim={dim}"), progress=False)
-    from butd.data.cache import load_cache
+    from butd.cache.load import load_cache
 
     with pytest.raises(UserError, match=rf"holds {dim} floats per box feature, data.feature_dim={dim * 2}"):
         load_cache(_cfg(data_copy, f"data.feature_dim={dim * 2}"))

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from butd.cache.load import load_cache
+from butd.cache.manifest import CacheError
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError, load_cache
 from butd.data.datamodule import VQABatches
 from butd.data.stores import TensorSplit
 from butd.evaluation.inference import find_image
@@ -47,9 +48,9 @@ def linked(tiny_cp_raw, data_copy, tmp_path):
 
 def test_a_linked_cache_reads_the_boxes_a_converted_one_holds(linked):
     converted, info, source = linked
-    assert info.manifest["features_from"]["cache"] == str(source)
-    assert info.manifest["counts"]["splits"] == converted.manifest["counts"]["splits"]
-    for split in converted.counts["splits"]:
+    assert info.manifest.features_from["cache"] == str(source)
+    assert info.manifest.counts.splits == converted.manifest.counts.splits
+    for split in converted.counts.splits:
         mine, theirs = info.split_path(split), converted.split_path(split)
         assert mine.stat().st_size < theirs.stat().st_size / 2  # tables only, no features
         every = list(range(len(VQABatches(theirs, num_answers=converted.num_answers))))
@@ -79,7 +80,7 @@ def test_a_rebuilt_or_missing_source_is_refused_with_the_fix(linked, data_copy, 
     ) as err:
         load_cache(cfg)
     assert "python -m butd.prepare data=vqacp2 force=true" in str(err.value)
-    assert prepare(cfg, force=True, progress=False).manifest["features_from"]["cache"] == str(source)
+    assert prepare(cfg, force=True, progress=False).manifest.features_from["cache"] == str(source)
     shutil.rmtree(source)
     with pytest.raises(CacheError, match="manifest.json does not exist"):
         load_cache(cfg)

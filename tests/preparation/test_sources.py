@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from butd.cache.manifest import CacheError, raw_files
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError, load_cache, raw_files
 from butd.preparation import sources
-from butd.preparation.build import prepare
+from butd.preparation.build import prepare, prepared_cache
 from butd.preparation.sources import (
     ARCHIVES,
     GROUPS,
@@ -351,7 +351,7 @@ def test_too_little_disk_space_stops_before_downloading(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The cache's errors say how to get each missing file
+# The entry points' and prepare's errors say how to get each missing file
 
 
 def _vqa2_config(tmp_path: Path) -> DataConfig:
@@ -360,7 +360,7 @@ def _vqa2_config(tmp_path: Path) -> DataConfig:
     return cfg
 
 
-@pytest.mark.parametrize("step", [load_cache, prepare])
+@pytest.mark.parametrize("step", [prepared_cache, prepare])  # an entry point without a cache, prepare
 def test_missing_raw_files_are_named_with_the_download_command(tmp_path, step):
     cfg = _vqa2_config(tmp_path)
     with pytest.raises(CacheError) as err:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from butd.data.cache import CacheError
+from butd.cache.manifest import CacheError
 from butd.preparation.build import prepare
 from butd.preparation.sources import GQA_ARCHIVES, GQA_SCRIPT
 from tests.conftest import REPO

@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
+from butd.cache.manifest import CacheError, cache_settings
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError, cache_settings
 from butd.errors import ConfigError
 from butd.preparation.build import ensure_prepared, prepare
 from butd.preparation.raw_files import LEDGER
@@ -261,16 +261,14 @@ def vg_cache(tmp_path_factory) -> tuple[DataConfig, object]:
 
 def test_prepare_writes_the_vg_split_and_records_its_counts(vg_cache, caplog):
     cfg, info = vg_cache
-    counts = info.counts["visual_genome"]
+    counts = info.counts.visual_genome
     # 56 COCO images and 3 others (5%), 2 pairs each; the 16 val images' pairs are held out
     assert counts["pairs"] == (40 + 16 + 3) * 2
     dropped = counts["dropped"]
     assert (dropped["no_coco_id"], dropped["held_out_image"], dropped["image_in_no_split"]) == (6, 32, 0)
     assert dropped["answer_not_in_vocabulary"] > 0 and dropped["image_without_features"] == 0
-    assert (
-        counts["kept"] == counts["pairs"] - sum(dropped.values()) == info.counts["splits"]["vg"]["questions"]
-    )
-    assert info.manifest["settings"]["extra_data"] == ["vg"]
+    assert counts["kept"] == counts["pairs"] - sum(dropped.values()) == info.counts.splits["vg"].questions
+    assert info.manifest.settings["extra_data"] == ["vg"]
     with h5py.File(info.split_path("vg")) as f, h5py.File(info.split_path("train")) as t:
         vg_images = set(f["questions/image_id"][:].tolist())
         assert vg_images <= set(t["questions/image_id"][:].tolist())  # train images only
@@ -285,7 +283,7 @@ def test_answer_count_ten_scores_the_vg_answer_as_certain(vg_cache, tmp_path):
     info = prepare(certain, progress=False)
     with h5py.File(info.split_path("vg")) as f:
         assert set(f["targets/scores"][:].tolist()) == {1.0}
-    assert info.manifest["settings"]["vg"]["answer_count"] == 10
+    assert info.manifest.settings["vg"]["answer_count"] == 10
 
 
 def test_prepare_reports_one_line_per_fact(vg_cache, tmp_path, caplog):
@@ -293,7 +291,7 @@ def test_prepare_reports_one_line_per_fact(vg_cache, tmp_path, caplog):
     with caplog.at_level("INFO", logger="butd.preparation.visual_genome"):
         prepare(replace(cfg, cache_dir=str(tmp_path / "cache")), progress=False)
     lines = [r.getMessage() for r in caplog.records if r.name == "butd.preparation.visual_genome"]
-    dropped = info.counts["visual_genome"]["dropped"]
+    dropped = info.counts.visual_genome["dropped"]
     assert lines == [
         "visual genome: 118 question-answer pairs read",
         "visual genome: 6 pairs dropped: their image is not a COCO image (no coco_id in image_data.json)",
@@ -301,7 +299,7 @@ def test_prepare_reports_one_line_per_fact(vg_cache, tmp_path, caplog):
         "(e.g. val2014)",
         f"visual genome: {dropped['answer_not_in_vocabulary']} pairs dropped: their normalised answer is not "
         "in the answer vocabulary",
-        f"visual genome: {info.counts['visual_genome']['kept']} pairs kept as training questions (split vg)",
+        f"visual genome: {info.counts.visual_genome['kept']} pairs kept as training questions (split vg)",
     ]
 
 
@@ -309,7 +307,7 @@ def test_image_splits_choose_the_images_vg_pairs_may_use(vg_cache, tmp_path):
     cfg, _ = vg_cache
     on_val = replace(cfg, vg={**cfg.vg, "image_splits": ["val"]}, cache_dir=str(tmp_path / "cache"))
     info = prepare(on_val, progress=False)
-    assert info.counts["visual_genome"]["dropped"]["held_out_image"] == 40 * 2  # now the train images
+    assert info.counts.visual_genome["dropped"]["held_out_image"] == 40 * 2  # now the train images
     with h5py.File(info.split_path("vg")) as f, h5py.File(info.split_path("val")) as v:
         assert set(f["questions/image_id"][:].tolist()) <= set(v["questions/image_id"][:].tolist())
 
@@ -334,9 +332,9 @@ def test_training_reads_train_and_vg_and_validates_on_val(vg_cache, tmp_path):
         output_dir=tmp_path / "run",
     )
     summary = train(composed)
-    counts = info.counts["splits"]
-    questions = counts["train"]["questions"] + counts["vg"]["questions"]
-    assert counts["vg"]["questions"] > 0
+    counts = info.counts.splits
+    questions = counts["train"].questions + counts["vg"].questions
+    assert counts["vg"].questions > 0
     assert [r["step"] for r in summary["history"]] == [math.ceil(questions / 16)]
     assert 0 < summary["val/score"] <= summary["val/upper_bound"]
 
@@ -361,9 +359,9 @@ def test_pairs_sharing_a_qa_id_are_counted_and_dropped_not_given_one_answer(vg_c
 
     crafted = replace(cfg, cache_dir=str(tmp_path / "cache"), vg=_crafted(cfg, "shared.json", share))
     shared = prepare(crafted, progress=False)
-    counts = shared.counts["visual_genome"]
+    counts = shared.counts.visual_genome
     assert counts["dropped"]["duplicate_qa_id"] == 2
-    assert counts["kept"] == info.counts["visual_genome"]["kept"] - 2
+    assert counts["kept"] == info.counts.visual_genome["kept"] - 2
     with h5py.File(shared.split_path("vg")) as f:
         assert kept[0] not in f["questions/question_id"][:].tolist()
 

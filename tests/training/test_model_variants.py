@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from butd.cache.load import load_cache
 from butd.config.data import DataConfig
 from butd.data.answer_vectors import AnswerVectorsError, answer_glove
-from butd.data.cache import load_cache
 from butd.errors import ConfigError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.evaluation.inference import answer, find_image

@@ -21,9 +21,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from butd.cache.manifest import CacheError
 from butd.config.data import DataConfig
 from butd.data.batch import VQABatch
-from butd.data.cache import CacheError
 from butd.errors import CheckpointError
 from butd.files import PARTIAL
 from butd.preparation.build import prepare

@@ -50,7 +50,7 @@ NOT_STEPS = ("exist", "query: name", "choose name")
 _STR = h5py.string_dtype(encoding="utf-8")
 
 #: a GQA split file's views of the object files: its dataset -> the object file's (`butd.preparation.gqa`
-#: writes them, `butd.data.integrity` allows exactly these)
+#: writes them, `butd.cache.integrity` allows exactly these)
 OBJECT_VIEWS = {"images/features": "features", "images/boxes": "bboxes"}
 
 

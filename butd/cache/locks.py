@@ -69,12 +69,12 @@ def read_locks(info: Any, cfg: Any) -> Iterator[None]:
     on the cache whose feature files it reads in place, so that no `prepare` rebuilds either while
     a training reads them. The link is checked again once both are held: a rebuild between the
     check at load and the lock is refused rather than read."""
-    from butd.data.cache import check_linked
+    from butd.cache.load import check_linked
 
     with ExitStack() as stack:
         stack.enter_context(cache_lock(info.root, exclusive=False))
-        record = info.manifest.get("features_from")
-        if isinstance(record, dict):
+        record = info.manifest.features_from
+        if record is not None:
             source = Path(cfg.features_from or record["cache"])
             stack.enter_context(cache_lock(source, exclusive=False))
             check_linked(cfg, record)

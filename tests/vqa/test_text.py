@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from butd.data.text import UnknownWordError, Vocabulary, load_glove, tokenize
+from butd.vqa.text import UnknownWordError, Vocabulary, load_glove, tokenize
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
-"""The official GQA metrics (`butd.data.gqa`) on small cases worked out by hand, one per metric."""
+"""The official GQA metrics (`butd.vqa.gqa`) on small cases worked out by hand, one per metric."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from butd.data.gqa import GQATables, csr_pairs, gqa_metrics, reasoning_steps
+from butd.vqa.gqa import GQATables, csr_pairs, gqa_metrics, reasoning_steps
 
 ANSWERS = ["yes", "no", "red", "blue", "cube", "color"]
 L = {a: i for i, a in enumerate(ANSWERS)}

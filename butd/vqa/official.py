@@ -4,7 +4,7 @@ The accuracy is computed as the official evaluation code (HEAD a013f00) does. Pe
 the answer and the 10 ground-truth (GT) answers first have newlines and tabs replaced by
 spaces and are stripped. Only when the GT answers are NOT all identical after that are the GT
 answers and the prediction normalised (punctuation, number words, articles, contractions, the
-same rules as `butd.data.answers` minus its final comma removal). The accuracy is then the
+same rules as `butd.vqa.answers` minus its final comma removal). The accuracy is then the
 mean, over the 10 leave-one-out subsets of the GT answers, of min(1, matches / 3), where an
 answer is left out by dict equality (answer text, confidence and id), as the official code
 compares them. `butd.evaluation.vqa_eval` aggregates it over a results file.
@@ -18,7 +18,7 @@ Datasets of an annotated split (`{split}.h5`, written by `butd.preparation.build
 
 - `questions/gt_answers` str [Q, A]: the A (10 in VQA v2) annotator answers, as given;
 - `vqa_acc/offsets` int64 [Q+1], `vqa_acc/labels` int32 [nnz], `vqa_acc/scores` float32 [nnz]:
-  CSR (`butd.data.csr`) of the official accuracy in (0, 1] of each answer label that scores on
+  CSR (`butd.vqa.csr`) of the official accuracy in (0, 1] of each answer label that scores on
   each question.
 
 With `questions/question_id`, `question_type` and `answer_type` these are all the official
@@ -34,8 +34,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from butd.data.answers import process_digit_article, process_punctuation
 from butd.errors import UserError
+from butd.vqa.answers import process_digit_article, process_punctuation
 
 #: answer types of VQA v2, as the official files spell them
 ANSWER_TYPES: tuple[str, ...] = ("yes/no", "number", "other")

@@ -12,8 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
+from butd.cache.load import load_cache
+from butd.cache.manifest import CacheError
 from butd.config.data import DataConfig
-from butd.data.cache import CacheError, load_cache
 from tests.conftest import TINY_DATA, compose_train
 
 
@@ -161,6 +162,7 @@ def test_a_manifest_butd_did_not_write_is_refused(tiny_data_dir, tmp_path):
             "counts.ntoken='44' is not a positive",
         ),
         ({**manifest, "files": {"/etc/passwd": 1}}, "'files' is not a mapping of file names in the cache"),
+        ({**manifest, "sources": ["train.json"]}, "'sources' is not a mapping of raw file names"),
     ]:
         (cache / "manifest.json").write_text(json.dumps(content))
         _refused(cache, f"{cache / 'manifest.json'}: {words}")

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from butd.cache.load import load_cache
 from butd.config.data import DataConfig
-from butd.data.cache import load_cache
-from butd.data.csr import gather_rows
 from butd.data.datamodule import VQABatches
-from butd.data.official import ANSWER_TYPES, annotations_from_cache, official_tables, question_accuracy
 from butd.errors import UserError
 from butd.evaluation import vqa_eval
 from butd.training.metrics import VQAAccuracy
+from butd.vqa.csr import gather_rows
+from butd.vqa.official import ANSWER_TYPES, annotations_from_cache, official_tables, question_accuracy
 from tests.conftest import TINY_DATA, compose_train
 
 

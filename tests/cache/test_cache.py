@@ -8,13 +8,15 @@ import h5py
 import numpy as np
 import pytest
 
+from butd.cache.load import load_cache
+from butd.cache.manifest import MANIFEST, CacheError, Manifest, prepare_command
 from butd.config.data import DataConfig
-from butd.data.answers import compute_targets
-from butd.data.cache import MANIFEST, CacheError, load_cache
-from butd.data.text import Vocabulary
+from butd.data.datamodule import VQADataModule
 from butd.errors import UserError
 from butd.preparation.build import prepare
-from butd.preparation.features import decode_row, iter_tsv
+from butd.vqa.answers import compute_targets
+from butd.vqa.features import decode_row, iter_tsv
+from butd.vqa.text import Vocabulary
 from tests.conftest import TINY_DATA, compose_train
 
 
@@ -35,8 +37,8 @@ def test_cache_content_matches_raw_files(tiny_data_dir):
     assert info.feature_dim == 32 and info.num_boxes == 6
     assert info.glove().shape == (len(vocab), 50)
     # words missing from the GloVe file stay zero
-    assert info.counts["glove_words_found"] < len(vocab)
-    assert (np.abs(info.glove()).sum(1) == 0).sum() == len(vocab) - info.counts["glove_words_found"]
+    assert info.counts.glove_words_found < len(vocab)
+    assert (np.abs(info.glove()).sum(1) == 0).sum() == len(vocab) - info.counts.glove_words_found
 
     rows = {}
     for line_no, line in iter_tsv(raw / cfg.features[0]):
@@ -84,15 +86,14 @@ def test_mismatched_cache_is_refused_with_the_difference(tiny_data_dir):
     assert "python -m butd.prepare data=synthetic" in str(err.value)
 
 
-def test_missing_cache_names_files_and_commands(tmp_path):
-    cfg = compose_train(["data=vqa2"], data_dir=tmp_path, output_dir=tmp_path / "x")
+def test_a_missing_cache_is_read_never_built_and_names_the_prepare_command(tmp_path):
+    cfg = DataConfig.from_dict(compose_train(TINY_DATA, data_dir=tmp_path, output_dir=tmp_path / "x").data)
+    assert cfg.auto_prepare  # the synthetic set: only the entry points prepare it
     with pytest.raises(CacheError) as err:
-        load_cache(DataConfig.from_dict(cfg.data))
-    msg = str(err.value)
-    assert "manifest.json does not exist" in msg
-    assert "v2_OpenEnded_mscoco_train2014_questions.json" in msg
-    assert "trainval_resnet101_faster_rcnn_genome_36.tsv" in msg
-    assert "python -m butd.prepare data=vqa2" in msg
+        VQADataModule(cfg).prepare_data()
+    message = str(err.value)
+    assert "manifest.json does not exist" in message and "`python -m butd.prepare data=synthetic`" in message
+    assert "\n" not in message and not list(tmp_path.iterdir())  # nothing generated, nothing written
 
 
 def test_wrong_box_count_is_named(tiny_data_dir, tmp_path):
@@ -117,3 +118,15 @@ def test_test_splits_are_prepared_without_targets(tiny_data_dir):
         dev_ids, test_ids = set(dev["questions/question_id"][:]), set(test["questions/question_id"][:])
         assert dev_ids < test_ids  # test-dev images are test2015 images, written to both files
         assert set(dev["images/image_id"][:]) < set(test["images/image_id"][:])
+
+
+def test_the_manifest_record_reads_back_what_prepare_wrote(tiny_data_dir):
+    """One record both ways: the JSON prepare wrote, read as a `Manifest`, is the same JSON again
+    (keys in the same order), and it is the record `load_cache` hands to the readers."""
+    cfg = _data_cfg(tiny_data_dir)
+    path = cfg.cache_path / MANIFEST
+    written = json.loads(path.read_text(encoding="utf-8"))
+    record = Manifest.read(path, command=prepare_command(cfg))
+    assert record.to_json() == written and list(record.to_json()) == list(written)
+    assert list(record.to_json()["counts"]) == list(written["counts"])
+    assert load_cache(cfg).manifest == record and record.counts.splits["val"].questions > 0

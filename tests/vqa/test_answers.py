@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from butd.data.answers import (
+from butd.vqa.answers import (
     answer_vocabulary,
     compute_targets,
     normalize_answer,

@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
+from butd.cache import fingerprint as fp
+from butd.cache.load import load_cache
+from butd.cache.manifest import MANIFEST, CacheError
 from butd.config.data import DataConfig
-from butd.data import fingerprint as fp
-from butd.data.cache import MANIFEST, CacheError, load_cache
 from tests.conftest import TINY_DATA, compose_train
 
 

@@ -10,13 +10,13 @@ import time
 import h5py
 import pytest
 
-from butd.data.locks import LOCK_FILE, cache_lock
+from butd.cache.locks import LOCK_FILE, cache_lock
 from tests.conftest import REPO, TINY_DATA
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from butd.data.locks import cache_lock
+from butd.cache.locks import cache_lock
 with cache_lock(Path(sys.argv[1]), exclusive=True):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -28,7 +28,7 @@ def test_a_reader_waits_for_the_writer_and_names_its_pid(tmp_path, caplog):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "1.5"], stdout=subprocess.PIPE,
                               text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert holder.stdout.readline().strip() == "held"
-    with caplog.at_level(logging.WARNING, logger="butd.data.locks"):
+    with caplog.at_level(logging.WARNING, logger="butd.cache.locks"):
         with cache_lock(tmp_path, exclusive=False):
             assert (tmp_path / "written").exists()  # the writer finished before the reader went in
     assert f"in use by a prepare (pid {holder.pid})" in caplog.text

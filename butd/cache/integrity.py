@@ -7,8 +7,8 @@ virtual dataset), or be a link to another file; a dataset may also declare a sha
 than its file (chunks never written read as fill values), which a reader would allocate whole.
 So, at open:
 
-- the manifest is a mapping with the keys and types butd writes (`check_manifest`), and its split
-  and file names are plain file names inside the cache folder;
+- the manifest is a mapping with the keys and types butd writes (`butd.cache.manifest.check`,
+  run by `Manifest.read`), and its split and file names are plain file names inside the cache folder;
 - every object of every split file is stored in that file: no external storage, no soft or
   external links; virtual datasets only in a linked cache (`data.features_from`), each source
   being a split file that the manifest records of the source cache (`butd.preparation.linked`),
@@ -27,7 +27,6 @@ once (the features are never read); a file already checked in this process, unch
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,74 +34,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from butd.data.gqa import OBJECT_VIEWS
-from butd.errors import UserError
+from butd.cache.manifest import CacheIntegrityError, Manifest, SplitCounts
+from butd.vqa.gqa import OBJECT_VIEWS
 
-#: a split or cache file name: one plain name, no folder, never `..` (`train`, `test-dev2015`)
-PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=,-]*")
 #: rows read at a time for the range checks (bounds the memory of a check)
 _ROWS = 1 << 20
 #: (path, size, mtime_ns, inode) of the split files checked in this process
 _checked: set[tuple[str, int, int, int]] = set()
-
-
-class CacheIntegrityError(UserError):
-    """A cache file whose contents butd did not write; the message names the file and dataset."""
-
-
-def plain_name(name: Any) -> bool:
-    return isinstance(name, str) and bool(PLAIN_NAME.fullmatch(name)) and ".." not in name
-
-
-def _count(value: Any, minimum: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def check_manifest(manifest: Any, path: Path, rebuild: str) -> None:
-    """The manifest's schema: what butd writes, with counts that are counts and names that stay
-    inside the cache folder. `rebuild`: the command that makes the cache again."""
-
-    def bad(what: str) -> CacheIntegrityError:
-        return CacheIntegrityError(f"{path}: {what}; the cache is damaged or was not made by butd. {rebuild}")
-
-    if not isinstance(manifest, dict):
-        raise bad(f"the manifest is a JSON {type(manifest).__name__}, not an object")
-    for key in ("settings", "counts"):
-        if not isinstance(manifest.get(key), dict):
-            raise bad(f"'{key}' is missing or not an object")
-    counts = manifest["counts"]
-    for key in ("ntoken", "num_answers", "feature_dim"):
-        if not _count(counts.get(key), 1):
-            raise bad(f"counts.{key}={counts.get(key)!r} is not a positive integer")
-    splits = counts.get("splits")
-    if not isinstance(splits, dict) or not splits:
-        raise bad("counts.splits is missing or empty")
-    for name, split in splits.items():
-        if not plain_name(name):
-            raise bad(f"counts.splits names the split {name!r}, not a plain file name inside the cache")
-        if not isinstance(split, dict):
-            raise bad(f"counts.splits.{name} is not an object")
-        for key in ("questions", "images"):
-            if not _count(split.get(key)):
-                raise bad(f"counts.splits.{name}.{key}={split.get(key)!r} is not a count")
-        boxes = split.get("boxes")
-        if not isinstance(boxes, dict) or not all(_count(boxes.get(k)) for k in ("min", "max")):
-            raise bad(f"counts.splits.{name}.boxes.min and max are missing or not counts")
-        if not isinstance(boxes.get("mean"), int | float) or not _count(split.get("dropped_questions", 0)):
-            raise bad(f"counts.splits.{name}: boxes.mean or dropped_questions is not a number")
-    files = manifest.get("files", {})
-    if not isinstance(files, dict) or not all(plain_name(n) and _count(v) for n, v in files.items()):
-        raise bad("'files' is not a mapping of file names in the cache to sizes")
-    length = manifest["settings"].get("max_question_len")
-    if not _count(length, 1):
-        raise bad(f"settings.max_question_len={length!r} is not a positive integer")
-    linked = manifest.get("features_from")
-    if linked is not None and (
-        not isinstance(linked, dict)
-        or not isinstance(linked.get("files"), dict)
-        or not all(plain_name(n) for n in linked["files"])
-    ):
-        raise bad("'features_from' does not record the source cache's split files")
 
 
 def _walk(group: h5py.Group, path: Path, prefix: str = "") -> Iterable[tuple[str, h5py.Dataset]]:
@@ -201,15 +139,16 @@ def _check_offsets(path: Path, key: str, offsets: np.ndarray, end: int) -> None:
         )
 
 
-def check_split_file(path: Path, *, split: dict[str, Any], counts: dict[str, Any], settings: dict[str, Any],
-                     sources: Sources, rebuild: str) -> None:  # fmt: skip
+def check_split_file(
+    path: Path, *, split: SplitCounts, manifest: Manifest, sources: Sources, rebuild: str
+) -> None:
     """One split file against the manifest: storage, shapes, index ranges (see the module doc)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     if key in _checked:
         return
     try:
-        _check_split_file(path, split, counts, settings, sources)
+        _check_split_file(path, split, manifest, sources)
     except CacheIntegrityError as err:
         raise CacheIntegrityError(f"{err}. {rebuild}") from None
     except (OSError, KeyError, ValueError, TypeError) as err:
@@ -219,10 +158,9 @@ def check_split_file(path: Path, *, split: dict[str, Any], counts: dict[str, Any
     _checked.add(key)
 
 
-def _check_split_file(
-    path: Path, split: dict[str, Any], counts: dict[str, Any], settings: dict[str, Any], sources: Sources
-) -> None:
-    q, n = split["questions"], split["images"]
+def _check_split_file(path: Path, split: SplitCounts, manifest: Manifest, sources: Sources) -> None:
+    counts = manifest.counts
+    q, n = split.questions, split.images
     with h5py.File(path, "r") as f:
         datasets = dict(_walk(f, path))
         for key, ds in datasets.items():
@@ -231,12 +169,10 @@ def _check_split_file(
             if required not in datasets:
                 raise CacheIntegrityError(f"{path}: {required} is missing")
         boxes = datasets["images/features"].shape[0]
-        max_boxes = (
-            sum(_rows(s, names) for s, names in sources.items()) if sources else n * split["boxes"]["max"]
-        )
+        max_boxes = sum(_rows(s, names) for s, names in sources.items()) if sources else n * split.boxes.max
         want: dict[str, tuple[Any, ...]] = {
-            "questions/tokens": (q, settings["max_question_len"]),
-            "images/features": (None, counts["feature_dim"]),
+            "questions/tokens": (q, manifest.max_question_len),
+            "images/features": (None, counts.feature_dim),
             "images/boxes": (boxes, 4),
             "images/spatial": (boxes, 6),
             "images/box_offsets": (n + 1,),
@@ -254,7 +190,7 @@ def _check_split_file(
         for table in ("targets", "vqa_acc"):
             if f"{table}/offsets" in datasets:
                 nnz = int(datasets[f"{table}/offsets"][-1])
-                if not 0 <= nnz <= q * counts["num_answers"]:
+                if not 0 <= nnz <= q * counts.num_answers:
                     raise CacheIntegrityError(f"{path}: {table}/offsets ends at {nnz:,}, beyond the counts")
                 want[f"{table}/labels"] = (nnz,)
                 want[f"{table}/scores"] = (nnz,)
@@ -268,11 +204,11 @@ def _check_split_file(
                 "manifest's counts allow"
             )
         limits = {
-            "questions/tokens": (0, counts["ntoken"], "word ids (the last is padding)"),
+            "questions/tokens": (0, counts.ntoken, "word ids (the last is padding)"),
             "questions/image_index": (0, n - 1, "rows of images/"),
-            "targets/labels": (0, counts["num_answers"] - 1, "answer labels"),
-            "vqa_acc/labels": (0, counts["num_answers"] - 1, "answer labels"),
-            "images/counts": (0, split["boxes"]["max"], "boxes per image"),
+            "targets/labels": (0, counts.num_answers - 1, "answer labels"),
+            "vqa_acc/labels": (0, counts.num_answers - 1, "answer labels"),
+            "images/counts": (0, split.boxes.max, "boxes per image"),
             "images/box_start": (0, max(boxes - 1, 0), "box rows"),
         }
         for key, (low, high, what) in limits.items():
@@ -313,7 +249,7 @@ def _rows(source: Path, names: dict[str, str] | None) -> int:
 
 def check_cache_files(
     root: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     *,
     linked_from: Path | None,
     rebuild: str,
@@ -324,16 +260,10 @@ def check_cache_files(
     `gqa_objects`: a GQA cache's object files (the command's `data.gqa`), which its views read."""
     sources: Sources = {}
     if linked_from is not None:
-        sources = {(linked_from / name).resolve(): None for name in manifest["features_from"]["files"]}
+        sources = {(linked_from / name).resolve(): None for name in manifest.features_from["files"]}
     for path in gqa_objects or []:
         sources[path.resolve()] = dict(OBJECT_VIEWS)
-    counts, settings = manifest["counts"], manifest["settings"]
-    for name, split in counts["splits"].items():
+    for name, split in manifest.counts.splits.items():
         check_split_file(
-            root / f"{name}.h5",
-            split=split,
-            counts=counts,
-            settings=settings,
-            sources=sources,
-            rebuild=rebuild,
+            root / f"{name}.h5", split=split, manifest=manifest, sources=sources, rebuild=rebuild
         )
