@@ -8,7 +8,7 @@ python -m butd.train -m model.activation=relu,glu,gated_tanh
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
@@ -17,7 +17,24 @@ from butd.config.output import report_written
 from butd.training import sweep
 from butd.training.validate import validate_train_config
 
+if TYPE_CHECKING:  # torch and Lightning load only inside train(), after the config is checked
+    from butd.data.datamodule import VQADataModule
+    from butd.training.module import VQAModule
+    from butd.training.validate import RunConfig
+
 log = logging.getLogger(__name__)
+
+
+def build(run: RunConfig) -> tuple[VQAModule, VQADataModule]:
+    """What an entry point builds: the cache prepared first where `data.auto_prepare` allows (a
+    missing cache is otherwise the error naming `python -m butd.prepare`), then the DataModule and
+    a fresh module (`butd.training.run.build`, which only reads). Under DDP this runs in the
+    launching process, before the other ranks start."""
+    from butd.preparation.build import prepared_cache
+    from butd.training import run as steps
+
+    prepared_cache(run.data)
+    return steps.build(run)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -27,13 +44,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # torch and Lightning load only now, so that `--help`, `--cfg job` and a config error answer
     # before `import torch` (seconds) happens
     from butd.cache.locks import read_locks
-    from butd.preparation.build import prepared_cache
     from butd.training import run as steps
 
     machine = steps.start(cfg, run)
     plan = steps.ResumePlan.settle(cfg, run)
-    prepared_cache(run.data)  # before any reader; under DDP in the launching process, once
-    module, datamodule = steps.build(run)
+    module, datamodule = build(run)
     ckpt_path, changes = plan.checkpoint(cfg, module)
     trainer, record = steps.make_trainer(cfg, module, plan=plan, changes=changes, machine=machine)
     failed = True

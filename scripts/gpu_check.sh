@@ -82,7 +82,8 @@ from hydra.utils import instantiate
 
 from butd.config import compose
 from butd.config.output import quiet_libraries
-from butd.training.run import build, instantiate_group
+from butd.train import build
+from butd.training.run import instantiate_group
 from butd.training.validate import validate_train_config
 
 quiet_libraries()

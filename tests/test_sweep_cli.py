@@ -151,8 +151,8 @@ def test_ddp_on_two_cpu_processes_syncs_the_validation_score(tmp_path, tiny_data
 
     import pytorch_lightning as pl
 
+    from butd.train import build
     from butd.training.module import VQAModule
-    from butd.training.run import build
     from butd.training.validate import validate_train_config
 
     module = VQAModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")

@@ -12,9 +12,8 @@ from omegaconf import OmegaConf
 from butd.config.data import DataConfig
 from butd.errors import ConfigError
 from butd.reporting.runs import read_runs
-from butd.train import train
+from butd.train import build, train
 from butd.training.module import VQAModule
-from butd.training.run import build
 from butd.training.validate import validate_train_config
 from tests.conftest import CONF_DIR, compose_train
 

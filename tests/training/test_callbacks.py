@@ -5,8 +5,7 @@ import json
 import numpy as np
 import torch
 
-from butd.train import train
-from butd.training.run import build
+from butd.train import build, train
 from butd.training.validate import validate_train_config
 
 

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from torch._dynamo.testing import CompileCounter
 
-from butd.training.run import build
+from butd.train import build
 from butd.training.validate import validate_train_config
 from tests.conftest import TINY_ADAPTIVE, TINY_DATA
 

@@ -12,9 +12,8 @@ import torch
 
 from butd.config.debias import DEBIAS_METHODS
 from butd.errors import UserError
-from butd.train import train
+from butd.train import build, train
 from butd.training.metrics import vqa_bce_loss
-from butd.training.run import build
 from butd.training.validate import validate_train_config
 from tests.conftest import TINY_CP, TINY_DATA, compose_train
 

@@ -16,11 +16,10 @@ from butd.errors import ConfigError
 from butd.evaluation.checkpoint import load_checkpoint
 from butd.evaluation.inference import answer, find_image
 from butd.models import ModelConfig
-from butd.train import train
+from butd.train import build, train
 from butd.training.checkpoint_io import load_weights_only
 from butd.training.metrics import vqa_bce_loss, vqa_softmax_loss
 from butd.training.resume import resume_differences
-from butd.training.run import build
 from butd.training.validate import validate_train_config
 
 #: the switches added for the paper's ablations, and the reference's value of each

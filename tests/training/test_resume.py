@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from butd.errors import CheckpointError, ConfigError
+from butd.train import build
 from butd.training.module import VQAModule
 from butd.training.resume import choose_resume
-from butd.training.run import build
 from butd.training.validate import validate_train_config
 from tests.conftest import TINY_DATA, compose_train, edited_checkpoint
 

@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from torch.overrides import TorchFunctionMode
 
-from butd.training.run import build
+from butd.train import build
 from butd.training.validate import validate_train_config
 
 #: Tensor methods that wait for the device (or copy to the host) on CUDA
