@@ -217,13 +217,12 @@ def run_butd(data: dict) -> dict:
     started = time.perf_counter()
     info = build.prepare(cfg, force=True, progress=False)
     seconds = time.perf_counter() - started
-    manifest = json.loads((cfg.cache_path / "manifest.json").read_text(encoding="utf-8"))
     return {
         "seconds": seconds,
         "convert_seconds": window["convert_ended"] - window["convert_started"],
-        "workers": manifest["conversion"]["workers"],
+        "workers": info.manifest.conversion["workers"],
         **window,
-        "images_written": sum(c["images"] for c in info.counts["splits"].values()),
+        "images_written": sum(c.images for c in info.counts.splits.values()),
         "output_mb": sum(p.stat().st_size for p in cfg.cache_path.glob("*.h5")) / MB,
     }
 
