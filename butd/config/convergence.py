@@ -74,9 +74,9 @@ class ConvergenceRule:
             return cls()
         try:
             return cls(
-                monitor=str(record.get("monitor", "val/score")),
+                monitor=str(record.get("monitor", cls.monitor)),
                 patience=record.get("patience", cls.patience),
-                min_delta=record.get("min_delta", 0.1),
+                min_delta=record.get("min_delta", cls.min_delta),
             )
         except ConfigError:
             return cls()

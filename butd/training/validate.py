@@ -132,7 +132,8 @@ def check_convergence(node: Any) -> None:
     if node is None:
         return
     ConvergenceRule(
-        patience=node.get("patience", ConvergenceRule.patience), min_delta=node.get("min_delta", 0.1)
+        patience=node.get("patience", ConvergenceRule.patience),
+        min_delta=node.get("min_delta", ConvergenceRule.min_delta),
     )
     stop = node.get("stop", False)
     if not isinstance(stop, bool):

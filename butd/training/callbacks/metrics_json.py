@@ -38,7 +38,7 @@ class MetricsJSON(pl.Callback):
         dirpath: str,
         monitor: str = "val/score",
         patience: int = ConvergenceRule.patience,
-        min_delta: float = 0.1,
+        min_delta: float = ConvergenceRule.min_delta,
         stop_when_converged: bool = False,
     ) -> None:
         self.path = Path(dirpath) / "metrics.json"
