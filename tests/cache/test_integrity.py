@@ -53,6 +53,18 @@ def _refused(cache: Path, *words: str) -> str:
     return message
 
 
+def _store_question_ids_in(cache: Path, secret: Path) -> None:
+    """val's question ids rewritten as HDF5 external storage that reads `secret`."""
+    _replace(
+        cache,
+        "val",
+        "questions/question_id",
+        lambda f, k, old: f.create_dataset(
+            k, shape=old.shape, dtype=old.dtype, external=[(str(secret), 0, h5py.h5f.UNLIMITED)]
+        ),
+    )
+
+
 def _secret(tmp_path: Path) -> Path:
     path = tmp_path / "secret.bin"
     path.write_bytes(np.arange(1000, 1064, dtype=np.int64).tobytes())
@@ -64,14 +76,7 @@ def _secret(tmp_path: Path) -> Path:
 
 def test_external_storage_is_refused(tiny_data_dir, tmp_path):
     cache, secret = _copy(tiny_data_dir, tmp_path), _secret(tmp_path)
-    _replace(
-        cache,
-        "val",
-        "questions/question_id",
-        lambda f, k, old: f.create_dataset(
-            k, shape=old.shape, dtype=old.dtype, external=[(str(secret), 0, h5py.h5f.UNLIMITED)]
-        ),
-    )
+    _store_question_ids_in(cache, secret)
     _refused(cache, f"{cache / 'val.h5'}: questions/question_id keeps its data in another file", str(secret))
 
 
@@ -183,14 +188,7 @@ def test_predict_never_reads_a_crafted_cache(tiny_run, tiny_data_dir, tmp_path):
     """The real command on a cache whose question ids live in another file: one line, no results
     file holding that file's bytes."""
     cache, secret = _copy(tiny_data_dir, tmp_path), _secret(tmp_path)
-    _replace(
-        cache,
-        "val",
-        "questions/question_id",
-        lambda f, k, old: f.create_dataset(
-            k, shape=old.shape, dtype=old.dtype, external=[(str(secret), 0, h5py.h5f.UNLIMITED)]
-        ),
-    )
+    _store_question_ids_in(cache, secret)
     out = tmp_path / "out"
     run = subprocess.run(
         [
