@@ -46,6 +46,22 @@ def test_prepare_then_train_from_the_command_line(tmp_path):
     assert (out / "csv" / "metrics.csv").is_file()
 
 
+def test_prepare_takes_a_studys_experiment_and_train_reads_what_it_prepared(tmp_path):
+    """`butd.prepare experiment=standin` prepares the stand-in's own data (its folder, its priors):
+    the run of the same experiment finds that cache complete and matching, and builds nothing."""
+    env = {"BUTD_DATA_DIR": str(tmp_path / "d")}
+    prep = _run(["butd.prepare", "experiment=standin"], tmp_path, **env)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    manifest = tmp_path / "d" / "standin" / "synthetic" / "cache" / "manifest.json"
+    assert manifest.is_file() and not (tmp_path / "d" / "synthetic").exists()
+    before = manifest.read_bytes()
+
+    run = _run(["butd.train", "experiment=standin", "trainer.max_epochs=1", "model.num_hid=32"], tmp_path, **env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "matches data=synthetic: nothing to do" in run.stdout + run.stderr
+    assert manifest.read_bytes() == before
+
+
 def test_train_without_a_prepared_cache_explains_what_to_do(tmp_path):
     run = _run(["butd.train", "data=vqa2"], tmp_path, BUTD_DATA_DIR=str(tmp_path / "empty"))
     assert run.returncode == 1
