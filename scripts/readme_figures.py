@@ -121,6 +121,8 @@ def study(log_dir: Path, name: str, overrides: list[str], report_args: tuple[str
                f"paths.log_dir={log_dir}", f"hydra.sweep.dir={sweeps[0]}"]  # fmt: skip
         subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     out = log_dir / f"{name}_report"
+    if len(sweeps) > 1:  # the parts' own folder names: full paths of many parts overflow the figure
+        report_args = ("--title", " + ".join(p.name for p in sweeps), *report_args)
     report = subprocess.run(
         [sys.executable, "-m", "butd.report", *map(str, sweeps), "--out", str(out), *report_args],
         cwd=REPO, check=True, capture_output=True, text=True,
