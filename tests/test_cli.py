@@ -56,7 +56,9 @@ def test_prepare_takes_a_studys_experiment_and_train_reads_what_it_prepared(tmp_
     assert manifest.is_file() and not (tmp_path / "d" / "synthetic").exists()
     before = manifest.read_bytes()
 
-    run = _run(["butd.train", "experiment=standin", "trainer.max_epochs=1", "model.num_hid=32"], tmp_path, **env)
+    run = _run(
+        ["butd.train", "experiment=standin", "trainer.max_epochs=1", "model.num_hid=32"], tmp_path, **env
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "matches data=synthetic: nothing to do" in run.stdout + run.stderr
     assert manifest.read_bytes() == before

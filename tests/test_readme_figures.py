@@ -64,7 +64,9 @@ def test_a_study_run_in_parts_is_one_table_with_the_parts_joined(tiny_data_dir, 
                *tiny, "model.activation=relu,glu", f"seed={seed}", "trainer.max_epochs=1",
                "model.num_hid=16", "logger=csv", f"paths.data_dir={tiny_data_dir}",
                f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweeps[-1]}"]  # fmt: skip
-        run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(OMP_NUM_THREADS="1"))
+        run = subprocess.run(
+            cmd, cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(OMP_NUM_THREADS="1")
+        )
         assert run.returncode == 0, run.stderr[-3000:]
 
     script = runpy.run_path(str(REPO / "scripts" / "readme_figures.py"))
@@ -76,7 +78,9 @@ def test_a_study_run_in_parts_is_one_table_with_the_parts_joined(tiny_data_dir, 
         args += ["--sweep", f"ablation={sweep}"]
     assert script["main"](args) == 0
 
-    rows = {line.split("|")[1].strip(): line for line in readme.read_text().splitlines() if line.startswith("| ")}
+    rows = {
+        line.split("|")[1].strip(): line for line in readme.read_text().splitlines() if line.startswith("| ")
+    }
     assert rows["relu"].split("|")[2].strip() == "2" and rows["glu"].split("|")[2].strip() == "2"
     assert "reference" in rows["relu"] and "[" in rows["glu"]  # the Δ with its interval over 2 seeds
     (report,) = log_dir.glob("*/ablation_report/report.md")
