@@ -109,6 +109,22 @@ def record_failure(err: BaseException, folder: Path | None = None, *, quiet: boo
     return path
 
 
+def supersede_failure(folder: Path) -> Path | None:
+    """A run that finishes in a folder whose earlier attempt failed (a sweep job resumed in place):
+    its `failure.json` becomes `failure.superseded.N.json`, kept, so that the folder reads as the
+    finished run it now holds (the report and the sweep summary read `failure.json` first).
+    Returns the record's new path, or None when there was none."""
+    path = folder / FAILURE_FILE
+    if not path.is_file():
+        return None
+    n = 1
+    while (target := folder / f"failure.superseded.{n}.json").exists():
+        n += 1
+    path.rename(target)
+    log.info("the earlier failure of this run is superseded: %s", target)
+    return target
+
+
 def _from_composition(err: BaseException) -> bool:
     """Whether Hydra or OmegaConf raised `err` (composing the config), not the job or the terminal."""
     from hydra.errors import HydraException

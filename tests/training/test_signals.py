@@ -62,6 +62,19 @@ def test_a_sweep_stopped_by_sigterm_records_the_job_as_failed_and_prints_its_sum
     assert f"compare them: python -m butd.report {sweep}" in output
     assert [p.name for p in sweep.glob("1_*")] == []  # the second point never started
 
+    # the job resumed in place, as a long study's cut job is: the folder then reads as finished,
+    # the failure record kept beside it
+    from butd.reporting.runs import read_runs
+
+    saved = job / "checkpoints" / "interrupted.ckpt"
+    resumed = cli([*args, "seed=1", f"hydra.run.dir='{job}'", f"ckpt_path='{saved}'"], tmp_path)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert not (job / "failure.json").exists()
+    assert json.loads((job / "failure.superseded.1.json").read_text()) == failure
+    (run,) = read_runs([sweep])
+    assert run.status == "finished" and run.metrics["epoch"] == EPOCHS - 1
+
 
 def _fault(hook: str, epoch: int, batch: int = 1) -> list[str]:
     """Overrides that make the run send itself SIGTERM at a batch of a stage (tests/training/faults.py)."""
