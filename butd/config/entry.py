@@ -110,17 +110,20 @@ def record_failure(err: BaseException, folder: Path | None = None, *, quiet: boo
 
 
 def supersede_failure(folder: Path) -> Path | None:
-    """A run that finishes in a folder whose earlier attempt failed (a sweep job resumed in place):
+    """A job that succeeds in a folder whose earlier attempt failed (a sweep job resumed in place):
     its `failure.json` becomes `failure.superseded.N.json`, kept, so that the folder reads as the
     finished run it now holds (the report and the sweep summary read `failure.json` first).
-    Returns the record's new path, or None when there was none."""
+    Returns the record's new path, or None when there was none (or another rank moved it)."""
     path = folder / FAILURE_FILE
     if not path.is_file():
         return None
     n = 1
     while (target := folder / f"failure.superseded.{n}.json").exists():
         n += 1
-    path.rename(target)
+    try:
+        path.rename(target)
+    except FileNotFoundError:  # every rank of a multi-process job ends here; one moves the record
+        return None
     log.info("the earlier failure of this run is superseded: %s", target)
     return target
 
@@ -178,7 +181,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Calla
         def task(cfg: DictConfig) -> T | None:
             quiet_libraries(verbose=bool(cfg.get("verbose", False)))
             try:
-                return job(cfg)
+                result = job(cfg)
             except Exception as err:
                 if in_multirun():
                     record_failure(err)
@@ -191,6 +194,9 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], T]], Calla
                 if cause is not None:
                     raise SystemExit(f"error: {cause}") from None
                 raise
+            if HydraConfig.initialized():  # the job, the one that wrote any failure.json, succeeded
+                supersede_failure(job_dir())
+            return result
 
         started: list[bool] = []
 

@@ -11,7 +11,6 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from butd.config.convergence import ConvergenceRule
-from butd.config.entry import supersede_failure
 from butd.files import atomic_write_json
 
 
@@ -96,7 +95,6 @@ class MetricsJSON(pl.Callback):
             if getattr(ckpt, "monitor", None) == self.monitor and ckpt.best_model_path:
                 summary["best_checkpoint"] = ckpt.best_model_path
         atomic_write_json(self.path, summary)
-        supersede_failure(self.path.parent)
 
     @rank_zero_only
     def add(self, values: dict[str, Any]) -> None:
